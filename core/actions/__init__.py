@@ -1,0 +1,43 @@
+"""Every state change of the domain, one function each: authorize, validate, write, audit, emit — atomically."""
+
+from core.actions.conversations import (
+    archive_conversation,
+    mark_conversation_read,
+    send_patient_message,
+    send_staff_message,
+    start_conversation,
+    unarchive_conversation,
+)
+from core.actions.mailboxes import (
+    activate_mailbox,
+    create_mailbox,
+    deactivate_mailbox,
+    delete_mailbox,
+    rename_mailbox,
+    set_mailbox_subscribers,
+    set_user_mailbox_access,
+    subscribe_to_mailbox,
+    unsubscribe_from_mailbox,
+)
+from core.actions.practice import grant_permission, revoke_permission, set_practice_setting
+
+__all__ = [
+    "activate_mailbox",
+    "archive_conversation",
+    "create_mailbox",
+    "deactivate_mailbox",
+    "delete_mailbox",
+    "grant_permission",
+    "mark_conversation_read",
+    "rename_mailbox",
+    "revoke_permission",
+    "send_patient_message",
+    "send_staff_message",
+    "set_mailbox_subscribers",
+    "set_practice_setting",
+    "set_user_mailbox_access",
+    "start_conversation",
+    "subscribe_to_mailbox",
+    "unarchive_conversation",
+    "unsubscribe_from_mailbox",
+]

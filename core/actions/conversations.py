@@ -1,0 +1,274 @@
+"""Conversations and messages: start, send (staff and patient), archive, reactivate, read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import transaction
+from django.utils import timezone
+
+from core import attachments as attachment_store
+from core import audit
+from core.actions._common import clean_body, clean_client_message_id, lock_conversation, lock_mailbox
+from core.errors import DomainError, ErrorCode, not_found
+from core.events import emit
+from core.models import (
+    AccessSource,
+    AuditAction,
+    Conversation,
+    ConversationStatus,
+    EventKind,
+    Mailbox,
+    Message,
+    MessageDirection,
+    Patient,
+    ReadState,
+    User,
+)
+from permissions import (
+    require_active_mailbox,
+    require_conversation_access,
+    require_mailbox_view,
+    require_patient_conversation,
+    require_portal,
+    require_workbench_member,
+)
+
+
+def _clean_via(via: AccessSource | str) -> AccessSource:
+    if via not in (AccessSource.MAILBOX, AccessSource.CHART_SUMMARY):
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "via must be MAILBOX or CHART_SUMMARY.")
+    return AccessSource(via)
+
+
+def _get_or_create_conversation(mailbox: Mailbox, patient: Patient) -> tuple[Conversation, bool]:
+    """Caller holds the mailbox lock, so the existence check and the insert cannot race."""
+    existing = Conversation.objects.filter(mailbox=mailbox, patient=patient).first()
+    if existing is not None:
+        return existing, False
+    now = timezone.now()
+    conversation = Conversation.objects.create(
+        practice_id=mailbox.practice_id, mailbox=mailbox, patient=patient, last_activity_at=now
+    )
+    emit(
+        EventKind.CONVERSATION_STARTED, practice_id=mailbox.practice_id, mailbox_id=mailbox.pk,
+        conversation_id=conversation.pk, patient_id=patient.pk,
+    )
+    return conversation, True
+
+
+def start_conversation(
+    *, acting_user: User, mailbox_id: int, patient_id: int, via: AccessSource | str = AccessSource.MAILBOX
+) -> Conversation:
+    """Returns the conversation of (mailbox, patient), creating it if needed."""
+    via = _clean_via(via)
+    with transaction.atomic():
+        mailbox = lock_mailbox(mailbox_id)
+        require_workbench_member(acting_user, mailbox.practice_id)
+        if via == AccessSource.MAILBOX:
+            require_mailbox_view(acting_user, mailbox)
+        require_active_mailbox(mailbox)
+        patient = Patient.objects.filter(pk=patient_id, practice_id=mailbox.practice_id).first()
+        if patient is None:
+            raise not_found("patient")
+        conversation, created = _get_or_create_conversation(mailbox, patient)
+        if created:
+            audit.record(
+                operation="startConversation", action=AuditAction.CREATE, practice=mailbox.practice_id,
+                actor_user=acting_user, target=conversation, patient=patient, via=via,
+            )
+    return conversation
+
+
+def _reactivate(conversation: Conversation, *, by_user: User | None) -> None:
+    conversation.status = ConversationStatus.ACTIVE
+    emit(
+        EventKind.CONVERSATION_REACTIVATED, practice_id=conversation.practice_id,
+        mailbox_id=conversation.mailbox_id, conversation_id=conversation.pk, patient_id=conversation.patient_id,
+        user_ids=[by_user.pk] if by_user else [],
+    )
+
+
+def _append_message(
+    conversation: Conversation,
+    *,
+    direction: MessageDirection,
+    body: str,
+    client_message_id: str | None,
+    sender_user: User | None = None,
+    sender_patient: Patient | None = None,
+    uploads: Sequence[attachment_store.StoredUpload] = (),
+) -> Message:
+    """Caller holds the conversation lock: the next sequence number is gap-free and unique."""
+    now = timezone.now()
+    message = Message.objects.create(
+        conversation=conversation,
+        sequence=conversation.last_sequence + 1,
+        direction=direction,
+        body=body,
+        sent_at=now,
+        sender_user=sender_user,
+        sender_patient=sender_patient,
+        client_message_id=client_message_id,
+    )
+    attachment_store.attach(uploads, message)
+    conversation.last_sequence = message.sequence
+    conversation.last_message_at = now
+    conversation.last_activity_at = now
+    if conversation.status == ConversationStatus.ARCHIVED:
+        _reactivate(conversation, by_user=sender_user)
+    conversation.save(update_fields=["last_sequence", "last_message_at", "last_activity_at", "status"])
+    emit(
+        EventKind.MESSAGE_ADDED, practice_id=conversation.practice_id, mailbox_id=conversation.mailbox_id,
+        conversation_id=conversation.pk, patient_id=conversation.patient_id, message_id=message.pk,
+    )
+    return message
+
+
+def _mark_read_upto(user: User, conversation: Conversation, sequence: int) -> bool:
+    state, _ = ReadState.objects.get_or_create(user=user, conversation=conversation)
+    if state.last_read_sequence >= sequence:
+        return False
+    state.last_read_sequence = sequence
+    state.save(update_fields=["last_read_sequence", "updated_at"])
+    return True
+
+
+def send_staff_message(
+    *,
+    acting_user: User,
+    conversation_id: int,
+    body: str | None,
+    attachments: Sequence = (),
+    client_message_id: str | None = None,
+    via: AccessSource | str = AccessSource.MAILBOX,
+) -> Message:
+    via = _clean_via(via)
+    client_message_id = clean_client_message_id(client_message_id)
+    body = clean_body(body, has_attachments=bool(attachments))
+    # Files are checked and stored before the transaction; a refusal below removes them again.
+    uploads = attachment_store.store_uploads(attachments)
+    try:
+        with transaction.atomic():
+            conversation = lock_conversation(conversation_id)
+            require_conversation_access(acting_user, conversation, via)
+            if client_message_id:
+                repeated = Message.objects.filter(
+                    conversation=conversation, sender_user=acting_user, client_message_id=client_message_id
+                ).first()
+                if repeated is not None:
+                    attachment_store.discard(uploads)
+                    return repeated
+            require_active_mailbox(conversation.mailbox)
+            message = _append_message(
+                conversation, direction=MessageDirection.TO_PATIENT, body=body,
+                client_message_id=client_message_id, sender_user=acting_user, uploads=uploads,
+            )
+            _mark_read_upto(acting_user, conversation, message.sequence)
+            audit.record(
+                operation="sendMessage", action=AuditAction.CREATE, practice=conversation.practice_id,
+                actor_user=acting_user, target=message, patient=conversation.patient_id, via=via,
+                detail={"conversation_id": conversation.pk, "attachments": len(uploads)},
+            )
+    except BaseException:
+        attachment_store.discard(uploads)
+        raise
+    return message
+
+
+def send_patient_message(
+    *,
+    acting_patient: Patient,
+    mailbox_id: int,
+    body: str | None,
+    attachments: Sequence = (),
+    client_message_id: str | None = None,
+) -> Message:
+    """A patient writes to one of the practice's active mailboxes (portal). Starts the thread if needed."""
+    client_message_id = clean_client_message_id(client_message_id)
+    body = clean_body(body, has_attachments=bool(attachments))
+    uploads = attachment_store.store_uploads(attachments)
+    try:
+        with transaction.atomic():
+            mailbox = lock_mailbox(mailbox_id)
+            if mailbox.practice_id != acting_patient.practice_id:
+                raise not_found("mailbox")
+            require_portal(mailbox.practice_id)
+            existing = Conversation.objects.filter(mailbox=mailbox, patient=acting_patient).first()
+            if existing is not None and client_message_id:
+                repeated = Message.objects.filter(
+                    conversation=existing, sender_patient=acting_patient, client_message_id=client_message_id
+                ).first()
+                if repeated is not None:
+                    attachment_store.discard(uploads)
+                    return repeated
+            require_active_mailbox(mailbox)
+            conversation, _ = _get_or_create_conversation(mailbox, acting_patient)
+            conversation = lock_conversation(conversation.pk)
+            message = _append_message(
+                conversation, direction=MessageDirection.FROM_PATIENT, body=body,
+                client_message_id=client_message_id, sender_patient=acting_patient, uploads=uploads,
+            )
+            audit.record(
+                operation="sendPortalMessage", action=AuditAction.CREATE, practice=conversation.practice_id,
+                actor_patient=acting_patient, target=message, patient=acting_patient, via=AccessSource.PORTAL,
+                detail={"conversation_id": conversation.pk, "attachments": len(uploads)},
+            )
+    except BaseException:
+        attachment_store.discard(uploads)
+        raise
+    return message
+
+
+def _set_status(acting_user: User, conversation_id: int, status: ConversationStatus) -> Conversation:
+    with transaction.atomic():
+        conversation = lock_conversation(conversation_id)
+        require_conversation_access(acting_user, conversation, AccessSource.MAILBOX)
+        if conversation.status != status:
+            if status == ConversationStatus.ACTIVE:
+                _reactivate(conversation, by_user=acting_user)
+            else:
+                conversation.status = status
+                emit(
+                    EventKind.CONVERSATION_ARCHIVED, practice_id=conversation.practice_id,
+                    mailbox_id=conversation.mailbox_id, conversation_id=conversation.pk,
+                    patient_id=conversation.patient_id, user_ids=[acting_user.pk],
+                )
+            conversation.save(update_fields=["status"])
+            audit.record(
+                operation="unarchiveConversation" if status == ConversationStatus.ACTIVE else "archiveConversation",
+                action=AuditAction.UPDATE, practice=conversation.practice_id, actor_user=acting_user,
+                target=conversation, patient=conversation.patient_id, via=AccessSource.MAILBOX,
+            )
+    return conversation
+
+
+def archive_conversation(*, acting_user: User, conversation_id: int) -> Conversation:
+    return _set_status(acting_user, conversation_id, ConversationStatus.ARCHIVED)
+
+
+def unarchive_conversation(*, acting_user: User, conversation_id: int) -> Conversation:
+    return _set_status(acting_user, conversation_id, ConversationStatus.ACTIVE)
+
+
+def mark_conversation_read(
+    *, acting_user: User, conversation_id: int, via: AccessSource | str = AccessSource.MAILBOX
+) -> Conversation:
+    via = _clean_via(via)
+    with transaction.atomic():
+        conversation = lock_conversation(conversation_id)
+        require_conversation_access(acting_user, conversation, via)
+        if _mark_read_upto(acting_user, conversation, conversation.last_sequence):
+            emit(
+                EventKind.CONVERSATION_READ, practice_id=conversation.practice_id,
+                mailbox_id=conversation.mailbox_id, conversation_id=conversation.pk, user_ids=[acting_user.pk],
+            )
+    return conversation
+
+
+def check_patient_conversation(*, acting_patient: Patient, conversation_id: int) -> Conversation:
+    conversation = Conversation.objects.select_related("mailbox").filter(pk=conversation_id).first()
+    if conversation is None:
+        raise not_found("conversation")
+    require_patient_conversation(acting_patient, conversation)
+    return conversation

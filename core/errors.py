@@ -1,0 +1,38 @@
+"""One exception type for every refusal of the domain, carrying a SPEC §3 error code."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.StrEnum):
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    NOT_SUBSCRIBED = "NOT_SUBSCRIBED"
+    FEATURE_DISABLED = "FEATURE_DISABLED"
+    MAILBOX_DEACTIVATED = "MAILBOX_DEACTIVATED"
+    MAILBOX_NOT_EMPTY = "MAILBOX_NOT_EMPTY"
+    DUPLICATE_NAME = "DUPLICATE_NAME"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    ATTACHMENT_TOO_LARGE = "ATTACHMENT_TOO_LARGE"
+    ATTACHMENT_TYPE_NOT_ALLOWED = "ATTACHMENT_TYPE_NOT_ALLOWED"
+    RATE_LIMITED = "RATE_LIMITED"
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+
+
+class DomainError(Exception):
+    """A refused operation: `code` is machine-readable, `message` tells the caller what to do."""
+
+    def __init__(self, code: ErrorCode, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def __repr__(self) -> str:
+        return f"DomainError({self.code.value}, {self.message!r})"
+
+
+def not_found(what: str = "record") -> DomainError:
+    return DomainError(ErrorCode.NOT_FOUND, f"No such {what}, or you do not have access to it.")

@@ -1,0 +1,74 @@
+"""The event log (outbox): one row per change, in the change's transaction, published after commit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from core.models import Event, EventKind
+
+log = logging.getLogger(__name__)
+
+
+def practice_group(practice_id: int) -> str:
+    return f"practice.{practice_id}"
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation.{conversation_id}"
+
+
+def patient_group(patient_id: int) -> str:
+    return f"patient.{patient_id}"
+
+
+def groups_for(event: Event) -> list[str]:
+    groups = [practice_group(event.practice_id)]
+    if event.conversation_id:
+        groups.append(conversation_group(event.conversation_id))
+    if event.patient_id:
+        groups.append(patient_group(event.patient_id))
+    return groups
+
+
+def emit(
+    kind: EventKind,
+    *,
+    practice_id: int,
+    mailbox_id: int | None = None,
+    conversation_id: int | None = None,
+    patient_id: int | None = None,
+    message_id: int | None = None,
+    user_ids: Iterable[int] = (),
+    data: dict | None = None,
+) -> Event:
+    event = Event.objects.create(
+        practice_id=practice_id,
+        kind=kind,
+        mailbox_id=mailbox_id,
+        conversation_id=conversation_id,
+        patient_id=patient_id,
+        message_id=message_id,
+        user_ids=sorted(set(user_ids)),
+        data=data or {},
+    )
+    transaction.on_commit(lambda: publish(event))
+    return event
+
+
+def publish(event: Event) -> None:
+    """Best effort: a lost publish is recovered by the subscriber's next resume from the log."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    payload = {"type": "mailbox.event", "event_id": event.pk}
+    try:
+        for group in groups_for(event):
+            async_to_sync(layer.group_send)(group, payload)
+    except Exception:  # the log is the source of truth; never fail a committed change
+        log.exception("publishing event %s failed; subscribers will recover it on resume", event.pk)

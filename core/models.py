@@ -1,0 +1,343 @@
+"""The data model of SPEC §2. Invariants live in the database as constraints, not only in Python."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Lower
+
+from core.text import normalize_search_text
+
+
+class Role(models.TextChoices):
+    OWNER = "OWNER"
+    ADMINISTRATOR = "ADMINISTRATOR"
+    STAFF = "STAFF"
+
+
+class PracticePermission(models.TextChoices):
+    MAILBOX_ADMIN_PERMISSION = "MAILBOX_ADMIN_PERMISSION"
+
+
+class AccessSource(models.TextChoices):
+    MAILBOX = "MAILBOX"
+    CHART_SUMMARY = "CHART_SUMMARY"
+    PORTAL = "PORTAL"
+    ADMIN = "ADMIN"
+
+
+class ConversationStatus(models.TextChoices):
+    ACTIVE = "ACTIVE"
+    ARCHIVED = "ARCHIVED"
+
+
+class MessageDirection(models.TextChoices):
+    TO_PATIENT = "TO_PATIENT"
+    FROM_PATIENT = "FROM_PATIENT"
+
+
+WORKBENCH_SETTING = "ui.pat_messages_mailbox.enable"
+PORTAL_SETTING = "patient_portal.use_mailbox_messaging"
+
+
+class User(AbstractUser):
+    full_name = models.CharField(max_length=200, blank=True)
+
+    def display_name(self) -> str:
+        return self.full_name or self.get_full_name() or self.username
+
+
+class Practice(models.Model):
+    key = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    practice = models.ForeignKey(Practice, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.STAFF)
+    is_clinician = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "practice"], name="membership_unique_user_practice"),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="membership_role_valid"),
+        ]
+
+
+class PermissionGrant(models.Model):
+    membership = models.ForeignKey(Membership, on_delete=models.CASCADE, related_name="grants")
+    permission = models.CharField(max_length=64, choices=PracticePermission.choices)
+    granted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["membership", "permission"], name="grant_unique_permission"),
+            models.CheckConstraint(condition=Q(permission__in=PracticePermission.values), name="grant_permission_valid"),
+        ]
+
+
+class PracticeSetting(models.Model):
+    practice = models.ForeignKey(Practice, on_delete=models.CASCADE, related_name="settings")
+    key = models.CharField(max_length=200)
+    value = models.CharField(max_length=1000)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["practice", "key"], name="setting_unique_key")]
+
+
+class Patient(models.Model):
+    practice = models.ForeignKey(Practice, on_delete=models.CASCADE, related_name="patients")
+    account_number = models.CharField(max_length=64)
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    preferred_pronoun = models.CharField(max_length=40, blank=True)
+    date_of_birth = models.DateField()
+    # Lowercased, accent-free "first last" for prefix search; kept in sync by save().
+    search_name = models.CharField(max_length=201, editable=False)
+    # Lowercased account number for case-insensitive exact/prefix matching with a plain index.
+    search_account = models.CharField(max_length=64, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["practice", "account_number"], name="patient_unique_account"),
+        ]
+        indexes = [
+            models.Index(fields=["practice", "search_account"], name="patient_account_search"),
+            models.Index(fields=["practice", "date_of_birth"], name="patient_dob_search"),
+            models.Index(fields=["practice", "search_name"], name="patient_name_search"),
+        ]
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    def refresh_search_columns(self) -> None:
+        self.search_name = normalize_search_text(f"{self.first_name} {self.last_name}")
+        self.search_account = self.account_number.strip().lower()
+
+    def save(self, *args, **kwargs) -> None:
+        self.refresh_search_columns()
+        super().save(*args, **kwargs)
+
+
+class Mailbox(models.Model):
+    practice = models.ForeignKey(Practice, on_delete=models.CASCADE, related_name="mailboxes")
+    name = models.CharField(max_length=100)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("name"), "practice", name="mailbox_unique_name_ci"),
+            models.CheckConstraint(condition=~Q(name=""), name="mailbox_name_not_empty"),
+        ]
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MailboxSubscription(models.Model):
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="subscriptions")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="mailbox_subscriptions")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mailbox", "user"], name="subscription_unique")]
+        indexes = [models.Index(fields=["user", "mailbox"], name="subscription_by_user")]
+
+
+class Conversation(models.Model):
+    practice = models.ForeignKey(Practice, on_delete=models.CASCADE, related_name="conversations")
+    # PROTECT: a mailbox with conversations can never be deleted, whatever the code path.
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.PROTECT, related_name="conversations")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="conversations")
+    status = models.CharField(max_length=10, choices=ConversationStatus.choices, default=ConversationStatus.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    # Recency used for ordering: last message time, or creation time while empty.
+    last_activity_at = models.DateTimeField()
+    # The sequence of the newest message; the next send takes last_sequence + 1 under a row lock.
+    last_sequence = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "patient"], name="conversation_unique_mailbox_patient"),
+            models.CheckConstraint(condition=Q(status__in=ConversationStatus.values), name="conversation_status_valid"),
+        ]
+        indexes = [
+            models.Index(
+                "mailbox", "status", F("last_activity_at").desc(), F("id").desc(), name="conversation_mailbox_recent"
+            ),
+            models.Index(fields=["patient"], name="conversation_by_patient"),
+        ]
+
+
+class Message(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    sequence = models.PositiveIntegerField()
+    direction = models.CharField(max_length=12, choices=MessageDirection.choices)
+    body = models.TextField(blank=True)
+    sent_at = models.DateTimeField()
+    sender_user = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    sender_patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    client_message_id = models.CharField(max_length=100, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "sequence"], name="message_unique_sequence"),
+            models.CheckConstraint(condition=Q(sequence__gte=1), name="message_sequence_positive"),
+            models.CheckConstraint(
+                condition=(
+                    Q(direction=MessageDirection.TO_PATIENT, sender_user__isnull=False, sender_patient__isnull=True)
+                    | Q(direction=MessageDirection.FROM_PATIENT, sender_user__isnull=True, sender_patient__isnull=False)
+                ),
+                name="message_sender_matches_direction",
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "sender_user", "client_message_id"],
+                condition=Q(client_message_id__isnull=False, sender_user__isnull=False),
+                name="message_idempotent_staff",
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "sender_patient", "client_message_id"],
+                condition=Q(client_message_id__isnull=False, sender_patient__isnull=False),
+                name="message_idempotent_patient",
+            ),
+        ]
+
+    @property
+    def sender_name(self) -> str:
+        if self.sender_user_id:
+            return self.sender_user.display_name()
+        return self.sender_patient.full_name
+
+
+class Attachment(models.Model):
+    practice = models.ForeignKey(Practice, on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(Message, null=True, on_delete=models.CASCADE, related_name="attachments")
+    storage_name = models.CharField(max_length=255, unique=True)
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class ReadState(models.Model):
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="read_states")
+    last_read_sequence = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "conversation"], name="readstate_unique")]
+
+
+class AuditAction(models.TextChoices):
+    CREATE = "CREATE"
+    READ = "READ"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+    EXECUTE = "EXECUTE"
+
+
+class AuditEvent(models.Model):
+    """Append-only trail in the spirit of FHIR AuditEvent: who, what action, on what, from where, outcome."""
+
+    practice = models.ForeignKey(Practice, null=True, on_delete=models.PROTECT, related_name="+")
+    actor_user = models.ForeignKey(User, null=True, on_delete=models.PROTECT, related_name="+")
+    actor_patient = models.ForeignKey(Patient, null=True, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=10, choices=AuditAction.choices)
+    operation = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=40, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    patient = models.ForeignKey(Patient, null=True, on_delete=models.PROTECT, related_name="+")
+    query = models.CharField(max_length=200, blank=True)
+    via = models.CharField(max_length=16, choices=AccessSource.choices, blank=True)
+    ip = models.GenericIPAddressField(null=True)
+    outcome = models.CharField(max_length=40, default="SUCCESS")
+    request_id = models.CharField(max_length=64, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["practice", "-id"], name="audit_by_practice"),
+            models.Index(fields=["patient", "-id"], name="audit_by_patient"),
+        ]
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise RuntimeError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise RuntimeError("Audit events are append-only.")
+
+
+class EventKind(models.TextChoices):
+    MESSAGE_ADDED = "MESSAGE_ADDED"
+    CONVERSATION_STARTED = "CONVERSATION_STARTED"
+    CONVERSATION_ARCHIVED = "CONVERSATION_ARCHIVED"
+    CONVERSATION_REACTIVATED = "CONVERSATION_REACTIVATED"
+    CONVERSATION_READ = "CONVERSATION_READ"
+    MAILBOX_CREATED = "MAILBOX_CREATED"
+    MAILBOX_RENAMED = "MAILBOX_RENAMED"
+    MAILBOX_DEACTIVATED = "MAILBOX_DEACTIVATED"
+    MAILBOX_ACTIVATED = "MAILBOX_ACTIVATED"
+    MAILBOX_DELETED = "MAILBOX_DELETED"
+    SUBSCRIPTIONS_CHANGED = "SUBSCRIPTIONS_CHANGED"
+
+
+class Event(models.Model):
+    """Outbox row written in the same transaction as the change; its id is the resume cursor."""
+
+    practice = models.ForeignKey(Practice, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=32, choices=EventKind.choices)
+    # Plain ids, not foreign keys: the event must outlive a deleted mailbox.
+    mailbox_id = models.BigIntegerField(null=True)
+    conversation_id = models.BigIntegerField(null=True)
+    patient_id = models.BigIntegerField(null=True)
+    message_id = models.BigIntegerField(null=True)
+    # Users whose own view changed (subscriptions, read state).
+    user_ids = models.JSONField(default=list, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["practice", "id"], name="event_by_practice"),
+            models.Index(fields=["conversation_id", "id"], name="event_by_conversation"),
+            models.Index(fields=["patient_id", "id"], name="event_by_patient"),
+        ]
+
+
+class ApiToken(models.Model):
+    """A bearer token; only its SHA-256 is stored. Belongs to a staff user or to a patient."""
+
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12)
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens")
+    patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, patient__isnull=True) | Q(user__isnull=True, patient__isnull=False),
+                name="token_single_owner",
+            )
+        ]

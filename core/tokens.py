@@ -1,0 +1,83 @@
+"""API tokens: random, shown once, stored as SHA-256, with expiry, idle timeout and revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from core.errors import DomainError, ErrorCode
+from core.models import ApiToken, Patient, User
+
+TOKEN_PREFIX = "pmm_"
+# Refresh last_used_at at most this often, so a busy token does not write on every request.
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenOwner:
+    token_id: int
+    user: User | None
+    patient: Patient | None
+
+
+def issue_token(*, user: User | None = None, patient: Patient | None = None, ttl: timedelta | None = None) -> str:
+    if (user is None) == (patient is None):
+        raise ValueError("A token belongs to exactly one user or one patient.")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    ttl = ttl or timedelta(hours=settings.MAILBOX["TOKEN_TTL_HOURS"])
+    ApiToken.objects.create(
+        key_hash=hash_token(raw), prefix=raw[:12], user=user, patient=patient, expires_at=timezone.now() + ttl
+    )
+    return raw
+
+
+def _unauthenticated(reason: str) -> DomainError:
+    return DomainError(ErrorCode.UNAUTHENTICATED, f"{reason} Ask for a new token (manage.py issue_token).")
+
+
+def authenticate_token(raw: str) -> TokenOwner:
+    token = (
+        ApiToken.objects.select_related("user", "patient", "patient__practice")
+        .filter(key_hash=hash_token(raw.strip()))
+        .first()
+    )
+    if token is None or token.revoked_at is not None:
+        raise _unauthenticated("This token is not valid.")
+    now = timezone.now()
+    if token.expires_at <= now:
+        raise _unauthenticated("This token has expired.")
+    idle_minutes = settings.MAILBOX["TOKEN_IDLE_MINUTES"]
+    last_seen = token.last_used_at or token.created_at
+    if idle_minutes and now - last_seen > timedelta(minutes=idle_minutes):
+        raise _unauthenticated("This token was logged off after inactivity.")
+    if token.user is not None and not token.user.is_active:
+        raise _unauthenticated("This account is disabled.")
+    if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return TokenOwner(token_id=token.pk, user=token.user, patient=token.patient)
+
+
+def token_is_valid(token_id: int) -> bool:
+    """For long-lived connections: is the token they opened with still usable?"""
+    now = timezone.now()
+    token = ApiToken.objects.filter(pk=token_id, revoked_at__isnull=True, expires_at__gt=now).first()
+    if token is None:
+        return False
+    idle_minutes = settings.MAILBOX["TOKEN_IDLE_MINUTES"]
+    last_seen = token.last_used_at or token.created_at
+    return not (idle_minutes and now - last_seen > timedelta(minutes=idle_minutes))
+
+
+def revoke_tokens(*, user: User | None = None, patient: Patient | None = None) -> int:
+    tokens = ApiToken.objects.filter(revoked_at__isnull=True)
+    tokens = tokens.filter(user=user) if user is not None else tokens.filter(patient=patient)
+    return tokens.update(revoked_at=timezone.now())

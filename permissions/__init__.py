@@ -1,0 +1,207 @@
+"""Who may see and do what. Every access decision of the service is a function here.
+
+Two kinds of function:
+- `require_*` decide one operation and raise `DomainError` with the SPEC code, or return what they checked;
+- `*_visible_to` return querysets scoped to what a viewer may see, so records of another practice
+  simply do not exist for them (NOT_FOUND, never FORBIDDEN).
+"""
+
+from __future__ import annotations
+
+from django.db.models import Exists, OuterRef, QuerySet
+
+from core.errors import DomainError, ErrorCode, not_found
+from core.models import (
+    PORTAL_SETTING,
+    WORKBENCH_SETTING,
+    AccessSource,
+    Conversation,
+    Mailbox,
+    MailboxSubscription,
+    Membership,
+    Message,
+    Patient,
+    PermissionGrant,
+    Practice,
+    PracticePermission,
+    PracticeSetting,
+    Role,
+    User,
+)
+
+ADMIN_ROLES = (Role.OWNER, Role.ADMINISTRATOR)
+
+
+# ---- facts ---------------------------------------------------------------------------------------
+
+
+def membership_of(user: User | None, practice_id: int) -> Membership | None:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    return Membership.objects.filter(user=user, practice_id=practice_id).first()
+
+
+def setting_enabled(practice_id: int, key: str) -> bool:
+    value = PracticeSetting.objects.filter(practice_id=practice_id, key=key).values_list("value", flat=True).first()
+    return (value or "F").strip().upper() == "T"
+
+
+def has_permission(membership: Membership, permission: PracticePermission) -> bool:
+    return PermissionGrant.objects.filter(membership=membership, permission=permission).exists()
+
+
+def is_mailbox_admin(membership: Membership) -> bool:
+    return has_permission(membership, PracticePermission.MAILBOX_ADMIN_PERMISSION)
+
+
+def is_practice_admin(membership: Membership) -> bool:
+    return membership.role in ADMIN_ROLES
+
+
+def is_subscribed(user: User, mailbox_id: int) -> bool:
+    return MailboxSubscription.objects.filter(user=user, mailbox_id=mailbox_id).exists()
+
+
+# ---- decisions -----------------------------------------------------------------------------------
+
+
+def require_authenticated(user: User | None) -> User:
+    if user is None or not user.is_authenticated or not user.is_active:
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in or send a valid 'Authorization: Bearer <token>' header.")
+    return user
+
+
+def require_member(user: User | None, practice_id: int) -> Membership:
+    require_authenticated(user)
+    membership = membership_of(user, practice_id)
+    if membership is None:
+        raise not_found("practice")
+    return membership
+
+
+def require_workbench(practice_id: int) -> None:
+    if not setting_enabled(practice_id, WORKBENCH_SETTING):
+        raise DomainError(
+            ErrorCode.FEATURE_DISABLED,
+            f"The mailbox workbench is off for this practice; an administrator can set {WORKBENCH_SETTING} = T.",
+        )
+
+
+def require_portal(practice_id: int) -> None:
+    if not setting_enabled(practice_id, PORTAL_SETTING):
+        raise DomainError(
+            ErrorCode.FEATURE_DISABLED,
+            "Mailbox messaging is not offered by this practice's portal; please contact the practice directly.",
+        )
+
+
+def require_workbench_member(user: User | None, practice_id: int) -> Membership:
+    """A staff mailbox operation: a member of the practice, with the workbench switched on."""
+    membership = require_member(user, practice_id)
+    require_workbench(practice_id)
+    return membership
+
+
+def require_mailbox_admin(user: User | None, practice_id: int) -> Membership:
+    membership = require_workbench_member(user, practice_id)
+    if not is_mailbox_admin(membership):
+        raise DomainError(
+            ErrorCode.FORBIDDEN,
+            "Only mailbox admins can do this; ask a practice owner or administrator for MAILBOX_ADMIN_PERMISSION.",
+        )
+    return membership
+
+
+def require_practice_admin(user: User | None, practice_id: int) -> Membership:
+    membership = require_member(user, practice_id)
+    if not is_practice_admin(membership):
+        raise DomainError(
+            ErrorCode.FORBIDDEN, "Only the practice's owners and administrators can change permissions and settings."
+        )
+    return membership
+
+
+def require_active_mailbox(mailbox: Mailbox) -> None:
+    if not mailbox.is_active:
+        raise DomainError(
+            ErrorCode.MAILBOX_DEACTIVATED,
+            f"The mailbox '{mailbox.name}' is deactivated; a mailbox admin can activate it again.",
+        )
+
+
+def require_mailbox_view(user: User, mailbox: Mailbox) -> None:
+    """Working a mailbox's conversations from the mailbox view: subscribers of an active mailbox only."""
+    if not is_subscribed(user, mailbox.pk):
+        raise DomainError(
+            ErrorCode.NOT_SUBSCRIBED,
+            f"Subscribe to the mailbox '{mailbox.name}' to see and work its conversations.",
+        )
+    require_active_mailbox(mailbox)
+
+
+def require_conversation_access(user: User | None, conversation: Conversation, via: AccessSource) -> Membership:
+    """Read or act on a conversation: from the mailbox view as a subscriber, from the chart as any staff member."""
+    membership = require_workbench_member(user, conversation.practice_id)
+    if via == AccessSource.MAILBOX:
+        require_mailbox_view(user, conversation.mailbox)
+    elif via != AccessSource.CHART_SUMMARY:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "via must be MAILBOX or CHART_SUMMARY.")
+    return membership
+
+
+def require_patient_conversation(patient: Patient | None, conversation: Conversation) -> None:
+    if patient is None:
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in to the patient portal.")
+    if conversation.patient_id != patient.pk:
+        raise not_found("conversation")
+    require_portal(patient.practice_id)
+
+
+# ---- scoped querysets ----------------------------------------------------------------------------
+
+
+def practice_ids_of(user: User | None) -> QuerySet:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Membership.objects.none().values("practice_id")
+    return Membership.objects.filter(user=user).values("practice_id")
+
+
+def practices_visible_to(user: User | None) -> QuerySet[Practice]:
+    return Practice.objects.filter(pk__in=practice_ids_of(user))
+
+
+def mailboxes_visible_to(user: User | None) -> QuerySet[Mailbox]:
+    """Every mailbox of the viewer's practices (name, status, subscribers are visible to all members)."""
+    return Mailbox.objects.filter(practice_id__in=practice_ids_of(user))
+
+
+def patients_visible_to(user: User | None) -> QuerySet[Patient]:
+    return Patient.objects.filter(practice_id__in=practice_ids_of(user))
+
+
+def conversations_in_subscribed_mailboxes(user: User | None) -> QuerySet[Conversation]:
+    """Conversations the viewer may open from the mailbox view."""
+    if user is None or not user.is_authenticated:
+        return Conversation.objects.none()
+    subscribed = MailboxSubscription.objects.filter(user=user, mailbox_id=OuterRef("mailbox_id"))
+    return Conversation.objects.filter(
+        practice_id__in=practice_ids_of(user), mailbox__is_active=True
+    ).filter(Exists(subscribed))
+
+
+def conversations_visible_to(user: User | None) -> QuerySet[Conversation]:
+    """Conversations the viewer may open from a patient's chart: every one of their practices."""
+    return Conversation.objects.filter(practice_id__in=practice_ids_of(user))
+
+
+def messages_visible_to(user: User | None) -> QuerySet[Message]:
+    return Message.objects.filter(conversation__practice_id__in=practice_ids_of(user))
+
+
+def users_visible_to(user: User | None) -> QuerySet[User]:
+    """Colleagues: users sharing at least one practice with the viewer."""
+    return User.objects.filter(memberships__practice_id__in=practice_ids_of(user)).distinct()
+
+
+def conversations_of_patient(patient: Patient) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(patient=patient)
