@@ -1,3 +1,7 @@
 from django.urls import path
 
-urlpatterns: list = []
+from graph.views import graphql_view
+
+urlpatterns = [
+    path("graphql", graphql_view(), name="graphql"),
+]

@@ -1,0 +1,106 @@
+"""Reads for mailbox admins and practice administrators: access pages, settings, audit, Meaningful Use."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from core.errors import not_found
+from core.models import AuditEvent, Mailbox, MailboxSubscription, Membership, Practice, PracticeSetting, User
+from permissions import is_mailbox_admin, require_member, require_practice_admin
+
+
+@dataclass
+class PracticeAccess:
+    practice: Practice
+    all_mailboxes: bool
+    mailboxes: list[tuple[Mailbox, bool]]
+
+
+def user_mailbox_access(*, acting_user: User, user_id: int) -> list[PracticeAccess]:
+    """For each practice the user belongs to that the acting user administers mailboxes of."""
+    from permissions import require_authenticated
+
+    require_authenticated(acting_user)
+    admin_practices = [
+        m.practice_id
+        for m in Membership.objects.filter(user=acting_user).prefetch_related("grants")
+        if is_mailbox_admin(m)
+    ]
+    memberships = (
+        Membership.objects.filter(user_id=user_id, practice_id__in=admin_practices)
+        .select_related("practice")
+        .order_by("practice__name")
+    )
+    if not memberships:
+        raise not_found("user")
+    practice_ids = [m.practice_id for m in memberships]
+    subscribed = set(
+        MailboxSubscription.objects.filter(user_id=user_id, mailbox__practice_id__in=practice_ids).values_list(
+            "mailbox_id", flat=True
+        )
+    )
+    mailboxes_by_practice: dict[int, list[Mailbox]] = {pid: [] for pid in practice_ids}
+    for mailbox in Mailbox.objects.filter(practice_id__in=practice_ids).order_by("name", "pk"):
+        mailboxes_by_practice[mailbox.practice_id].append(mailbox)
+    result = []
+    for membership in memberships:
+        boxes = mailboxes_by_practice[membership.practice_id]
+        flags = [(m, m.pk in subscribed) for m in boxes]
+        result.append(
+            PracticeAccess(
+                practice=membership.practice,
+                all_mailboxes=bool(boxes) and all(s for _, s in flags),
+                mailboxes=flags,
+            )
+        )
+    return result
+
+
+def practice_settings(*, acting_user: User, practice_id: int) -> QuerySet[PracticeSetting]:
+    require_practice_admin(acting_user, practice_id)
+    return PracticeSetting.objects.filter(practice_id=practice_id).order_by("key")
+
+
+def audit_events(
+    *,
+    acting_user: User,
+    practice_id: int,
+    user_id: int | None = None,
+    patient_id: int | None = None,
+    action: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    require_practice_admin(acting_user, practice_id)
+    events = AuditEvent.objects.filter(practice_id=practice_id).select_related(
+        "actor_user", "actor_patient", "patient"
+    )
+    if user_id is not None:
+        events = events.filter(actor_user_id=user_id)
+    if patient_id is not None:
+        events = events.filter(patient_id=patient_id)
+    if action is not None:
+        events = events.filter(action=getattr(action, "value", action))
+    if since is not None:
+        events = events.filter(created_at__gte=since)
+    if until is not None:
+        events = events.filter(created_at__lt=until)
+    return events
+
+
+def meaningful_use(*, acting_user: User, practice_id: int) -> list[User]:
+    """Clinician members subscribed to at least one active mailbox of the practice."""
+    require_member(acting_user, practice_id)
+    return list(
+        User.objects.filter(
+            memberships__practice_id=practice_id,
+            memberships__is_clinician=True,
+            mailbox_subscriptions__mailbox__practice_id=practice_id,
+            mailbox_subscriptions__mailbox__is_active=True,
+        )
+        .distinct()
+        .order_by("full_name", "username")
+    )

@@ -1,0 +1,168 @@
+"""Reads of protected data: each checks access through `permissions/`, writes its audit row, and returns
+querysets annotated with what the viewer needs (subscription, counts, unread)."""
+
+from __future__ import annotations
+
+from django.db.models import Exists, F, Func, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from core import audit
+from core import search as patient_search
+from core.errors import not_found
+from core.models import (
+    AccessSource,
+    AuditAction,
+    Conversation,
+    Mailbox,
+    MailboxSubscription,
+    Message,
+    MessageDirection,
+    Patient,
+    ReadState,
+    User,
+)
+from permissions import (
+    require_conversation_access,
+    require_member,
+    require_portal,
+    require_workbench_member,
+)
+
+
+def _count(queryset: QuerySet) -> Coalesce:
+    """A correlated COUNT(*) subquery (Func, not Aggregate, so Django adds no GROUP BY)."""
+    counted = queryset.order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n")[:1]
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+def annotate_mailboxes(mailboxes: QuerySet[Mailbox], user: User | None) -> QuerySet[Mailbox]:
+    subscribers = MailboxSubscription.objects.filter(mailbox=OuterRef("pk"))
+    mailboxes = mailboxes.annotate(subscriber_count=_count(subscribers))
+    if user is None:
+        return mailboxes.annotate(is_subscribed=Value(False), unread_count=Value(0))
+    last_read = ReadState.objects.filter(user=user, conversation=OuterRef("conversation")).values(
+        "last_read_sequence"
+    )[:1]
+    unread = Message.objects.filter(
+        conversation__mailbox=OuterRef("pk"),
+        direction=MessageDirection.FROM_PATIENT,
+        sequence__gt=Coalesce(Subquery(last_read, output_field=IntegerField()), Value(0)),
+    )
+    return mailboxes.annotate(
+        is_subscribed=Exists(subscribers.filter(user=user)),
+        unread_count=_count(unread),
+    )
+
+
+def annotate_conversations(conversations: QuerySet[Conversation], user: User | None) -> QuerySet[Conversation]:
+    conversations = conversations.select_related("mailbox", "patient")
+    if user is None:
+        return conversations.annotate(unread_count=Value(0))
+    last_read = ReadState.objects.filter(user=user, conversation=OuterRef("conversation")).values(
+        "last_read_sequence"
+    )[:1]
+    unread = Message.objects.filter(
+        conversation=OuterRef("pk"),
+        direction=MessageDirection.FROM_PATIENT,
+        sequence__gt=Coalesce(Subquery(last_read, output_field=IntegerField()), Value(0)),
+    )
+    return conversations.annotate(unread_count=_count(unread))
+
+
+def messages_with_details(messages: QuerySet[Message]) -> QuerySet[Message]:
+    return messages.select_related("sender_user", "sender_patient").prefetch_related("attachments")
+
+
+# ---- staff reads -----------------------------------------------------------------------------------
+
+
+def list_mailboxes(
+    *, user: User | None, practice_id: int, active: bool | None = True, subscribed_only: bool = False
+) -> QuerySet[Mailbox]:
+    require_workbench_member(user, practice_id)
+    mailboxes = Mailbox.objects.filter(practice_id=practice_id)
+    if active is not None:
+        mailboxes = mailboxes.filter(is_active=active)
+    if subscribed_only:
+        mailboxes = mailboxes.filter(subscriptions__user=user)
+    return annotate_mailboxes(mailboxes, user).order_by("name", "pk")
+
+
+def get_mailbox(*, user: User | None, mailbox_id: int) -> Mailbox:
+    mailbox = annotate_mailboxes(Mailbox.objects.filter(pk=mailbox_id), user).first()
+    if mailbox is None:
+        raise not_found("mailbox")
+    require_workbench_member(user, mailbox.practice_id)
+    return mailbox
+
+
+def open_conversation(*, user: User | None, conversation_id: int, via: AccessSource) -> Conversation:
+    conversation = annotate_conversations(Conversation.objects.filter(pk=conversation_id), user).first()
+    if conversation is None:
+        raise not_found("conversation")
+    require_conversation_access(user, conversation, via)
+    audit.record(
+        operation="conversation", action=AuditAction.READ, practice=conversation.practice_id, actor_user=user,
+        target=conversation, patient=conversation.patient_id, via=via,
+    )
+    return conversation
+
+
+def mailbox_conversations_audit(*, user: User, mailbox: Mailbox, count: int) -> None:
+    audit.record(
+        operation="mailbox.conversations", action=AuditAction.READ, practice=mailbox.practice_id, actor_user=user,
+        target=mailbox, via=AccessSource.MAILBOX, detail={"rows": count},
+    )
+
+
+def get_patient(*, user: User | None, patient_id: int) -> Patient:
+    patient = Patient.objects.filter(pk=patient_id).first()
+    if patient is None:
+        raise not_found("patient")
+    require_member(user, patient.practice_id)
+    audit.record(
+        operation="patient", action=AuditAction.READ, practice=patient.practice_id, actor_user=user,
+        target=patient, patient=patient, via=AccessSource.CHART_SUMMARY,
+    )
+    return patient
+
+
+def chart_conversations(*, user: User | None, patient: Patient) -> QuerySet[Conversation]:
+    """The chart summary: all of a patient's conversations across mailboxes, subscribed or not."""
+    require_workbench_member(user, patient.practice_id)
+    audit.record(
+        operation="patient.conversations", action=AuditAction.READ, practice=patient.practice_id, actor_user=user,
+        target=patient, patient=patient, via=AccessSource.CHART_SUMMARY,
+    )
+    return annotate_conversations(Conversation.objects.filter(patient=patient), user).order_by(
+        "-last_activity_at", "-pk"
+    )
+
+
+def search_patients(*, user: User | None, practice_id: int, query: str, limit: int) -> list[Patient]:
+    require_member(user, practice_id)
+    results = list(patient_search.search_patients(practice_id, query, limit))
+    audit.record(
+        operation="searchPatients", action=AuditAction.EXECUTE, practice=practice_id, actor_user=user,
+        query=query, detail={"results": len(results)},
+    )
+    return results
+
+
+# ---- portal reads ----------------------------------------------------------------------------------
+
+
+def portal_mailboxes(*, patient: Patient) -> QuerySet[Mailbox]:
+    require_portal(patient.practice_id)
+    return annotate_mailboxes(Mailbox.objects.filter(practice_id=patient.practice_id, is_active=True), None)
+
+
+def portal_conversations(*, patient: Patient) -> QuerySet[Conversation]:
+    require_portal(patient.practice_id)
+    audit.record(
+        operation="portalConversations", action=AuditAction.READ, practice=patient.practice_id,
+        actor_patient=patient, patient=patient, via=AccessSource.PORTAL,
+    )
+    return annotate_conversations(Conversation.objects.filter(patient=patient), None).order_by(
+        "-last_activity_at", "-pk"
+    )

@@ -1,0 +1,46 @@
+"""The typed GraphQL context: who is asking (staff user or patient), and a per-request cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.http import HttpRequest
+
+from core.errors import DomainError, ErrorCode
+from core.models import Patient, User
+
+
+@dataclass
+class Context:
+    request: HttpRequest | None
+    response: Any = None
+    user: User | None = None
+    patient: Patient | None = None
+    token_id: int | None = None
+    auth_error: DomainError | None = None
+    cache: dict = field(default_factory=dict)
+
+    def require_user(self) -> User:
+        if self.user is not None:
+            return self.user
+        if self.auth_error is not None:
+            raise self.auth_error
+        if self.patient is not None:
+            raise DomainError(ErrorCode.FORBIDDEN, "This operation is for practice staff; patients use the portal.")
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in or send 'Authorization: Bearer <token>'.")
+
+    def require_patient(self) -> Patient:
+        if self.patient is not None:
+            return self.patient
+        if self.auth_error is not None:
+            raise self.auth_error
+        if self.user is not None:
+            raise DomainError(ErrorCode.FORBIDDEN, "This operation is for patients (portal tokens).")
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in to the patient portal with a patient token.")
+
+    def memo(self, key: Any, compute):
+        """Per-request memo, e.g. one access decision per mailbox however many rows ask."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]

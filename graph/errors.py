@@ -1,0 +1,68 @@
+"""Turns every error into the SPEC §3 shape: `extensions.code` and a message that says what to do.
+
+Domain refusals keep their code and message. Documents refused by the abuse limits become
+QUERY_TOO_COMPLEX; other invalid documents VALIDATION_ERROR. Anything unexpected is masked, logged with
+a correlation id, and the answer carries that id so support can find the log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from core.context import current_request
+from core.errors import DomainError, ErrorCode
+
+log = logging.getLogger("graph.errors")
+
+_TOO_COMPLEX_MARKERS = (
+    "exceeds maximum operation depth",
+    "aliases found",
+    "token limit",
+    "tokens",
+    "too many",
+)
+
+
+def _classify_document_error(error: GraphQLError) -> tuple[str, str]:
+    text = error.message.lower()
+    if any(marker in text for marker in _TOO_COMPLEX_MARKERS):
+        return ErrorCode.QUERY_TOO_COMPLEX, f"{error.message} Simplify the query (fewer aliases, less nesting)."
+    return ErrorCode.VALIDATION_ERROR, error.message
+
+
+def format_error(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    while isinstance(original, GraphQLError) and original.original_error is not None:
+        original = original.original_error
+    if isinstance(original, DomainError):
+        extensions = {"code": original.code.value, **{k: v for k, v in original.extra.items() if v is not None}}
+        message = original.message
+    elif original is None:
+        if error.extensions and "code" in error.extensions:
+            return error
+        code, message = _classify_document_error(error)
+        extensions = {"code": code}
+    else:
+        request_id = current_request().request_id
+        log.error("unexpected error in %s [request %s]", error.path, request_id, exc_info=original)
+        message = f"Something went wrong on our side. Quote reference {request_id} to support."
+        extensions = {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
+    return GraphQLError(
+        message, nodes=error.nodes, source=error.source, positions=error.positions, path=error.path,
+        extensions=extensions,
+    )
+
+
+class DomainErrors(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and getattr(result, "errors", None):
+            result.errors = [format_error(e) for e in result.errors]
+        errors = getattr(self.execution_context, "pre_execution_errors", None)
+        if errors:
+            self.execution_context.pre_execution_errors = [format_error(e) for e in errors]

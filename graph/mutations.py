@@ -1,0 +1,229 @@
+"""Root mutations: decode ids, call one `core.actions` function, return the changed object."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.file_uploads import Upload
+
+from core import actions, models, reads
+from core.admin_reads import user_mailbox_access
+from graph.ids import decode_id, decode_ids
+from graph.queries import access_rows, to_access_source
+from graph.types import (
+    AccessSource,
+    ConversationType,
+    Info,
+    MailboxType,
+    MembershipType,
+    MessageType,
+    PracticePermission,
+    PracticeMailboxAccess,
+    PracticeSettingType,
+)
+
+
+def _mailbox(info: Info, mailbox: models.Mailbox) -> models.Mailbox:
+    """Re-read with the viewer's annotations (isSubscribed, counts) after a change."""
+    return reads.annotate_mailboxes(models.Mailbox.objects.filter(pk=mailbox.pk), info.context.user).get()
+
+
+def _conversation(info: Info, conversation: models.Conversation, via=models.AccessSource.MAILBOX):
+    row = reads.annotate_conversations(models.Conversation.objects.filter(pk=conversation.pk), info.context.user).get()
+    row._via = via
+    return row
+
+
+def _message(message: models.Message) -> models.Message:
+    return reads.messages_with_details(models.Message.objects.filter(pk=message.pk)).get()
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    def create_mailbox(self, info: Info, practice_id: strawberry.ID, name: str) -> MailboxType:
+        mailbox = actions.create_mailbox(
+            acting_user=info.context.require_user(), practice_id=decode_id(practice_id, "Practice"), name=name
+        )
+        return _mailbox(info, mailbox)
+
+    @strawberry.mutation
+    def rename_mailbox(self, info: Info, mailbox_id: strawberry.ID, name: str) -> MailboxType:
+        mailbox = actions.rename_mailbox(
+            acting_user=info.context.require_user(), mailbox_id=decode_id(mailbox_id, "Mailbox"), name=name
+        )
+        return _mailbox(info, mailbox)
+
+    @strawberry.mutation
+    def deactivate_mailbox(self, info: Info, mailbox_id: strawberry.ID) -> MailboxType:
+        mailbox = actions.deactivate_mailbox(
+            acting_user=info.context.require_user(), mailbox_id=decode_id(mailbox_id, "Mailbox")
+        )
+        return _mailbox(info, mailbox)
+
+    @strawberry.mutation
+    def activate_mailbox(self, info: Info, mailbox_id: strawberry.ID) -> MailboxType:
+        mailbox = actions.activate_mailbox(
+            acting_user=info.context.require_user(), mailbox_id=decode_id(mailbox_id, "Mailbox")
+        )
+        return _mailbox(info, mailbox)
+
+    @strawberry.mutation(description="Deletes a mailbox that has no conversations; returns its id.")
+    def delete_mailbox(self, info: Info, mailbox_id: strawberry.ID) -> strawberry.ID:
+        actions.delete_mailbox(acting_user=info.context.require_user(), mailbox_id=decode_id(mailbox_id, "Mailbox"))
+        return mailbox_id
+
+    @strawberry.mutation
+    def subscribe_to_mailbox(self, info: Info, mailbox_id: strawberry.ID) -> MailboxType:
+        mailbox = actions.subscribe_to_mailbox(
+            acting_user=info.context.require_user(), mailbox_id=decode_id(mailbox_id, "Mailbox")
+        )
+        return _mailbox(info, mailbox)
+
+    @strawberry.mutation
+    def unsubscribe_from_mailbox(self, info: Info, mailbox_id: strawberry.ID) -> MailboxType:
+        mailbox = actions.unsubscribe_from_mailbox(
+            acting_user=info.context.require_user(), mailbox_id=decode_id(mailbox_id, "Mailbox")
+        )
+        return _mailbox(info, mailbox)
+
+    @strawberry.mutation
+    def set_mailbox_subscribers(
+        self, info: Info, mailbox_id: strawberry.ID, user_ids: list[strawberry.ID]
+    ) -> MailboxType:
+        mailbox = actions.set_mailbox_subscribers(
+            acting_user=info.context.require_user(),
+            mailbox_id=decode_id(mailbox_id, "Mailbox"),
+            user_ids=decode_ids(user_ids, "User"),
+        )
+        return _mailbox(info, mailbox)
+
+    @strawberry.mutation(description="Subscribe a user to all mailboxes of a practice, none, or a chosen set.")
+    def set_user_mailbox_access(
+        self,
+        info: Info,
+        user_id: strawberry.ID,
+        practice_id: strawberry.ID,
+        all_mailboxes: bool | None = None,
+        mailbox_ids: list[strawberry.ID] | None = None,
+    ) -> list[PracticeMailboxAccess]:
+        user = info.context.require_user()
+        target = decode_id(user_id, "User")
+        actions.set_user_mailbox_access(
+            acting_user=user,
+            user_id=target,
+            practice_id=decode_id(practice_id, "Practice"),
+            all_mailboxes=all_mailboxes,
+            mailbox_ids=decode_ids(mailbox_ids, "Mailbox") if mailbox_ids is not None else None,
+        )
+        return access_rows(user_mailbox_access(acting_user=user, user_id=target))
+
+    @strawberry.mutation
+    def grant_permission(
+        self, info: Info, practice_id: strawberry.ID, user_id: strawberry.ID, permission: PracticePermission
+    ) -> MembershipType:
+        return actions.grant_permission(
+            acting_user=info.context.require_user(),
+            practice_id=decode_id(practice_id, "Practice"),
+            user_id=decode_id(user_id, "User"),
+            permission=permission.value,
+        )
+
+    @strawberry.mutation
+    def revoke_permission(
+        self, info: Info, practice_id: strawberry.ID, user_id: strawberry.ID, permission: PracticePermission
+    ) -> MembershipType:
+        return actions.revoke_permission(
+            acting_user=info.context.require_user(),
+            practice_id=decode_id(practice_id, "Practice"),
+            user_id=decode_id(user_id, "User"),
+            permission=permission.value,
+        )
+
+    @strawberry.mutation(description="Advanced settings: free-form key → value (`T`/`F` for switches).")
+    def set_practice_setting(
+        self, info: Info, practice_id: strawberry.ID, key: str, value: str
+    ) -> PracticeSettingType:
+        setting = actions.set_practice_setting(
+            acting_user=info.context.require_user(), practice_id=decode_id(practice_id, "Practice"), key=key,
+            value=value,
+        )
+        return PracticeSettingType(key=setting.key, value=setting.value)
+
+    @strawberry.mutation(description="Returns the existing conversation of this mailbox and patient, or starts it.")
+    def start_conversation(
+        self,
+        info: Info,
+        mailbox_id: strawberry.ID,
+        patient_id: strawberry.ID,
+        via: AccessSource = AccessSource.MAILBOX,
+    ) -> ConversationType:
+        conversation = actions.start_conversation(
+            acting_user=info.context.require_user(),
+            mailbox_id=decode_id(mailbox_id, "Mailbox"),
+            patient_id=decode_id(patient_id, "Patient"),
+            via=to_access_source(via),
+        )
+        return _conversation(info, conversation, to_access_source(via))
+
+    @strawberry.mutation
+    def archive_conversation(self, info: Info, conversation_id: strawberry.ID) -> ConversationType:
+        conversation = actions.archive_conversation(
+            acting_user=info.context.require_user(), conversation_id=decode_id(conversation_id, "Conversation")
+        )
+        return _conversation(info, conversation)
+
+    @strawberry.mutation
+    def unarchive_conversation(self, info: Info, conversation_id: strawberry.ID) -> ConversationType:
+        conversation = actions.unarchive_conversation(
+            acting_user=info.context.require_user(), conversation_id=decode_id(conversation_id, "Conversation")
+        )
+        return _conversation(info, conversation)
+
+    @strawberry.mutation
+    def mark_conversation_read(
+        self, info: Info, conversation_id: strawberry.ID, via: AccessSource = AccessSource.MAILBOX
+    ) -> ConversationType:
+        conversation = actions.mark_conversation_read(
+            acting_user=info.context.require_user(),
+            conversation_id=decode_id(conversation_id, "Conversation"),
+            via=to_access_source(via),
+        )
+        return _conversation(info, conversation, to_access_source(via))
+
+    @strawberry.mutation
+    def send_message(
+        self,
+        info: Info,
+        conversation_id: strawberry.ID,
+        body: str | None = None,
+        attachments: list[Upload] | None = None,
+        client_message_id: str | None = None,
+        via: AccessSource = AccessSource.MAILBOX,
+    ) -> MessageType:
+        message = actions.send_staff_message(
+            acting_user=info.context.require_user(),
+            conversation_id=decode_id(conversation_id, "Conversation"),
+            body=body,
+            attachments=attachments or (),
+            client_message_id=client_message_id,
+            via=to_access_source(via),
+        )
+        return _message(message)
+
+    @strawberry.mutation(description="Portal: a patient writes to one of the practice's active mailboxes.")
+    def send_portal_message(
+        self,
+        info: Info,
+        mailbox_id: strawberry.ID,
+        body: str | None = None,
+        attachments: list[Upload] | None = None,
+        client_message_id: str | None = None,
+    ) -> MessageType:
+        message = actions.send_patient_message(
+            acting_patient=info.context.require_patient(),
+            mailbox_id=decode_id(mailbox_id, "Mailbox"),
+            body=body,
+            attachments=attachments or (),
+            client_message_id=client_message_id,
+        )
+        return _message(message)

@@ -1,0 +1,189 @@
+"""Relay connections with keyset (seek) cursors.
+
+Cursors name a position in an ordering, not an offset, so paging stays fast at any depth and stable while
+new rows arrive. A connection nested under a list (each mailbox's first conversations, each conversation's
+newest messages) is loaded for all siblings at once with a window function: one query per page, whatever
+the number of parents.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import strawberry
+from django.conf import settings
+from django.db.models import F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
+from strawberry import relay
+
+from core.errors import DomainError, ErrorCode
+
+T = TypeVar("T")
+
+DEFAULT_PAGE = 50
+
+
+@strawberry.type(name="Edge")
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type(name="Connection")
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: relay.PageInfo
+    _count: strawberry.Private[Callable[[], int]]
+
+    @strawberry.field(description="How many items the whole list holds, across all pages.")
+    def total_count(self) -> int:
+        return self._count()
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values), separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(values, list) or len(values) != arity:
+            raise ValueError
+        return values
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "This cursor is not valid; start again from the first page.")
+
+
+@dataclass(frozen=True)
+class PageArgs:
+    first: int | None = None
+    after: str | None = None
+    last: int | None = None
+    before: str | None = None
+
+    def size(self) -> int:
+        limit = settings.MAILBOX["PAGE_MAX_SIZE"]
+        wanted = self.last if self.last is not None else self.first
+        if wanted is None:
+            return min(DEFAULT_PAGE, limit)
+        if wanted < 0:
+            raise DomainError(ErrorCode.VALIDATION_ERROR, "first and last must not be negative.")
+        return min(wanted, limit)
+
+    @property
+    def backwards(self) -> bool:
+        return self.last is not None or (self.before is not None and self.first is None)
+
+    @property
+    def is_first_page(self) -> bool:
+        return self.after is None and self.before is None
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """A total order on rows: fields (all in one direction) ending with a unique one; cursors hold their values."""
+
+    fields: tuple[str, ...]
+    descending: bool
+    to_json: Callable[[Any], list[Any]]
+    from_json: Callable[[list[Any]], list[Any]]
+
+    def order_by(self, reverse: bool = False) -> list:
+        desc = self.descending != reverse
+        return [F(f).desc() if desc else F(f).asc() for f in self.fields]
+
+    def seek(self, values: list[Any], *, forward: bool) -> Q:
+        """Rows strictly after (forward) or before the position `values` in this ordering."""
+        greater = forward != self.descending
+        condition = Q()
+        for i in range(len(self.fields) - 1, -1, -1):
+            op = "gt" if greater else "lt"
+            step = Q(**{f"{self.fields[i]}__{op}": values[i]})
+            if i < len(self.fields) - 1:
+                step |= Q(**{self.fields[i]: values[i]}) & condition
+            condition = step
+        return condition
+
+    def cursor_of(self, row: Any) -> str:
+        return encode_cursor(self.to_json(row))
+
+
+def _build(rows: list, args: PageArgs, ordering: Ordering, size: int, count: Callable[[], int]) -> Connection:
+    has_more = len(rows) > size
+    rows = rows[:size]
+    if args.backwards:
+        rows.reverse()
+        has_previous, has_next = has_more, args.before is not None
+    else:
+        has_next, has_previous = has_more, args.after is not None
+    edges = [Edge(cursor=ordering.cursor_of(row), node=row) for row in rows]
+    page_info = relay.PageInfo(
+        has_next_page=has_next,
+        has_previous_page=has_previous,
+        start_cursor=edges[0].cursor if edges else None,
+        end_cursor=edges[-1].cursor if edges else None,
+    )
+    return Connection(edges=edges, page_info=page_info, _count=count)
+
+
+def _window(queryset: QuerySet, args: PageArgs, ordering: Ordering) -> QuerySet:
+    queryset = queryset.order_by(*ordering.order_by(reverse=args.backwards))
+    if args.after is not None:
+        queryset = queryset.filter(ordering.seek(ordering.from_json(decode_cursor(args.after, len(ordering.fields))), forward=True))
+    if args.before is not None:
+        queryset = queryset.filter(
+            ordering.seek(ordering.from_json(decode_cursor(args.before, len(ordering.fields))), forward=False)
+        )
+    return queryset
+
+
+def paginate(
+    queryset: QuerySet, args: PageArgs, ordering: Ordering, *, count: Callable[[], int] | None = None
+) -> Connection:
+    size = args.size()
+    rows = list(_window(queryset, args, ordering)[: size + 1]) if size else []
+    return _build(rows, args, ordering, size, count or queryset.count)
+
+
+def paginate_siblings(
+    queryset: QuerySet,
+    args: PageArgs,
+    ordering: Ordering,
+    *,
+    parent_field: str,
+    parent_ids: Sequence[int],
+    counts: Callable[[], dict[int, int]],
+) -> dict[int, Connection]:
+    """The same page of a nested connection for many parents in one query (ROW_NUMBER per parent)."""
+    size = args.size()
+    rows_by_parent: dict[int, list] = {pk: [] for pk in parent_ids}
+    if size:
+        numbered = (
+            _window(queryset.filter(**{f"{parent_field}__in": list(parent_ids)}), args, ordering)
+            .annotate(
+                _row=Window(
+                    RowNumber(),
+                    partition_by=[F(parent_field)],
+                    order_by=ordering.order_by(reverse=args.backwards),
+                )
+            )
+            .filter(_row__lte=size + 1)
+        )
+        for row in numbered:
+            rows_by_parent[getattr(row, parent_field)].append(row)
+    cached: dict[str, dict[int, int]] = {}
+
+    def count_for(pk: int) -> Callable[[], int]:
+        def count() -> int:
+            if "all" not in cached:
+                cached["all"] = counts()
+            return cached["all"].get(pk, 0)
+
+        return count
+
+    return {pk: _build(rows, args, ordering, size, count_for(pk)) for pk, rows in rows_by_parent.items()}

@@ -1,0 +1,65 @@
+"""The schema: queries, mutations, subscriptions, and the extensions that guard every operation."""
+
+from __future__ import annotations
+
+import strawberry
+from django.conf import settings
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry_django.optimizer import DjangoOptimizerExtension
+
+from core.errors import DomainError
+from graph.errors import DomainErrors
+from graph.mutations import Mutation
+from graph.queries import Query
+
+MAX_DEPTH = 12
+MAX_ALIASES = 30
+MAX_TOKENS = 4000
+
+
+def _extensions() -> list:
+    extensions = [
+        DomainErrors,
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+        DjangoOptimizerExtension,
+    ]
+    if not settings.MAILBOX["GRAPHQL_INTROSPECTION"]:
+        extensions.append(DisableIntrospection)
+    return extensions
+
+
+def _subscription_type():
+    try:
+        from graph.subscriptions import Subscription
+    except ImportError:
+        return None
+    return Subscription
+
+
+class MailboxSchema(strawberry.Schema):
+    def process_errors(self, errors, execution_context=None) -> None:
+        """Refusals are expected answers, not server faults: log only the unexpected (masked) ones."""
+        unexpected = [e for e in errors if not _is_expected(e)]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
+def _is_expected(error) -> bool:
+    original = getattr(error, "original_error", None)
+    return original is None or isinstance(original, DomainError)
+
+
+schema = MailboxSchema(
+    query=Query, mutation=Mutation, subscription=_subscription_type(), extensions=_extensions()
+)

@@ -1,0 +1,84 @@
+"""The HTTP GraphQL endpoint: authenticates (bearer token or session), sets the request id, serves GraphiQL
+in development."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
+from strawberry.django.views import GraphQLView
+
+from core.context import RequestInfo, reset_current_request, set_current_request
+from core.errors import DomainError
+from core.tokens import authenticate_token
+from graph.context import Context
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def authenticate_request(request: HttpRequest, context: Context) -> None:
+    raw = bearer_token(request.headers.get("Authorization"))
+    if raw is not None:
+        try:
+            owner = authenticate_token(raw)
+        except DomainError as refusal:
+            context.auth_error = refusal
+            return
+        context.user, context.patient, context.token_id = owner.user, owner.patient, owner.token_id
+        return
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        context.user = user
+
+
+def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
+    """Cookie sessions need the CSRF token; bearer-token clients do not carry cookies."""
+    if "Authorization" in request.headers or request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    return CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (), {})
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class MailboxGraphQLView(GraphQLView):
+    multipart_uploads_enabled = True
+
+    def dispatch(self, request, *args, **kwargs):
+        refusal = _csrf_refusal(request)
+        if refusal is not None:
+            return refusal
+        info = RequestInfo(ip=client_ip(request), request_id=request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex)
+        token = set_current_request(info)
+        try:
+            response = super().dispatch(request, *args, **kwargs)
+        finally:
+            reset_current_request(token)
+        response["X-Request-ID"] = info.request_id
+        return response
+
+    def get_context(self, request: HttpRequest, response: HttpResponse) -> Context:
+        context = Context(request=request, response=response)
+        authenticate_request(request, context)
+        return context
+
+
+def graphql_view():
+    from graph.schema import schema
+
+    return MailboxGraphQLView.as_view(
+        schema=schema,
+        graphql_ide="graphiql" if settings.DEBUG else None,
+        multipart_uploads_enabled=True,
+    )

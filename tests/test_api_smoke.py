@@ -1,0 +1,62 @@
+"""A first pass over the API over HTTP: the main staff and portal flows."""
+
+from __future__ import annotations
+
+from tests.graphql_client import Api, gid
+
+MAILBOXES = """
+query($practiceId: ID!) {
+  mailboxes(practiceId: $practiceId) {
+    id name status isSubscribed subscriberCount unreadCount
+    subscribers { id fullName }
+    conversations(first: 10) {
+      totalCount
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+      edges { cursor node { id status lastMessageAt unreadCount patient { fullName accountNumber }
+        messages(last: 5) { totalCount edges { node { sequence direction body senderName attachments { id url } } } } } }
+    }
+  }
+}
+"""
+
+
+def test_subscriber_lists_mailboxes_and_reads_a_thread(world):
+    patient_api = Api.as_patient(world.patient)
+    sent = patient_api.data(
+        'mutation($m: ID!) { sendPortalMessage(mailboxId: $m, body: "My bill is wrong") { sequence direction } }',
+        {"m": gid("Mailbox", world.billing.pk)},
+    )
+    assert sent["sendPortalMessage"] == {"sequence": 1, "direction": "FROM_PATIENT"}
+
+    api = Api.as_user(world.subscriber)
+    answer = api.post(MAILBOXES, {"practiceId": gid("Practice", world.practice.pk)})
+    # Scheduling is not subscribed: its conversations are refused, the rest of the answer stands.
+    assert [e["extensions"]["code"] for e in answer["errors"]] == ["NOT_SUBSCRIBED"]
+    data = answer["data"]
+    billing = next(m for m in data["mailboxes"] if m["name"] == "Billing")
+    assert billing["isSubscribed"] is True
+    assert billing["unreadCount"] == 1
+    conversation = billing["conversations"]["edges"][0]["node"]
+    assert conversation["unreadCount"] == 1
+    assert conversation["messages"]["edges"][0]["node"]["body"] == "My bill is wrong"
+
+
+def test_unsubscribed_staff_gets_not_subscribed_for_conversations(world):
+    api = Api.as_user(world.staff)
+    answer = api.post(
+        "query($id: ID!) { mailbox(id: $id) { name conversations { totalCount } } }",
+        {"id": gid("Mailbox", world.billing.pk)},
+    )
+    assert answer["errors"][0]["extensions"]["code"] == "NOT_SUBSCRIBED"
+
+
+def test_other_practice_ids_are_not_found(world):
+    api = Api.as_user(world.outsider)
+    code = api.error_code("query($id: ID!) { mailbox(id: $id) { name } }", {"id": gid("Mailbox", world.billing.pk)})
+    assert code == "NOT_FOUND"
+    assert api.error_code('query { mailbox(id: "garbage") { name } }') == "NOT_FOUND"
+
+
+def test_unknown_token_is_unauthenticated(db):
+    api = Api("pmm_not-a-token")
+    assert api.error_code("query { me { id } }") == "UNAUTHENTICATED"
