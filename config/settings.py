@@ -85,11 +85,15 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Lets several checkouts or engineers run the suite at once on one machine without sharing test databases.
+TEST_DB_SUFFIX = os.environ.get("TEST_DB_SUFFIX", "")
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and TEST_DB_SUFFIX:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}{TEST_DB_SUFFIX}"}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes the write lock at BEGIN, so two concurrent writers queue instead of deadlocking.
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db{TEST_DB_SUFFIX}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "core.User"
@@ -105,7 +109,7 @@ LOGIN_URL = "/login/"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # Parallel test workers share one Redis: keep their groups and cache keys apart.
-REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "pmm") + os.environ.get("PYTEST_XDIST_WORKER", "")
+REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "pmm") + TEST_DB_SUFFIX + os.environ.get("PYTEST_XDIST_WORKER", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
