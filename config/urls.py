@@ -2,5 +2,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("graph.urls")),
+    path("", include("graph.download_urls")),
     path("", include("web.urls")),
 ]

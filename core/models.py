@@ -6,6 +6,8 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Lower
+from django.urls import reverse
+from django.utils.http import urlencode
 
 from core.text import normalize_search_text
 
@@ -231,6 +233,16 @@ class Attachment(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+    @property
+    def download_path(self) -> str:
+        """The authenticated download URL path (graph/download_urls.py), staff access from the chart rules."""
+        return self.download_path_for(None)
+
+    def download_path_for(self, via: str | None) -> str:
+        """The same path with `?via=MAILBOX|CHART_SUMMARY`: that source's rules apply and it is audited."""
+        path = reverse("attachment-download", kwargs={"attachment_id": self.pk})
+        return f"{path}?{urlencode({'via': via})}" if via else path
 
 
 class ReadState(models.Model):

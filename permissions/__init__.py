@@ -15,6 +15,7 @@ from core.models import (
     PORTAL_SETTING,
     WORKBENCH_SETTING,
     AccessSource,
+    Attachment,
     Conversation,
     Mailbox,
     MailboxSubscription,
@@ -155,6 +156,38 @@ def require_patient_conversation(patient: Patient | None, conversation: Conversa
     if conversation.patient_id != patient.pk:
         raise not_found("conversation")
     require_portal(patient.practice_id)
+
+
+def require_attachment_access(
+    attachment: Attachment | None,
+    *,
+    user: User | None = None,
+    patient: Patient | None = None,
+    via: AccessSource | str | None = None,
+) -> AccessSource:
+    """Download a file: the same rules as reading its message. Returns the access source to audit.
+
+    Staff: from the chart (the default) any member of the practice, or from the mailbox view a subscriber.
+    Patients: their own conversations, with the portal switched on. Unknown, unattached (no committed
+    message) and other people's attachments are all the same NOT_FOUND.
+    """
+    if user is None and patient is None:
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in or send a valid 'Authorization: Bearer <token>' header.")
+    if attachment is None or attachment.message_id is None:
+        raise not_found("attachment")
+    conversation = attachment.message.conversation
+    if patient is not None:
+        if conversation.patient_id != patient.pk:
+            raise not_found("attachment")
+        require_portal(conversation.practice_id)
+        return AccessSource.PORTAL
+    if membership_of(user, conversation.practice_id) is None:
+        raise not_found("attachment")
+    if via and via not in (AccessSource.MAILBOX, AccessSource.CHART_SUMMARY):
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "via must be MAILBOX or CHART_SUMMARY.")
+    source = AccessSource(via or AccessSource.CHART_SUMMARY)
+    require_conversation_access(user, conversation, source)
+    return source
 
 
 # ---- scoped querysets ----------------------------------------------------------------------------
