@@ -26,6 +26,7 @@ _STATUS = {
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.VALIDATION_ERROR: 400,
+    ErrorCode.RATE_LIMITED: 429,
 }
 
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
@@ -123,6 +124,20 @@ def test_gif_heic_and_office_documents_are_accepted_from_the_portal(world, stora
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     ]
     assert {a.practice_id for a in message.attachments.all()} == {world.practice.pk}
+
+
+def test_a_large_upload_spooled_to_a_temporary_file_is_streamed_into_storage(world, storage_dir):
+    content = pdf_bytes() + b"%" + b"x" * (3 * 1024 * 1024) + b"\n%%EOF\n"
+    spooled = TemporaryUploadedFile("big.pdf", "application/pdf", len(content), None)
+    spooled.write(content)
+    spooled.seek(0)
+
+    attachment = send(world, spooled).attachments.get()
+    spooled.close()  # the storage moved the temporary file into place, as Django does for large uploads
+
+    assert attachment.size == len(content)
+    assert attachment.sha256 == hashlib.sha256(content).hexdigest()
+    assert (storage_dir / attachment.storage_name).read_bytes() == content
 
 
 def test_the_type_comes_from_the_bytes_not_the_name_or_the_client(world, storage_dir):
@@ -267,6 +282,7 @@ def test_staff_and_the_patient_download_the_same_bytes_with_safe_headers(world, 
     for response in (by_staff, by_patient):
         assert response.status_code == 200
         assert response["Content-Type"] == "application/pdf"
+        assert response["Content-Length"] == str(sent.size)
         assert response["X-Content-Type-Options"] == "nosniff"
         assert response["Cache-Control"] == "private, no-store"
         assert response["Content-Disposition"] == (
