@@ -136,7 +136,12 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
     "default": {
         "BACKEND": os.environ.get("ATTACHMENT_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
-        "OPTIONS": {"location": str(MEDIA_ROOT / "attachments")}
+        "OPTIONS": {
+            "location": str(MEDIA_ROOT / "attachments"),
+            # Protected health information: readable by the service account only.
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        }
         if "ATTACHMENT_STORAGE_BACKEND" not in os.environ
         else {},
     },
@@ -154,6 +159,10 @@ MAILBOX = {
     "TOKEN_IDLE_MINUTES": env_int("TOKEN_IDLE_MINUTES", 0),
     "EVENT_RETENTION_DAYS": env_int("EVENT_RETENTION_DAYS", 30),
     "GRAPHQL_INTROSPECTION": env_flag("GRAPHQL_INTROSPECTION", DEBUG),
+    # Rate limits as (attempts, window seconds): sends and searches per user or patient, failed tokens per IP.
+    "SEND_RATE_LIMIT": (env_int("SEND_RATE_LIMIT", 60), 60),
+    "SEARCH_RATE_LIMIT": (env_int("SEARCH_RATE_LIMIT", 120), 60),
+    "TOKEN_FAILURE_RATE_LIMIT": (env_int("TOKEN_FAILURE_RATE_LIMIT", 20), 60),
 }
 
 LOGGING = {
