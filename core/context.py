@@ -23,6 +23,11 @@ def current_request() -> RequestInfo:
     return info
 
 
+def has_request() -> bool:
+    """True inside an HTTP request or WebSocket operation (the transport set who is asking)."""
+    return _current.get() is not None
+
+
 def set_current_request(info: RequestInfo):
     """Returns a token for `reset_current_request`."""
     return _current.set(info)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db.models import Exists, F, Func, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from core import audit
+from core import audit, ratelimit
 from core import search as patient_search
 from core.errors import not_found
 from core.models import (
@@ -141,6 +141,7 @@ def chart_conversations(*, user: User | None, patient: Patient) -> QuerySet[Conv
 
 def search_patients(*, user: User | None, practice_id: int, query: str, limit: int) -> list[Patient]:
     require_member(user, practice_id)
+    ratelimit.hit(ratelimit.SEARCHES, f"user:{user.pk}")
     results = list(patient_search.search_patients(practice_id, query, limit))
     audit.record(
         operation="searchPatients", action=AuditAction.EXECUTE, practice=practice_id, actor_user=user,

@@ -10,6 +10,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from core import audit, ratelimit
+from core.context import current_request
 from core.errors import DomainError, ErrorCode
 from core.models import ApiToken, Patient, User
 
@@ -45,25 +47,39 @@ def _unauthenticated(reason: str) -> DomainError:
 
 
 def authenticate_token(raw: str) -> TokenOwner:
+    """The token's owner, or UNAUTHENTICATED (audited with the caller's IP, no actor). An address with too
+    many failures in the window is refused with RATE_LIMITED before the token is even looked at."""
+    ip = current_request().ip or "unknown"
+    ratelimit.check(ratelimit.TOKEN_FAILURES, ip)
     token = (
         ApiToken.objects.select_related("user", "patient", "patient__practice")
         .filter(key_hash=hash_token(raw.strip()))
         .first()
     )
     if token is None or token.revoked_at is not None:
-        raise _unauthenticated("This token is not valid.")
+        raise _failed(token, "This token is not valid.", "revoked" if token is not None else "unknown", ip)
     now = timezone.now()
     if token.expires_at <= now:
-        raise _unauthenticated("This token has expired.")
+        raise _failed(token, "This token has expired.", "expired", ip)
     idle_minutes = settings.MAILBOX["TOKEN_IDLE_MINUTES"]
     last_seen = token.last_used_at or token.created_at
     if idle_minutes and now - last_seen > timedelta(minutes=idle_minutes):
-        raise _unauthenticated("This token was logged off after inactivity.")
+        raise _failed(token, "This token was logged off after inactivity.", "idle", ip)
     if token.user is not None and not token.user.is_active:
-        raise _unauthenticated("This account is disabled.")
+        raise _failed(token, "This account is disabled.", "disabled", ip)
     if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return TokenOwner(token_id=token.pk, user=token.user, patient=token.patient)
+
+
+def _failed(token: ApiToken | None, message: str, reason: str, ip: str) -> DomainError:
+    ratelimit.record_failure(ratelimit.TOKEN_FAILURES, ip)
+    audit.record_token_failure(
+        reason=reason,
+        token_id=token.pk if token is not None else None,
+        practice_id=token.patient.practice_id if token is not None and token.patient is not None else None,
+    )
+    return _unauthenticated(message)
 
 
 def token_is_valid(token_id: int) -> bool:

@@ -15,6 +15,7 @@ from strawberry.extensions import (
 from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from core.errors import DomainError
+from graph.audit_refusals import AuditRefusals
 from graph.errors import DomainErrors
 from graph.mutations import Mutation
 from graph.queries import Query
@@ -27,6 +28,7 @@ MAX_TOKENS = 4000
 def _extensions() -> list:
     extensions = [
         DomainErrors,
+        AuditRefusals,  # after DomainErrors: exits first, while the original refusals are still there
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),

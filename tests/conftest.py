@@ -111,3 +111,11 @@ def world(db) -> World:
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(settings):
+    """Each test starts with unused rate-limit counters, without flushing a cache other runs share."""
+    import uuid
+
+    settings.RATE_LIMIT_NAMESPACE = f"rl-{uuid.uuid4().hex}"

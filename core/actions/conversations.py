@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import attachments as attachment_store
-from core import audit
+from core import audit, ratelimit
 from core.actions._common import clean_body, clean_client_message_id, lock_conversation, lock_mailbox
 from core.errors import DomainError, ErrorCode, not_found
 from core.events import emit
@@ -143,6 +143,7 @@ def send_staff_message(
     client_message_id: str | None = None,
     via: AccessSource | str = AccessSource.MAILBOX,
 ) -> Message:
+    ratelimit.hit(ratelimit.SENDS, f"user:{acting_user.pk}")
     via = _clean_via(via)
     client_message_id = clean_client_message_id(client_message_id)
     body = clean_body(body, has_attachments=bool(attachments))
@@ -185,6 +186,7 @@ def send_patient_message(
     client_message_id: str | None = None,
 ) -> Message:
     """A patient writes to one of the practice's active mailboxes (portal). Starts the thread if needed."""
+    ratelimit.hit(ratelimit.SENDS, f"patient:{acting_patient.pk}")
     client_message_id = clean_client_message_id(client_message_id)
     body = clean_body(body, has_attachments=bool(attachments))
     uploads = attachment_store.store_uploads(attachments)

@@ -1,0 +1,98 @@
+"""Fixed-window rate limits on Django's cache (Redis when REDIS_URL is set, so every process shares them).
+
+A limit is `(count, seconds)` in settings.MAILBOX; `hit` counts one attempt and refuses with RATE_LIMITED
+once the window's count is exceeded, telling the caller how long to wait. Limits guard the API surface:
+they apply only inside a request (HTTP or WebSocket), not to scripts and management commands.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+from core.context import has_request
+from core.errors import DomainError, ErrorCode
+
+SENDS = "SEND_RATE_LIMIT"
+SEARCHES = "SEARCH_RATE_LIMIT"
+TOKEN_FAILURES = "TOKEN_FAILURE_RATE_LIMIT"
+
+_WHAT = {
+    SENDS: "You are sending messages too quickly",
+    SEARCHES: "You are searching too quickly",
+    TOKEN_FAILURES: "Too many failed sign-ins from your address",
+}
+
+
+def _window(limit_name: str) -> tuple[int, int]:
+    count, seconds = settings.MAILBOX[limit_name]
+    return int(count), max(1, int(seconds))
+
+
+def _key(limit_name: str, who: str, window_start: int) -> str:
+    # A namespace setting lets tests start from fresh counters without flushing a shared cache.
+    namespace = getattr(settings, "RATE_LIMIT_NAMESPACE", "rl")
+    return f"{namespace}:{limit_name}:{who}:{window_start}"
+
+
+def _refusal(limit_name: str, retry_after: int) -> DomainError:
+    return DomainError(
+        ErrorCode.RATE_LIMITED,
+        f"{_WHAT[limit_name]}; try again in {retry_after} seconds.",
+        retryAfter=retry_after,
+    )
+
+
+def _current(limit_name: str) -> tuple[int, int, int]:
+    count, seconds = _window(limit_name)
+    now = time.time()
+    window_start = int(now // seconds) * seconds
+    retry_after = max(1, int(window_start + seconds - now + 0.999))
+    return count, window_start, retry_after
+
+
+def hit(limit_name: str, who: str) -> None:
+    """Counts one attempt by `who`; raises RATE_LIMITED when this window's limit is already used up."""
+    if not has_request():
+        return
+    count, window_start, retry_after = _current(limit_name)
+    if count <= 0:
+        return
+    key = _key(limit_name, who, window_start)
+    cache.add(key, 0, timeout=retry_after + 1)
+    try:
+        used = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=retry_after + 1)
+        used = 1
+    if used > count:
+        raise _refusal(limit_name, retry_after)
+
+
+def check(limit_name: str, who: str) -> None:
+    """Refuses when `who` has used up this window without counting an attempt (e.g. before a token check)."""
+    if not has_request():
+        return
+    count, window_start, retry_after = _current(limit_name)
+    if count <= 0:
+        return
+    used = cache.get(_key(limit_name, who, window_start)) or 0
+    if used >= count:
+        raise _refusal(limit_name, retry_after)
+
+
+def record_failure(limit_name: str, who: str) -> None:
+    """Counts a failed attempt without refusing this one (the caller refuses it for its own reason)."""
+    if not has_request():
+        return
+    count, window_start, retry_after = _current(limit_name)
+    if count <= 0:
+        return
+    key = _key(limit_name, who, window_start)
+    cache.add(key, 0, timeout=retry_after + 1)
+    try:
+        cache.incr(key)
+    except ValueError:
+        cache.add(key, 1, timeout=retry_after + 1)
