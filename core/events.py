@@ -10,6 +10,8 @@ from django.db import transaction
 from core.models import Event, EventKind
 
 log = logging.getLogger(__name__)
+# First key of the two-key advisory lock that orders a practice's event log (arbitrary, fixed).
+_EVENT_LOCK_NAMESPACE = 7_351
 
 
 def practice_group(practice_id: int) -> str:
@@ -33,6 +35,16 @@ def groups_for(event: Event) -> list[str]:
     return groups
 
 
+def _serialize_practice_log(practice_id: int) -> None:
+    """Commits a practice's events in id order (PostgreSQL), so a stream that has read up to id N never later
+    sees a smaller id appear: the id is taken under a per-practice lock held until commit. SQLite writers are
+    serialized by the IMMEDIATE transaction already."""
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_EVENT_LOCK_NAMESPACE, practice_id])
+
+
 def emit(
     kind: EventKind,
     *,
@@ -44,6 +56,7 @@ def emit(
     user_ids: Iterable[int] = (),
     data: dict | None = None,
 ) -> Event:
+    _serialize_practice_log(practice_id)
     event = Event.objects.create(
         practice_id=practice_id,
         kind=kind,

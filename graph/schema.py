@@ -49,6 +49,13 @@ def _subscription_type():
     return Subscription
 
 
+def _stream_extensions() -> list:
+    """Each result a subscription streams gets the same error shape as an HTTP answer."""
+    from graph.subscriptions import StreamedDomainErrors
+
+    return [StreamedDomainErrors] if _subscription_type() is not None else []
+
+
 class MailboxSchema(strawberry.Schema):
     def process_errors(self, errors, execution_context=None) -> None:
         """Refusals are expected answers, not server faults: log only the unexpected (masked) ones."""
@@ -63,5 +70,8 @@ def _is_expected(error) -> bool:
 
 
 schema = MailboxSchema(
-    query=Query, mutation=Mutation, subscription=_subscription_type(), extensions=_extensions()
+    query=Query,
+    mutation=Mutation,
+    subscription=_subscription_type(),
+    extensions=[*_extensions(), *_stream_extensions()],
 )

@@ -1,0 +1,307 @@
+"""Live streams read from the event log (the `Event` outbox), never from the publish itself.
+
+A publish on the channel layer only wakes a stream up; the stream then reads every logged event after the
+last one it delivered, checks access, and loads the affected objects in one batch. So a lost publish is
+repaired by the next wake-up (or the periodic re-check), and a client resuming with `after: cursor` gets
+exactly the events it missed, in log order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from core import audit
+from core.errors import DomainError, ErrorCode
+from core.events import conversation_group, patient_group, practice_group
+from core.models import (
+    AccessSource,
+    AuditAction,
+    Conversation,
+    Event,
+    EventKind,
+    Mailbox,
+    Message,
+    Patient,
+    User,
+)
+from core.reads import annotate_conversations, annotate_mailboxes, messages_with_details
+from core.tokens import token_is_valid
+from permissions.live import (
+    conversation_stream_visible,
+    mailbox_stream_visible,
+    portal_event_filter,
+    require_conversation_stream,
+    require_mailbox_stream,
+    require_portal_stream,
+    subscribed_active_mailbox_ids,
+)
+
+BATCH_SIZE = 100
+_CURSOR_PREFIX = "event:"
+
+
+class StreamKind:
+    MAILBOX = "mailboxEvents"
+    CONVERSATION = "conversationEvents"
+    PORTAL = "portalEvents"
+
+
+@dataclass
+class LiveStream:
+    """One subscription's view of the log: whose it is, which part of the log, which groups wake it."""
+
+    kind: str
+    practice_id: int
+    groups: list[str]
+    user: User | None = None
+    patient: Patient | None = None
+    token_id: int | None = None
+    conversation_id: int | None = None
+    via: AccessSource = AccessSource.MAILBOX
+
+    def log_filter(self) -> Q:
+        if self.kind == StreamKind.CONVERSATION:
+            return Q(conversation_id=self.conversation_id)
+        if self.kind == StreamKind.PORTAL:
+            return portal_event_filter(self.patient)
+        return Q(practice_id=self.practice_id)
+
+
+@dataclass
+class LiveItem:
+    event: Event
+    mailbox: Mailbox | None = None
+    conversation: Conversation | None = None
+    message: Message | None = None
+
+
+@dataclass
+class Batch:
+    items: list[LiveItem] = field(default_factory=list)
+    last_id: int = 0
+    # The log had more rows than one batch: read again without waiting for a wake-up.
+    more: bool = False
+
+
+# ---- cursors ---------------------------------------------------------------------------------------
+
+
+def encode_cursor(event_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{event_id}".encode()).decode()
+
+
+def _invalid_cursor() -> DomainError:
+    days = settings.MAILBOX["EVENT_RETENTION_DAYS"]
+    return DomainError(
+        ErrorCode.VALIDATION_ERROR,
+        f"This cursor is unknown or older than the event log keeps ({days} days): refetch the data over HTTP, "
+        "then subscribe again without `after`.",
+    )
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        if not text.startswith(_CURSOR_PREFIX):
+            raise ValueError(text)
+        event_id = int(text.removeprefix(_CURSOR_PREFIX))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise _invalid_cursor()
+    if event_id <= 0:
+        raise _invalid_cursor()
+    return event_id
+
+
+def start_position(stream: LiveStream, after: str | None) -> int:
+    """The id after which the stream delivers. Call it after joining the groups, so nothing falls in between.
+
+    Without a cursor: the newest logged event of the practice (live only). With one: its event must still be
+    in the log (pruning removes oldest first, so everything after it is still there) and be of this practice.
+    """
+    if after is None:
+        newest = Event.objects.filter(practice_id=stream.practice_id).aggregate(newest=Max("id"))["newest"]
+        return newest or 0
+    event_id = decode_cursor(after)
+    if not Event.objects.filter(pk=event_id, practice_id=stream.practice_id).exists():
+        raise _invalid_cursor()
+    return event_id
+
+
+# ---- opening a stream (checked and audited once) ---------------------------------------------------
+
+
+def open_mailbox_stream(*, user: User | None, token_id: int | None, practice_id: int) -> LiveStream:
+    require_mailbox_stream(user, practice_id)
+    audit.record(
+        operation="mailboxEvents",
+        action=AuditAction.READ,
+        practice=practice_id,
+        actor_user=user,
+        via=AccessSource.MAILBOX,
+    )
+    return LiveStream(
+        kind=StreamKind.MAILBOX,
+        practice_id=practice_id,
+        groups=[practice_group(practice_id)],
+        user=user,
+        token_id=token_id,
+    )
+
+
+def open_conversation_stream(
+    *, user: User | None, token_id: int | None, conversation_id: int, via: AccessSource
+) -> LiveStream:
+    conversation = Conversation.objects.select_related("mailbox").filter(pk=conversation_id).first()
+    require_conversation_stream(user, conversation, via)
+    audit.record(
+        operation="conversationEvents",
+        action=AuditAction.READ,
+        practice=conversation.practice_id,
+        actor_user=user,
+        target=conversation,
+        patient=conversation.patient_id,
+        via=via,
+    )
+    return LiveStream(
+        kind=StreamKind.CONVERSATION,
+        practice_id=conversation.practice_id,
+        groups=[conversation_group(conversation_id)],
+        user=user,
+        token_id=token_id,
+        conversation_id=conversation_id,
+        via=via,
+    )
+
+
+def open_portal_stream(*, patient: Patient, token_id: int | None) -> LiveStream:
+    require_portal_stream(patient)
+    audit.record(
+        operation="portalEvents",
+        action=AuditAction.READ,
+        practice=patient.practice_id,
+        actor_patient=patient,
+        patient=patient,
+        via=AccessSource.PORTAL,
+    )
+    return LiveStream(
+        kind=StreamKind.PORTAL,
+        practice_id=patient.practice_id,
+        groups=[patient_group(patient.pk)],
+        patient=patient,
+        token_id=token_id,
+    )
+
+
+# ---- reading the log -------------------------------------------------------------------------------
+
+
+def require_token(token_id: int | None) -> None:
+    if token_id is not None and not token_is_valid(token_id):
+        raise DomainError(
+            ErrorCode.UNAUTHENTICATED, "This token was revoked or has expired; reconnect with a new token."
+        )
+
+
+def _recheck_access(stream: LiveStream) -> set[int]:
+    """The current access decision; returns the subscribed active mailboxes for the mailbox stream."""
+    require_token(stream.token_id)
+    if stream.user is not None:
+        stream.user.refresh_from_db(fields=["is_active"])
+    if stream.kind == StreamKind.MAILBOX:
+        require_mailbox_stream(stream.user, stream.practice_id)
+        return subscribed_active_mailbox_ids(stream.user, stream.practice_id)
+    if stream.kind == StreamKind.CONVERSATION:
+        conversation = Conversation.objects.select_related("mailbox").filter(pk=stream.conversation_id).first()
+        require_conversation_stream(stream.user, conversation, stream.via)
+        return set()
+    require_portal_stream(stream.patient)
+    return set()
+
+
+def _visible(stream: LiveStream, event: Event, subscribed: set[int]) -> bool:
+    if stream.kind == StreamKind.MAILBOX:
+        return mailbox_stream_visible(event, stream.user, subscribed)
+    if stream.kind == StreamKind.CONVERSATION:
+        return conversation_stream_visible(event, stream.user)
+    return True
+
+
+def read_batch(stream: LiveStream, after_id: int, limit: int = BATCH_SIZE) -> Batch:
+    """Access re-checked, then the next logged events after `after_id` that this viewer may see, with their
+    objects loaded in a constant number of queries (however many events)."""
+    subscribed = _recheck_access(stream)
+    rows = list(Event.objects.filter(stream.log_filter(), id__gt=after_id).order_by("id")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not rows:
+        return Batch(last_id=after_id)
+    visible = [event for event in rows if _visible(stream, event, subscribed)]
+    items = _load_objects(stream, visible)
+    return Batch(items=items, last_id=rows[-1].pk, more=more)
+
+
+def _load_objects(stream: LiveStream, events: list[Event]) -> list[LiveItem]:
+    viewer = stream.user  # None for patients: no per-user annotations
+    mailbox_ids = {e.mailbox_id for e in events if e.mailbox_id and e.kind != EventKind.MAILBOX_DELETED}
+    conversation_ids = {e.conversation_id for e in events if e.conversation_id}
+    message_ids = {e.message_id for e in events if e.message_id}
+    scope = Q(practice_id=stream.practice_id)
+    mailboxes = (
+        {
+            m.pk: m
+            for m in annotate_mailboxes(Mailbox.objects.filter(scope, pk__in=mailbox_ids), viewer).select_related(
+                "practice"
+            )
+        }
+        if mailbox_ids
+        else {}
+    )
+    conversations = (
+        {
+            c.pk: c
+            for c in annotate_conversations(
+                Conversation.objects.filter(scope, pk__in=conversation_ids), viewer
+            ).select_related("mailbox__practice")
+        }
+        if conversation_ids
+        else {}
+    )
+    for conversation in conversations.values():
+        conversation._via = stream.via
+    messages = (
+        {
+            m.pk: m
+            for m in messages_with_details(
+                Message.objects.filter(conversation__practice_id=stream.practice_id, pk__in=message_ids)
+            )
+        }
+        if message_ids
+        else {}
+    )
+    return [
+        LiveItem(
+            event=e,
+            mailbox=mailboxes.get(e.mailbox_id),
+            conversation=conversations.get(e.conversation_id),
+            message=messages.get(e.message_id),
+        )
+        for e in events
+    ]
+
+
+# ---- retention -------------------------------------------------------------------------------------
+
+
+def prune_events(*, older_than_days: int | None = None) -> int:
+    """Deletes logged events past retention; a cursor pointing at one of them is then refused."""
+    days = settings.MAILBOX["EVENT_RETENTION_DAYS"] if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = Event.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

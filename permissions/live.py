@@ -1,0 +1,83 @@
+"""Who may follow which live stream, and which logged events each follower may see.
+
+Checked when a subscription starts and again for every batch of events it delivers, against the current
+state: an unsubscribed user, a deactivated mailbox, a lost membership or a switched-off feature stop the
+flow at the next event.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+
+from core.errors import not_found
+from core.models import AccessSource, Conversation, Event, EventKind, MailboxSubscription, Patient, User
+from permissions import (
+    require_conversation_access,
+    require_patient_conversation,
+    require_portal,
+    require_workbench_member,
+)
+
+# Changes to a practice's set of mailboxes: every member's mailbox list shows them.
+MAILBOX_LIFECYCLE = (
+    EventKind.MAILBOX_CREATED,
+    EventKind.MAILBOX_RENAMED,
+    EventKind.MAILBOX_DEACTIVATED,
+    EventKind.MAILBOX_ACTIVATED,
+    EventKind.MAILBOX_DELETED,
+)
+# Changes that concern one user's own view (whose ids the event lists).
+PERSONAL = (EventKind.SUBSCRIPTIONS_CHANGED, EventKind.CONVERSATION_READ)
+# What a patient sees of their own threads in the portal.
+PORTAL_KINDS = (EventKind.MESSAGE_ADDED, EventKind.CONVERSATION_STARTED)
+
+
+def require_mailbox_stream(user: User | None, practice_id: int) -> None:
+    """`mailboxEvents`: a member of the practice with the workbench on; another practice's user gets NOT_FOUND."""
+    require_workbench_member(user, practice_id)
+
+
+def subscribed_active_mailbox_ids(user: User, practice_id: int) -> set[int]:
+    return set(
+        MailboxSubscription.objects.filter(
+            user=user, mailbox__practice_id=practice_id, mailbox__is_active=True
+        ).values_list("mailbox_id", flat=True)
+    )
+
+
+def mailbox_stream_visible(event: Event, user: User, subscribed_active: set[int]) -> bool:
+    """One event of the practice log, for a member whose subscribed active mailboxes are `subscribed_active`."""
+    if event.kind in MAILBOX_LIFECYCLE:
+        return True
+    if event.kind == EventKind.SUBSCRIPTIONS_CHANGED:
+        return user.pk in (event.user_ids or [])
+    if event.kind == EventKind.CONVERSATION_READ:
+        return user.pk in (event.user_ids or []) and event.mailbox_id in subscribed_active
+    return event.mailbox_id in subscribed_active
+
+
+def require_conversation_stream(user: User | None, conversation: Conversation | None, via: AccessSource) -> None:
+    """`conversationEvents`: the same rule as opening the conversation from that place."""
+    if conversation is None:
+        raise not_found("conversation")
+    require_workbench_member(user, conversation.practice_id)
+    require_conversation_access(user, conversation, via)
+
+
+def conversation_stream_visible(event: Event, user: User) -> bool:
+    if event.kind == EventKind.CONVERSATION_READ:
+        return user.pk in (event.user_ids or [])
+    return event.kind not in (EventKind.SUBSCRIPTIONS_CHANGED,)
+
+
+def require_portal_stream(patient: Patient) -> None:
+    require_portal(patient.practice_id)
+
+
+def portal_event_filter(patient: Patient) -> Q:
+    """The patient's own threads: new conversations and messages in them, never staff-only signals."""
+    return Q(patient_id=patient.pk, kind__in=PORTAL_KINDS)
+
+
+def require_portal_conversation(patient: Patient, conversation: Conversation) -> None:
+    require_patient_conversation(patient, conversation)

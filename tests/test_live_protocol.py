@@ -1,0 +1,125 @@
+"""graphql-transport-ws conformance of the `/graphql` WebSocket: handshake, authentication, protocol errors."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from django.db import connections
+
+from core.tokens import issue_token
+from tests.graphql_client import gid
+from tests.live_client import MAILBOX_EVENTS, Closed, LiveClient
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def _close_worker_thread_connections():
+    """Database work ran in asgiref's worker thread; close its connection so the test database can be dropped."""
+    yield
+    await database_sync_to_async(connections.close_all)()
+
+
+async def test_valid_token_in_connection_init_is_acknowledged(world):
+    token = await database_sync_to_async(issue_token)(user=world.subscriber)
+    client = LiveClient()
+    assert (await client.open(token))["type"] == "connection_ack"
+    await client.close()
+
+
+async def test_bad_token_is_closed_with_4403(db):
+    client = LiveClient()
+    with pytest.raises(Closed) as closed:
+        await client.open("pmm_not-a-real-token")
+    assert closed.value.code == 4403
+    await client.close()
+
+
+async def test_missing_credentials_are_closed_with_4403(db):
+    client = LiveClient()
+    with pytest.raises(Closed) as closed:
+        await client.open(payload={})
+    assert closed.value.code == 4403
+    await client.close()
+
+
+async def test_no_connection_init_in_time_is_closed_with_4408(db, settings):
+    settings.MAILBOX = {**settings.MAILBOX, "WS_CONNECTION_INIT_SECONDS": 0.3}
+    client = LiveClient()
+    connected, _ = await client.ws.connect()
+    assert connected
+    assert await client.closed_code(timeout=3) == 4408
+    await client.close()
+
+
+async def test_second_connection_init_is_closed_with_4429(world):
+    token = await database_sync_to_async(issue_token)(user=world.subscriber)
+    client = LiveClient()
+    await client.open(token)
+    await client.send({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}})
+    assert await client.closed_code() == 4429
+    await client.close()
+
+
+async def test_subscribe_before_ack_is_closed_with_4401(db):
+    client = LiveClient()
+    await client.ws.connect()
+    await client.subscribe("m", "subscription { portalEvents { cursor } }")
+    assert await client.closed_code() == 4401
+    await client.close()
+
+
+async def test_duplicate_subscription_id_is_closed_with_4409(world):
+    token = await database_sync_to_async(issue_token)(user=world.subscriber)
+    client = LiveClient()
+    await client.open(token)
+    variables = {"practiceId": gid("Practice", world.practice.pk)}
+    await client.subscribe("same", MAILBOX_EVENTS, variables)
+    await client.subscribe("same", MAILBOX_EVENTS, variables)
+    assert await client.closed_code() == 4409
+    await client.close()
+
+
+async def test_ping_is_answered_with_pong(world):
+    token = await database_sync_to_async(issue_token)(user=world.subscriber)
+    client = LiveClient()
+    await client.open(token)
+    await client.send({"type": "ping"})
+    assert (await client.receive())["type"] == "pong"
+    await client.close()
+
+
+async def test_server_sends_keepalive_pings(world, settings):
+    settings.MAILBOX = {**settings.MAILBOX, "WS_KEEPALIVE_SECONDS": 0.3, "LIVE_RECHECK_SECONDS": 0.3}
+    token = await database_sync_to_async(issue_token)(user=world.subscriber)
+    client = LiveClient()
+    await client.open(token)
+    output = await client._output(timeout=3)
+    assert '"ping"' in output["text"]
+    await client.close()
+
+
+async def test_browser_session_cookie_authenticates_same_origin_only(world):
+    # given a signed-in browser session
+    def make_session() -> str:
+        session = SessionStore()
+        session[SESSION_KEY] = str(world.subscriber.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = world.subscriber.get_session_auth_hash()
+        session.save()
+        return session.session_key
+
+    key = await database_sync_to_async(make_session)()
+    cookie = (b"cookie", f"sessionid={key}".encode())
+
+    # when it connects from our own origin, it is acknowledged without a token
+    client = LiveClient(headers=[cookie, (b"host", b"testserver"), (b"origin", b"http://testserver")])
+    assert (await client.open(payload={}))["type"] == "connection_ack"
+    await client.close()
+
+    # when another site's page tries the same cookie, it is refused
+    client = LiveClient(headers=[cookie, (b"host", b"testserver"), (b"origin", b"https://evil.example")])
+    connected, _ = await client.ws.connect()
+    assert not connected

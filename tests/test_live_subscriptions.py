@@ -1,0 +1,345 @@
+"""Live events over real WebSockets: delivery, resume without loss or repeats, access re-checked per event."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db import connections
+from django.test import override_settings
+
+from core import actions
+from core.models import Event
+from core.tokens import issue_token
+from tests.graphql_client import gid
+from tests.live_client import CONVERSATION_EVENTS, MAILBOX_EVENTS, PORTAL_EVENTS, LiveClient
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def _close_worker_thread_connections():
+    """Database work ran in asgiref's worker thread; close its connection so the test database can be dropped."""
+    yield
+    await database_sync_to_async(connections.close_all)()
+
+
+db = database_sync_to_async
+
+
+def staff_sends(world, body: str, user=None):
+    return db(actions.send_staff_message)(
+        acting_user=user or world.subscriber, conversation_id=world.conversation.pk, body=body
+    )
+
+
+def patient_sends(world, body: str, patient=None, mailbox=None):
+    return db(actions.send_patient_message)(
+        acting_patient=patient or world.patient, mailbox_id=(mailbox or world.billing).pk, body=body
+    )
+
+
+async def connected(user=None, patient=None) -> LiveClient:
+    token = await db(issue_token)(user=user, patient=patient)
+    client = LiveClient()
+    ack = await client.open(token)
+    assert ack["type"] == "connection_ack"
+    return client
+
+
+async def test_subscriber_receives_staff_and_patient_messages_live(world):
+    # given a subscriber of Billing following the practice's mailbox events
+    client = await connected(user=world.subscriber)
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.nothing_for(0.2)
+
+    # when a colleague and then the patient write in Billing
+    started = time.perf_counter()
+    await staff_sends(world, "We are looking into it", user=world.mailbox_admin)
+    staff_event = await client.event("m", "mailboxEvents")
+    latency_ms = (time.perf_counter() - started) * 1000
+    await patient_sends(world, "Thank you")
+    patient_event = await client.event("m", "mailboxEvents")
+
+    # then both arrive in order, with their objects
+    assert staff_event["kind"] == "MESSAGE_ADDED"
+    assert staff_event["message"] == {
+        "id": staff_event["message"]["id"],
+        "sequence": 1,
+        "direction": "TO_PATIENT",
+        "body": "We are looking into it",
+        "senderName": "Mia Mailboxadmin",
+    }
+    assert staff_event["mailbox"]["name"] == "Billing"
+    assert staff_event["conversation"]["patient"]["fullName"] == "María García"
+    assert patient_event["message"]["direction"] == "FROM_PATIENT"
+    assert patient_event["message"]["sequence"] == 2
+    print(f"live delivery latency (action committed → event received): {latency_ms:.1f} ms")
+    await client.close()
+
+
+async def test_unsubscribed_mailboxes_stay_silent_but_mailbox_changes_arrive(world):
+    # given staff subscribed to nothing
+    client = await connected(user=world.staff)
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.nothing_for(0.2)
+
+    # when a message lands in Billing and then a mailbox admin renames Scheduling
+    await patient_sends(world, "Hello")
+    await db(actions.rename_mailbox)(
+        acting_user=world.mailbox_admin, mailbox_id=world.scheduling.pk, name="Appointments"
+    )
+
+    # then only the mailbox change reaches them
+    event = await client.event("m", "mailboxEvents")
+    assert event["kind"] == "MAILBOX_RENAMED"
+    assert event["mailbox"]["name"] == "Appointments"
+    await client.nothing_for(0.3)
+    await client.close()
+
+
+async def test_resume_replays_missed_messages_exactly_once_in_order(world):
+    # given a subscriber who saw one event, then lost the connection
+    client = await connected(user=world.subscriber)
+    variables = {"practiceId": gid("Practice", world.practice.pk)}
+    await client.subscribe("m", MAILBOX_EVENTS, variables)
+    await client.nothing_for(0.2)
+    await patient_sends(world, "first")
+    seen = await client.event("m", "mailboxEvents")
+    await client.close()
+
+    # when three messages are sent while away, and they resume from the last cursor
+    for body in ("second", "third", "fourth"):
+        await patient_sends(world, body)
+    client = await connected(user=world.subscriber)
+    await client.subscribe("m", MAILBOX_EVENTS, {**variables, "after": seen["cursor"]})
+    replayed = [await client.event("m", "mailboxEvents") for _ in range(3)]
+
+    # then each arrives once, in order, and live delivery continues after them
+    assert [e["message"]["body"] for e in replayed] == ["second", "third", "fourth"]
+    await client.nothing_for(0.3)
+    await patient_sends(world, "fifth")
+    assert (await client.event("m", "mailboxEvents"))["message"]["body"] == "fifth"
+    await client.close()
+
+
+async def test_lost_publish_is_recovered_on_resume(world):
+    # given a subscriber who disconnected after seeing one event
+    client = await connected(user=world.subscriber)
+    variables = {"practiceId": gid("Practice", world.practice.pk)}
+    await client.subscribe("m", MAILBOX_EVENTS, variables)
+    await client.nothing_for(0.2)
+    await patient_sends(world, "before")
+    seen = await client.event("m", "mailboxEvents")
+    await client.close()
+
+    # when a message is committed while publishing reaches a layer nobody listens to
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}):
+        await patient_sends(world, "never published")
+
+    # then resuming from the cursor delivers it from the log
+    client = await connected(user=world.subscriber)
+    await client.subscribe("m", MAILBOX_EVENTS, {**variables, "after": seen["cursor"]})
+    event = await client.event("m", "mailboxEvents")
+    assert event["message"]["body"] == "never published"
+    await client.close()
+
+
+async def test_lost_publish_reaches_a_live_subscriber_at_the_periodic_recheck(world, settings):
+    # given a live subscriber re-reading the log every 0.5 s
+    settings.MAILBOX = {**settings.MAILBOX, "LIVE_RECHECK_SECONDS": 0.5}
+    client = await connected(user=world.subscriber)
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.nothing_for(0.2)
+
+    # when a message's publish is lost
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}):
+        await patient_sends(world, "silent")
+        started = time.perf_counter()
+        event = await client.event("m", "mailboxEvents", timeout=3)
+
+    # then it still arrives, within about one re-check period
+    assert event["message"]["body"] == "silent"
+    assert time.perf_counter() - started < 2
+    await client.close()
+
+
+async def test_cursor_past_retention_is_refused_with_validation_error(world):
+    # given a cursor whose event was pruned from the log
+    await patient_sends(world, "old")
+    event = await db(Event.objects.latest)("id")
+    from core.live import encode_cursor
+
+    cursor = encode_cursor(event.pk)
+    await db(Event.objects.filter(pk=event.pk).delete)()
+
+    # when a subscriber resumes from it
+    client = await connected(user=world.subscriber)
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk), "after": cursor})
+    message = await client.next_for("m")
+
+    # then they are told to refetch, and the subscription ends
+    assert message["type"] == "next"
+    error = message["payload"]["errors"][0]
+    assert error["extensions"]["code"] == "VALIDATION_ERROR"
+    assert "refetch" in error["message"]
+    assert (await client.next_for("m"))["type"] == "complete"
+    await client.close()
+
+
+async def test_unsubscribing_stops_mailbox_events(world):
+    # given a subscriber following Billing
+    client = await connected(user=world.subscriber)
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.nothing_for(0.2)
+
+    # when they unsubscribe and the patient writes
+    await db(actions.unsubscribe_from_mailbox)(acting_user=world.subscriber, mailbox_id=world.billing.pk)
+    change = await client.event("m", "mailboxEvents")
+    await patient_sends(world, "anyone there?")
+
+    # then they see their own subscription change, and no more Billing messages
+    assert change["kind"] == "SUBSCRIPTIONS_CHANGED"
+    await client.nothing_for(0.5)
+    await client.close()
+
+
+async def test_deactivated_mailbox_ends_conversation_events(world):
+    # given a subscriber following one Billing conversation
+    client = await connected(user=world.subscriber)
+    await client.subscribe("c", CONVERSATION_EVENTS, {"conversationId": gid("Conversation", world.conversation.pk)})
+    await client.nothing_for(0.2)
+    await patient_sends(world, "one")
+    assert (await client.event("c", "conversationEvents"))["message"]["body"] == "one"
+
+    # when a mailbox admin deactivates Billing and the thread changes again
+    await db(actions.deactivate_mailbox)(acting_user=world.mailbox_admin, mailbox_id=world.billing.pk)
+    await db(actions.mark_conversation_read)(
+        acting_user=world.mailbox_admin, conversation_id=world.conversation.pk, via="CHART_SUMMARY"
+    )
+
+    # then the stream ends with MAILBOX_DEACTIVATED instead of delivering
+    assert await client.refusal("c") == "MAILBOX_DEACTIVATED"
+    await client.close()
+
+
+async def test_lost_membership_ends_mailbox_events(world):
+    # given a subscriber following the practice
+    client = await connected(user=world.subscriber)
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.nothing_for(0.2)
+
+    # when they leave the practice and a message arrives
+    from core.models import Membership
+
+    await db(Membership.objects.filter(user=world.subscriber, practice=world.practice).delete)()
+    await patient_sends(world, "private")
+
+    # then the stream ends with NOT_FOUND and the message is not delivered
+    assert await client.refusal("m") == "NOT_FOUND"
+    await client.close()
+
+
+async def test_other_practice_user_cannot_subscribe_to_anything_here(world):
+    # given a user of the other practice
+    client = await connected(user=world.outsider)
+
+    # when they subscribe to this practice's mailbox events and to one of its conversations
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.subscribe("c", CONVERSATION_EVENTS, {"conversationId": gid("Conversation", world.conversation.pk)})
+    await client.subscribe(
+        "x", CONVERSATION_EVENTS, {"conversationId": gid("Conversation", world.conversation.pk), "via": "CHART_SUMMARY"}
+    )
+
+    # then every one is NOT_FOUND, and no message leaks
+    assert [await client.refusal(op_id) for op_id in ("m", "c", "x")] == ["NOT_FOUND"] * 3
+    await patient_sends(world, "secret")
+    await client.nothing_for(0.3)
+    await client.close()
+
+
+async def test_two_subscriptions_on_one_socket_do_not_interfere(world):
+    # given one socket following the practice and one conversation
+    client = await connected(user=world.subscriber)
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.subscribe("c", CONVERSATION_EVENTS, {"conversationId": gid("Conversation", world.conversation.pk)})
+    await client.nothing_for(0.2)
+
+    # when a message arrives, then each subscription gets it once
+    await patient_sends(world, "both")
+    assert (await client.event("m", "mailboxEvents"))["message"]["body"] == "both"
+    assert (await client.event("c", "conversationEvents"))["message"]["body"] == "both"
+
+    # when the conversation subscription completes, the other keeps running
+    await client.send({"id": "c", "type": "complete"})
+    await client.nothing_for(0.2)
+    await patient_sends(world, "only mailbox")
+    assert (await client.event("m", "mailboxEvents"))["message"]["body"] == "only mailbox"
+    await client.nothing_for(0.3)
+    await client.close()
+
+
+async def test_chart_summary_follows_a_conversation_without_subscription(world):
+    # given a staff member not subscribed to Billing, following the thread from the patient's chart
+    client = await connected(user=world.staff)
+    variables = {"conversationId": gid("Conversation", world.conversation.pk)}
+    await client.subscribe("mailbox-view", CONVERSATION_EVENTS, variables)
+    await client.subscribe("chart", CONVERSATION_EVENTS, {**variables, "via": "CHART_SUMMARY"})
+
+    # then the mailbox view is refused and the chart view delivers
+    assert await client.refusal("mailbox-view") == "NOT_SUBSCRIBED"
+    await client.nothing_for(0.2)
+    await patient_sends(world, "chart me")
+    assert (await client.event("chart", "conversationEvents"))["message"]["body"] == "chart me"
+    await client.close()
+
+
+async def test_portal_events_reach_only_their_patient(world):
+    # given two patients of the practice following their portal events
+    mine = await connected(patient=world.patient)
+    theirs = await connected(patient=world.other_patient)
+    await mine.subscribe("p", PORTAL_EVENTS)
+    await theirs.subscribe("p", PORTAL_EVENTS)
+    await mine.nothing_for(0.2)
+
+    # when staff answer the first patient
+    await staff_sends(world, "Your bill is fixed")
+
+    # then only that patient hears of it
+    event = await mine.event("p", "portalEvents")
+    assert event["message"] == {"sequence": 1, "body": "Your bill is fixed", "direction": "TO_PATIENT"}
+    await theirs.nothing_for(0.3)
+
+    # and a staff-only signal (a read receipt) is not sent to the patient
+    await db(actions.mark_conversation_read)(acting_user=world.subscriber, conversation_id=world.conversation.pk)
+    await mine.nothing_for(0.3)
+    await mine.close()
+    await theirs.close()
+
+
+async def test_staff_token_cannot_follow_portal_events(world):
+    client = await connected(user=world.subscriber)
+    await client.subscribe("p", PORTAL_EVENTS)
+    assert await client.refusal("p") == "FORBIDDEN"
+    await client.close()
+
+
+async def test_revoked_token_closes_the_socket_within_five_seconds(world):
+    # given a subscriber connected with a token
+    client = await connected(user=world.subscriber)
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.nothing_for(0.2)
+
+    # when the token is revoked
+    from core.tokens import revoke_tokens
+
+    await db(revoke_tokens)(user=world.subscriber)
+    started = time.perf_counter()
+
+    # then the server closes the socket with 4403 within 5 seconds
+    assert await client.closed_code(timeout=6) == 4403
+    elapsed = time.perf_counter() - started
+    assert elapsed < 5
+    print(f"revoked token: socket closed after {elapsed:.2f} s")
+    await client.close()
