@@ -1,0 +1,397 @@
+"""The Workbench, chart summary and patient portal, driven in Debian's Chromium against a live daphne server.
+
+One daphne process (HTTP + WebSocket) is forked for the session after the test database exists; each test
+writes its own rows (transactional database) and opens one browser context per person.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from functools import partial
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.hashers import Argon2PasswordHasher
+from django.db import connections
+from playwright.sync_api import Page, expect, sync_playwright
+
+from core.models import Conversation, MailboxSubscription, Message, PermissionGrant, PracticeSetting
+from core.tokens import issue_token
+from tests.attachment_samples import pdf_bytes
+from tests.graphql_client import gid
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "correct-horse-battery"
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "tests" / "screenshots"
+LIVE_TIMEOUT = 12_000  # ms: subscriptions deliver at once; the polling fallback within a few seconds
+
+
+@pytest.fixture(scope="session")
+def server_url(django_db_setup, django_db_blocker):
+    from channels.testing.live import make_application
+    from daphne.testing import DaphneProcess
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    with django_db_blocker.unblock():
+        connections.close_all()  # the forked server opens its own connections to the test database
+    server = DaphneProcess(
+        "127.0.0.1",
+        partial(make_application, static_wrapper=ASGIStaticFilesHandler),
+        setup=django_db_blocker.unblock,  # the fork inherits pytest-django's "no database" guard
+    )
+    server.daemon = True
+    server.start()
+    if not server.ready.wait(timeout=20):
+        raise RuntimeError("daphne did not start")
+    yield f"http://127.0.0.1:{server.port.value}"
+    server.terminate()
+    server.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    assert Path(CHROMIUM).exists(), "Install Debian's Chromium: apt-get install -y chromium"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(server_url, browser, monkeypatch):
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls of the test itself are still sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    contexts = []
+
+    def open_page(width: int = 1366, height: int = 800) -> Page:
+        context = browser.new_context(base_url=server_url, viewport={"width": width, "height": height})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def with_password(*users) -> None:
+    """The forked server keeps the production hashers; the test process only has MD5."""
+    hasher = Argon2PasswordHasher()
+    for user in users:
+        user.password = hasher.encode(PASSWORD, hasher.salt())
+        user.save(update_fields=["password"])
+
+
+def sign_in(page: Page, username: str) -> Page:
+    page.goto("/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#mailbox-list")).to_be_visible()
+    expect(page.locator("#mailbox-list .muted", has_text="Loading")).to_have_count(0)
+    return page
+
+
+def portal_sign_in(page: Page, patient) -> Page:
+    page.goto("/portal/")
+    page.get_by_label("Access token").fill(issue_token(patient=patient))
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#portal-conversations")).to_be_visible()
+    return page
+
+
+def mailbox(page: Page, name: str):
+    return page.locator(".mailbox", has=page.locator(".mailbox-name", has_text=re.compile(f"^{re.escape(name)}$")))
+
+
+def mailbox_menu(page: Page, name: str, item: str) -> None:
+    page.get_by_role("button", name=f"Options for {name}").click()
+    page.get_by_role("menuitem", name=item).click()
+
+
+def shot(page: Page, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def test_signed_out_visitor_is_sent_to_the_login_page(open_page):
+    # given a visitor without a session / when they open the Workbench
+    page = open_page()
+    page.goto("/")
+    # then they land on the login page
+    expect(page).to_have_url(re.compile(r"/login/\?next=/$"))
+    expect(page.get_by_role("heading", name="Patient Messages Mailbox")).to_be_visible()
+    shot(page, "01-login")
+
+
+def test_admin_creates_a_mailbox_and_subscribes_a_colleague(open_page, world):
+    # given a mailbox admin and a colleague subscribed to nothing
+    with_password(world.mailbox_admin, world.staff)
+    admin = sign_in(open_page(), world.mailbox_admin.username)
+
+    # when the admin creates "Front Desk" and ticks the colleague in Manage Subscribers
+    admin.get_by_role("button", name="+ New Mailbox").click()
+    admin.get_by_label("Mailbox name").fill("Front Desk")
+    admin.get_by_role("button", name="Create mailbox").click()
+    expect(mailbox(admin, "Front Desk")).to_be_visible()
+    mailbox_menu(admin, "Front Desk", "Manage Subscribers")
+    admin.get_by_text("Stan Staff (stan_staff)").click()
+    admin.get_by_role("button", name="Save").click()
+
+    # then the colleague is subscribed, and sees it that way after signing in
+    expect(mailbox(admin, "Front Desk")).to_contain_text("Not subscribed · 1 subscriber")
+    assert MailboxSubscription.objects.filter(mailbox__name="Front Desk", user=world.staff).exists()
+    colleague = sign_in(open_page(), world.staff.username)
+    expect(mailbox(colleague, "Front Desk")).to_contain_text("Subscribed")
+    # and a staff member without admin rights gets no admin options
+    expect(colleague.get_by_role("button", name="+ New Mailbox")).to_have_count(0)
+    colleague.get_by_role("button", name="Options for Front Desk").click()
+    expect(colleague.get_by_role("menuitem")).to_have_text(["Unsubscribe"])
+    colleague.keyboard.press("Escape")
+
+    # and an unsubscribed mailbox prompts to subscribe (NOT_SUBSCRIBED from the API)
+    colleague.locator(".mailbox-select", has_text="Scheduling").click()
+    expect(colleague.get_by_text("You are not subscribed to Scheduling.")).to_be_visible()
+    colleague.get_by_role("button", name="Subscribe to Scheduling").click()
+    expect(colleague.get_by_text("No active conversations")).to_be_visible()
+    admin.get_by_role("button", name="Options for Front Desk").click()
+    expect(admin.get_by_role("menuitem")).to_have_text(
+        ["Subscribe", "Manage Subscribers", "Rename", "Deactivate", "Delete"]
+    )
+    shot(admin, "02-mailbox-menu")
+
+
+def test_staff_starts_a_conversation_with_an_attachment_and_the_patient_answers_live(open_page, world):
+    # given a subscriber of Billing, a colleague watching the mailbox list, and the patient's portal open
+    with_password(world.subscriber, world.mailbox_admin)
+    staff = sign_in(open_page(), world.subscriber.username)
+    colleague = sign_in(open_page(), world.mailbox_admin.username)
+    portal = portal_sign_in(open_page(1000, 760), world.other_patient)
+    expect(portal.get_by_text("No messages yet.")).to_be_visible()
+
+    # when the staff member searches the patient and starts a conversation
+    staff.locator(".mailbox-select", has_text="Billing").click()
+    staff.get_by_role("button", name="+ New Conversation").click()
+    staff.get_by_label("Patient", exact=True).fill("smi jo")
+    result = staff.locator(".patient-result", has_text="John Smith")
+    expect(result).to_contain_text("(she/her)")
+    expect(result).to_contain_text("DOB 12/01/1975 · Account A-1002")
+    shot(staff, "03-patient-search")
+    result.click()
+    expect(staff.locator("#thread-title")).to_contain_text("John Smith")
+    # and sends a text with a PDF attached
+    staff.get_by_role("textbox", name="Message").fill("Hello John, your lab results are attached.")
+    staff.locator("#composer-files").set_input_files(
+        files=[{"name": "lab-results.pdf", "mimeType": "application/pdf", "buffer": pdf_bytes()}]
+    )
+    staff.get_by_role("button", name="Send").click()
+    sent = staff.locator(".msg-out").last
+    expect(sent).to_contain_text("your lab results are attached")
+    expect(sent.get_by_role("link", name="lab-results.pdf")).to_be_visible()
+    expect(staff.locator(".conversation.selected")).to_contain_text("John Smith")
+
+    # then the patient's portal shows it live, with the attachment
+    expect(portal.locator(".msg-in")).to_contain_text("your lab results are attached", timeout=LIVE_TIMEOUT)
+    download_url = portal.get_by_role("link", name="lab-results.pdf").get_attribute("href")
+    assert "/attachments/" in download_url
+    # when the patient answers
+    portal.get_by_role("textbox", name="Message").fill("Thank you! Should I book a follow-up?")
+    portal.get_by_role("button", name="Send").click()
+    expect(portal.locator(".msg-out")).to_contain_text("Should I book a follow-up?")
+    shot(portal, "04-portal")
+
+    # then the staff thread shows the answer live
+    expect(staff.locator(".msg-in")).to_contain_text("Should I book a follow-up?", timeout=LIVE_TIMEOUT)
+    # and the colleague (subscribed, thread not open) sees the unread badge on Billing and in the header
+    expect(mailbox(colleague, "Billing").locator(".badge")).to_have_text("1", timeout=LIVE_TIMEOUT)
+    expect(colleague.locator("#msg-icon-count")).to_have_text("1")
+    colleague.locator(".mailbox-select", has_text="Billing").click()
+    expect(colleague.locator(".conversation", has_text="John Smith").locator(".badge")).to_have_text("1")
+    shot(colleague, "05-unread-badges")
+    colleague.locator(".conversation-select", has_text="John Smith").click()
+    expect(colleague.locator(".msg-in")).to_contain_text("Should I book a follow-up?")
+    expect(colleague.locator("#msg-icon-count")).to_be_hidden()
+    shot(staff, "06-workbench-thread")
+    (ROOT / "docs").mkdir(exist_ok=True)
+    shutil.copyfile(SHOTS / "06-workbench-thread.png", ROOT / "docs" / "workbench.png")
+
+
+def test_archived_conversation_is_reactivated_by_a_patient_message_and_from_the_archive(open_page, world):
+    # given a subscriber with María's Billing conversation open, and María's portal
+    with_password(world.subscriber)
+    staff = sign_in(open_page(), world.subscriber.username)
+    portal = portal_sign_in(open_page(), world.patient)
+    staff.locator(".mailbox-select", has_text="Billing").click()
+    staff.locator(".conversation-select", has_text="María García").click()
+
+    # when the subscriber archives it
+    staff.get_by_role("button", name="Archive").click()
+    # then it is in the archived list
+    expect(staff.get_by_role("tab", name="Archived")).to_have_attribute("aria-selected", "true")
+    expect(staff.locator(".conversation", has_text="María García")).to_be_visible()
+    expect(staff.locator(".status-pill")).to_have_text("Archived")
+    shot(staff, "08-archived")
+
+    # when the patient writes to Billing, the conversation is active again (live)
+    portal.get_by_role("button", name="New message").click()
+    portal.get_by_role("textbox", name="Message").fill("I have a question about my bill.")
+    portal.get_by_role("button", name="Send").click()
+    expect(staff.locator(".status-pill")).to_have_text("Active", timeout=LIVE_TIMEOUT)
+    expect(staff.locator(".msg-in")).to_contain_text("question about my bill")
+    world.conversation.refresh_from_db()
+    assert world.conversation.status == "ACTIVE"
+
+    # when it is archived again and reactivated from the archived list
+    staff.get_by_role("button", name="Archive").click()
+    expect(staff.locator(".status-pill")).to_have_text("Archived")
+    staff.get_by_role("button", name="Reactivate").click()
+    # then it is back among the active conversations
+    expect(staff.get_by_role("tab", name="Active")).to_have_attribute("aria-selected", "true")
+    expect(staff.locator(".conversation.selected")).to_contain_text("María García")
+    expect(staff.locator(".status-pill")).to_have_text("Active")
+
+    # and a staff message reactivates an archived conversation too
+    staff.get_by_role("button", name="Archive").click()
+    expect(staff.locator(".status-pill")).to_have_text("Archived")
+    staff.get_by_role("textbox", name="Message").fill("We have corrected the invoice.")
+    staff.get_by_role("button", name="Send").click()
+    expect(staff.locator(".status-pill")).to_have_text("Active")
+    assert Conversation.objects.get(pk=world.conversation.pk).status == "ACTIVE"
+
+
+def test_deactivated_mailbox_is_grayed_out_and_refuses_sends(open_page, world):
+    # given a subscriber with a Billing thread open, and the mailbox admin
+    with_password(world.subscriber, world.mailbox_admin)
+    staff = sign_in(open_page(), world.subscriber.username)
+    admin = sign_in(open_page(), world.mailbox_admin.username)
+    staff.locator(".mailbox-select", has_text="Billing").click()
+    staff.locator(".conversation-select", has_text="María García").click()
+    expect(staff.locator("#thread-title")).to_contain_text("María García")
+
+    # when the admin deactivates Billing from the three-dot menu
+    mailbox_menu(admin, "Billing", "Deactivate")
+    expect(mailbox(admin, "Billing")).to_have_count(0)
+
+    # then a send from the open thread is refused with the server's message
+    staff.get_by_role("textbox", name="Message").fill("Are you still there?")
+    staff.get_by_role("button", name="Send").click()
+    expect(staff.locator(".toast-error")).to_contain_text("MAILBOX_DEACTIVATED")
+    assert not Message.objects.filter(body="Are you still there?").exists()
+
+    # and Billing appears grayed out among the deactivated mailboxes, where admins may activate it
+    admin.get_by_label("Mailbox view").select_option("DEACTIVATED")
+    billing = mailbox(admin, "Billing")
+    expect(billing).to_have_class(re.compile(r"\bdeactivated\b"))
+    color = billing.locator(".mailbox-name").evaluate("el => getComputedStyle(el).color")
+    assert color == "rgb(154, 164, 177)", color
+    admin.get_by_role("button", name="Options for Billing").click()
+    expect(admin.get_by_role("menuitem")).to_have_text(["Manage Subscribers", "Rename", "Activate", "Delete"])
+    shot(admin, "09-deactivated")
+    admin.get_by_role("menuitem", name="Activate").click()
+    expect(admin.get_by_text("No deactivated mailboxes.")).to_be_visible()
+
+
+def test_chart_summary_reads_and_answers_without_a_subscription(open_page, world):
+    # given a staff member subscribed to nothing and María's Billing conversation with a message from her
+    with_password(world.staff)
+    portal = portal_sign_in(open_page(), world.patient)
+    portal.get_by_role("button", name="New message").click()
+    portal.get_by_role("textbox", name="Message").fill("Can I pay in two installments?")
+    portal.get_by_role("button", name="Send").click()
+    expect(portal.locator(".msg-out")).to_contain_text("two installments")
+    staff = sign_in(open_page(), world.staff.username)
+
+    # when they open María's chart summary
+    staff.goto(f"/chart/{gid('Patient', world.patient.pk)}")
+    # then the conversation is readable
+    expect(staff.get_by_role("heading", name=re.compile("María García"))).to_be_visible()
+    expect(staff.locator(".msg-in")).to_contain_text("two installments")
+    # and answerable
+    staff.get_by_role("textbox", name="Message").fill("Yes, two installments are fine.")
+    staff.get_by_role("button", name="Send").click()
+    expect(staff.locator(".msg-out")).to_contain_text("two installments are fine")
+    shot(staff, "10-chart-summary")
+    assert not MailboxSubscription.objects.filter(user=world.staff).exists()
+    # and the patient sees the answer live
+    expect(portal.locator(".msg-in")).to_contain_text("two installments are fine", timeout=LIVE_TIMEOUT)
+
+
+def test_config_screens_grant_mailbox_admin_and_set_mailbox_access_and_settings(open_page, world):
+    # given the practice owner, who is also a mailbox admin
+    PermissionGrant.objects.create(
+        membership=world.owner.memberships.get(practice=world.practice), permission="MAILBOX_ADMIN_PERMISSION"
+    )
+    with_password(world.owner)
+    owner = sign_in(open_page(), world.owner.username)
+
+    # when they grant MAILBOX_ADMIN_PERMISSION to Stan in Access Control
+    owner.get_by_role("button", name="Config").click()
+    owner.get_by_role("menuitem", name="Access Control").click()
+    row = owner.locator(".acl-row", has_text="stan_staff")
+    row.get_by_label("Permission to grant to Stan Staff").select_option("MAILBOX_ADMIN_PERMISSION")
+    row.get_by_role("button", name="Save").click()
+    chips = owner.locator(".acl-row", has_text="stan_staff").locator(".chip")
+    expect(chips).to_contain_text("MAILBOX_ADMIN_PERMISSION")
+    shot(owner, "11-access-control")
+
+    # and subscribe Stan to all mailboxes of the practice in Logins → Mailbox Access
+    owner.get_by_role("button", name="Config").click()
+    owner.get_by_role("menuitem", name="Logins").click()
+    owner.locator(".user-select", has_text="Stan Staff").click()
+    owner.get_by_role("button", name="Configure").click()
+    owner.get_by_text("All mailboxes").click()
+    expect(owner.get_by_role("switch", name="Billing")).to_be_checked()
+    expect(owner.get_by_role("switch", name="Scheduling")).to_be_checked()
+    owner.get_by_role("switch", name="Scheduling").uncheck(force=True)
+    expect(owner.get_by_role("switch", name="All mailboxes")).not_to_be_checked()
+    shot(owner, "12-mailbox-access")
+    assert set(MailboxSubscription.objects.filter(user=world.staff).values_list("mailbox__name", flat=True)) == {
+        "Billing"
+    }
+
+    # and turn the portal switch off in Practice Settings
+    owner.goto("/#/config/settings")
+    owner.get_by_role("switch", name=re.compile("Patients message mailboxes")).uncheck(force=True)
+    expect(owner.locator(".settings-table")).to_contain_text("F")
+    owner.get_by_label("Key").fill("ui.theme")
+    owner.get_by_label("Value").fill("calm")
+    owner.get_by_role("button", name="Save").click()
+    expect(owner.locator(".settings-table")).to_contain_text("ui.theme")
+    shot(owner, "13-practice-settings")
+    setting = PracticeSetting.objects.get(practice=world.practice, key="patient_portal.use_mailbox_messaging")
+    assert setting.value == "F"
+
+
+def test_workbench_is_usable_at_phone_width(open_page, world):
+    # given a subscriber on a phone-sized screen
+    with_password(world.subscriber)
+    phone = sign_in(open_page(390, 800), world.subscriber.username)
+    # when they pick Billing and then María's conversation
+    expect(phone.locator(".pane-conversations")).to_be_hidden()
+    phone.locator(".mailbox-select", has_text="Billing").click()
+    expect(phone.locator(".pane-mailboxes")).to_be_hidden()
+    phone.locator(".conversation-select", has_text="María García").click()
+    # then the thread fills the screen with a way back
+    expect(phone.locator(".pane-thread")).to_be_visible()
+    expect(phone.get_by_role("button", name="Back to conversations")).to_be_visible()
+    phone.get_by_role("textbox", name="Message").fill("Sent from a phone")
+    phone.get_by_role("button", name="Send").click()
+    expect(phone.locator(".msg-out")).to_contain_text("Sent from a phone")
+    shot(phone, "14-phone")
+    assert os.path.exists(SHOTS / "14-phone.png")

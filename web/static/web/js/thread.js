@@ -1,0 +1,117 @@
+// One conversation thread: messages oldest first, attachments, and a composer (text + files).
+import { fmtSize, fmtTime, h, showError, uuid } from "./ui.js";
+
+export const MESSAGE_FIELDS = `id sequence direction body sentAt senderName attachments { id filename contentType size url }`;
+export const THREAD_FIELDS = `id status lastMessageAt unreadCount
+  mailbox { id name status }
+  patient { id fullName preferredPronoun dateOfBirth accountNumber }
+  messages(last: 50) { totalCount edges { node { ${MESSAGE_FIELDS} } } }`;
+
+function messageView(message, perspective) {
+  const mine = perspective === "patient" ? message.direction === "FROM_PATIENT" : message.direction === "TO_PATIENT";
+  const files = message.attachments.map((a) =>
+    h(
+      "li",
+      {},
+      h("a", { href: a.url, class: "attachment", download: a.filename, target: "_blank", rel: "noopener" }, "📎 ", a.filename),
+      h("span", { class: "muted small" }, ` ${fmtSize(a.size)}`),
+    ),
+  );
+  return h(
+    "li",
+    { class: `msg ${mine ? "msg-out" : "msg-in"}`, dataset: { sequence: message.sequence } },
+    h("div", { class: "msg-meta" }, h("strong", {}, message.senderName), " · ", h("time", { datetime: message.sentAt }, fmtTime(message.sentAt))),
+    message.body ? h("div", { class: "msg-body" }, message.body) : null,
+    files.length ? h("ul", { class: "attachments" }, files) : null,
+  );
+}
+
+export function mountThread({ container, load, send, header, perspective = "staff", disabledReason = () => null }) {
+  const head = h("div", { class: "thread-head" });
+  const list = h("ol", { class: "messages", "aria-label": "Messages", "aria-live": "polite" });
+  const body = h("textarea", { id: "composer-body", name: "body", rows: 3, placeholder: "Type a message…", "aria-label": "Message" });
+  const files = h("input", { type: "file", id: "composer-files", name: "attachments", multiple: true, class: "file-input" });
+  const fileNames = h("span", { class: "muted small file-names" });
+  files.addEventListener("change", () => (fileNames.textContent = [...files.files].map((f) => f.name).join(", ")));
+  const sendBtn = h("button", { type: "submit", class: "btn btn-primary" }, "Send");
+  const notice = h("p", { class: "composer-notice", role: "status", hidden: true });
+  const composer = h(
+    "form",
+    { class: "composer", "aria-label": "Write a message" },
+    notice,
+    body,
+    h(
+      "div",
+      { class: "composer-actions" },
+      h("label", { class: "btn btn-ghost attach-btn", for: "composer-files" }, "📎 Attach files"),
+      files,
+      fileNames,
+      h("span", { class: "spacer" }),
+      h("span", { class: "muted small hint" }, "Ctrl+Enter to send"),
+      sendBtn,
+    ),
+  );
+  container.replaceChildren(h("section", { class: "thread", "aria-label": "Conversation" }, head, list, composer));
+
+  let conversation = null;
+  let lastSeq = 0;
+  let renderedKey = "";
+  let pendingId = null;
+
+  async function refresh() {
+    try {
+      conversation = await load();
+    } catch (err) {
+      showError(err);
+      return null;
+    }
+    if (!conversation) return null;
+    const key = JSON.stringify(conversation);
+    if (key === renderedKey) return conversation;
+    renderedKey = key;
+    head.replaceChildren(header(conversation));
+    const messages = conversation.messages ? conversation.messages.edges.map((e) => e.node) : [];
+    const newest = messages.length ? messages[messages.length - 1].sequence : 0;
+    list.replaceChildren(...(messages.length ? messages.map((m) => messageView(m, perspective)) : [h("li", { class: "empty muted" }, "No messages yet. Write the first one below.")]));
+    if (newest !== lastSeq) list.scrollTop = list.scrollHeight;
+    lastSeq = newest;
+    const reason = disabledReason(conversation);
+    notice.hidden = !reason;
+    notice.textContent = reason || "";
+    return conversation;
+  }
+
+  composer.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = body.value.trim();
+    const chosen = [...files.files];
+    if (!text && !chosen.length) {
+      showError({ message: "Write a message or attach a file first." });
+      body.focus();
+      return;
+    }
+    pendingId = pendingId || uuid(); // the same id on a retry, so the server never stores it twice
+    sendBtn.disabled = true;
+    sendBtn.textContent = "Sending…";
+    try {
+      await send({ body: text || null, files: chosen, clientMessageId: pendingId, conversation });
+      pendingId = null;
+      body.value = "";
+      files.value = "";
+      fileNames.textContent = "";
+      await refresh();
+    } catch (err) {
+      showError(err);
+    } finally {
+      sendBtn.disabled = false;
+      sendBtn.textContent = "Send";
+      body.focus();
+    }
+  });
+  body.addEventListener("input", () => (pendingId = null));
+  body.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) composer.requestSubmit();
+  });
+
+  return { refresh, focus: () => body.focus(), get conversation() { return conversation; } };
+}

@@ -1,0 +1,715 @@
+// The Workbench: Patient Messages Mailbox (mailboxes, conversations, thread) and the Config screens.
+import { createClient } from "./gql.js";
+import { createLive } from "./live.js";
+import { THREAD_FIELDS } from "./thread.js";
+import { mountThread } from "./thread.js";
+import { fmtDate, fmtTime, formDialog, h, showError, toast, toggle } from "./ui.js";
+import { renderAccessControl, renderLogins, renderPracticeSettings } from "./config.js";
+
+const api = createClient();
+const live = createLive();
+const main = document.getElementById("app");
+
+const Q = {
+  me: `{ me { id username fullName memberships { practice { id name } role isClinician permissions } } practices { id name } }`,
+  mailboxes: `query Mailboxes($practiceId: ID!, $status: MailboxStatus!, $subscribedOnly: Boolean!) {
+    mailboxes(practiceId: $practiceId, status: $status, subscribedOnly: $subscribedOnly) { id name status isSubscribed subscriberCount unreadCount } }`,
+  unread: `query Unread($practiceId: ID!) { mailboxes(practiceId: $practiceId, subscribedOnly: true) { id unreadCount } }`,
+  conversations: `query Conversations($id: ID!, $status: ConversationStatus!) { mailbox(id: $id) { id name status isSubscribed
+    conversations(status: $status, first: 50) { totalCount edges { node { id status lastMessageAt unreadCount
+      patient { id fullName preferredPronoun dateOfBirth accountNumber } } } } } }`,
+  thread: `query Thread($id: ID!) { conversation(id: $id) { ${THREAD_FIELDS} } }`,
+  search: `query Search($practiceId: ID!, $query: String!) { searchPatients(practiceId: $practiceId, query: $query, first: 20) {
+    id fullName preferredPronoun dateOfBirth accountNumber } }`,
+  practiceUsers: `query Users($practiceId: ID!) { practiceUsers(practiceId: $practiceId) { user { id fullName username } role } }`,
+  subscribers: `query Subs($id: ID!) { mailbox(id: $id) { id subscribers { id } } }`,
+  mailboxEvents: `subscription MailboxEvents($practiceId: ID!, $after: String) { mailboxEvents(practiceId: $practiceId, after: $after) { cursor kind } }`,
+};
+const M = {
+  createMailbox: `mutation($practiceId: ID!, $name: String!) { createMailbox(practiceId: $practiceId, name: $name) { id name } }`,
+  renameMailbox: `mutation($id: ID!, $name: String!) { renameMailbox(mailboxId: $id, name: $name) { id name } }`,
+  deactivateMailbox: `mutation($id: ID!) { deactivateMailbox(mailboxId: $id) { id status } }`,
+  activateMailbox: `mutation($id: ID!) { activateMailbox(mailboxId: $id) { id status } }`,
+  deleteMailbox: `mutation($id: ID!) { deleteMailbox(mailboxId: $id) }`,
+  subscribe: `mutation($id: ID!) { subscribeToMailbox(mailboxId: $id) { id isSubscribed } }`,
+  unsubscribe: `mutation($id: ID!) { unsubscribeFromMailbox(mailboxId: $id) { id isSubscribed } }`,
+  setSubscribers: `mutation($id: ID!, $userIds: [ID!]!) { setMailboxSubscribers(mailboxId: $id, userIds: $userIds) { id subscriberCount } }`,
+  start: `mutation($mailboxId: ID!, $patientId: ID!) { startConversation(mailboxId: $mailboxId, patientId: $patientId) { id status } }`,
+  archive: `mutation($id: ID!) { archiveConversation(conversationId: $id) { id status } }`,
+  unarchive: `mutation($id: ID!) { unarchiveConversation(conversationId: $id) { id status } }`,
+  markRead: `mutation($id: ID!) { markConversationRead(conversationId: $id) { id unreadCount } }`,
+  send: `mutation($id: ID!, $body: String, $attachments: [Upload!], $clientMessageId: String) {
+    sendMessage(conversationId: $id, body: $body, attachments: $attachments, clientMessageId: $clientMessageId) { id sequence } }`,
+};
+
+const state = {
+  me: null,
+  practices: [],
+  practiceId: null,
+  status: "ACTIVE",
+  subscribedOnly: localStorage.getItem("pmm.subscribedOnly") === "1",
+  mailboxes: [],
+  mailboxId: null,
+  convStatus: "ACTIVE",
+  conversationId: null,
+  pane: "mailboxes",
+};
+let stopLive = () => {};
+let thread = null;
+
+const membership = () => state.me.memberships.find((m) => m.practice.id === state.practiceId);
+const isMailboxAdmin = () => !!membership()?.permissions.includes("MAILBOX_ADMIN_PERMISSION");
+const isPracticeAdmin = () => ["OWNER", "ADMINISTRATOR"].includes(membership()?.role);
+const currentMailbox = () => state.mailboxes.find((m) => m.id === state.mailboxId) || null;
+
+// ---- header: practice switcher, message icon, Config menu ------------------------------------------
+
+function setupHeader() {
+  const switcher = document.getElementById("practice-switcher");
+  switcher.replaceChildren(...state.practices.map((p) => h("option", { value: p.id, selected: p.id === state.practiceId }, p.name)));
+  switcher.disabled = state.practices.length < 2;
+  switcher.onchange = () => {
+    state.practiceId = switcher.value;
+    localStorage.setItem("pmm.practice", state.practiceId);
+    state.mailboxId = null;
+    state.conversationId = null;
+    startLive();
+    route();
+  };
+  const btn = document.getElementById("config-menu-btn");
+  const menu = document.getElementById("config-menu");
+  const close = () => {
+    menu.hidden = true;
+    btn.setAttribute("aria-expanded", "false");
+  };
+  btn.onclick = (event) => {
+    event.stopPropagation();
+    menu.hidden = !menu.hidden;
+    btn.setAttribute("aria-expanded", String(!menu.hidden));
+    if (!menu.hidden) menu.querySelector("a").focus();
+  };
+  menu.addEventListener("click", close);
+  document.addEventListener("click", close);
+  menu.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      close();
+      btn.focus();
+    }
+  });
+}
+
+async function refreshUnreadIcon() {
+  try {
+    const data = await api.request(Q.unread, { practiceId: state.practiceId });
+    const total = data.mailboxes.reduce((sum, m) => sum + m.unreadCount, 0);
+    const badge = document.getElementById("msg-icon-count");
+    badge.textContent = String(total);
+    badge.hidden = total === 0;
+    document.getElementById("msg-icon").setAttribute("aria-label", `Patient messages: ${total} unread`);
+  } catch {
+    /* the mailbox view shows the reason */
+  }
+}
+
+function setActiveNav(name) {
+  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === name));
+  document.getElementById("config-menu-btn").classList.toggle("active", name === "config");
+}
+
+// ---- live updates ------------------------------------------------------------------------------------
+
+function startLive() {
+  stopLive();
+  stopLive = live.watch({
+    query: Q.mailboxEvents,
+    variables: { practiceId: state.practiceId },
+    onEvent: refreshAll,
+    poll: refreshAll,
+  });
+}
+
+async function refreshAll() {
+  refreshUnreadIcon();
+  if (!location.hash.startsWith("#/config")) {
+    await loadMailboxes();
+    if (state.mailboxId) await loadConversations();
+    if (thread) await refreshThread();
+  }
+}
+
+// ---- mailboxes pane ------------------------------------------------------------------------------------
+
+function mailboxMenu(mailbox) {
+  const items = [];
+  const active = mailbox.status === "ACTIVE";
+  if (active) items.push(mailbox.isSubscribed ? ["Unsubscribe", () => subscription(mailbox, false)] : ["Subscribe", () => subscription(mailbox, true)]);
+  if (isMailboxAdmin()) {
+    items.push(["Manage Subscribers", () => manageSubscribers(mailbox)]);
+    items.push(["Rename", () => renameMailbox(mailbox)]);
+    items.push(active ? ["Deactivate", () => setActive(mailbox, false)] : ["Activate", () => setActive(mailbox, true)]);
+    items.push(["Delete", () => deleteMailbox(mailbox)]);
+  }
+  if (!items.length) return null;
+  const menu = h("ul", { class: "menu menu-right", role: "menu", hidden: true, "aria-label": `${mailbox.name} options` });
+  const button = h("button", { type: "button", class: "kebab", "aria-haspopup": "true", "aria-expanded": "false", "aria-label": `Options for ${mailbox.name}` }, "⋮");
+  const close = () => {
+    menu.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+  };
+  for (const [label, action] of items) {
+    menu.append(
+      h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", class: label === "Delete" ? "danger" : "", onclick: (e) => { e.stopPropagation(); close(); action(); } }, label)),
+    );
+  }
+  button.addEventListener("click", (event) => {
+    event.stopPropagation();
+    document.querySelectorAll(".mailbox-list .menu").forEach((m) => m !== menu && (m.hidden = true));
+    menu.hidden = !menu.hidden;
+    button.setAttribute("aria-expanded", String(!menu.hidden));
+    if (!menu.hidden) menu.querySelector("button").focus();
+  });
+  menu.addEventListener("keydown", (event) => {
+    const buttons = [...menu.querySelectorAll("button")];
+    const i = buttons.indexOf(document.activeElement);
+    if (event.key === "Escape") {
+      close();
+      button.focus();
+    } else if (event.key === "ArrowDown") {
+      event.preventDefault();
+      buttons[(i + 1) % buttons.length].focus();
+    } else if (event.key === "ArrowUp") {
+      event.preventDefault();
+      buttons[(i - 1 + buttons.length) % buttons.length].focus();
+    }
+  });
+  document.addEventListener("click", close);
+  return h("div", { class: "menu-wrap" }, button, menu);
+}
+
+let renderedMailboxes = "";
+function renderMailboxList(force = false) {
+  const list = document.getElementById("mailbox-list");
+  if (!list) return;
+  // Re-render only on change, and never under an open menu or a keyboard user's focus.
+  const key = JSON.stringify([state.mailboxes, state.mailboxId, state.status, state.subscribedOnly]);
+  if (!force && key === renderedMailboxes && list.dataset.rendered) return;
+  if (list.querySelector(".menu:not([hidden])")) return;
+  renderedMailboxes = key;
+  list.dataset.rendered = "1";
+  const focused = document.activeElement?.closest?.(".mailbox");
+  const focusKey = focused ? [focused.dataset.mailboxId, document.activeElement.classList.contains("kebab") ? ".kebab" : ".mailbox-select"] : null;
+  renderMailboxItems(list);
+  if (focusKey) list.querySelector(`[data-mailbox-id="${focusKey[0]}"] ${focusKey[1]}`)?.focus();
+}
+
+function renderMailboxItems(list) {
+  if (!state.mailboxes.length) {
+    const empty = state.subscribedOnly ? "You are not subscribed to any mailbox here." : state.status === "ACTIVE" ? "No mailboxes yet." : "No deactivated mailboxes.";
+    list.replaceChildren(h("li", { class: "empty muted" }, empty, isMailboxAdmin() && state.status === "ACTIVE" && !state.subscribedOnly ? " Create one with + New Mailbox." : ""));
+    return;
+  }
+  list.replaceChildren(
+    ...state.mailboxes.map((m) => {
+      const deactivated = m.status === "DEACTIVATED";
+      return h(
+        "li",
+        { class: `mailbox ${m.id === state.mailboxId ? "selected" : ""} ${deactivated ? "deactivated" : ""}`, dataset: { mailboxId: m.id, name: m.name } },
+        h(
+          "button",
+          { type: "button", class: "mailbox-select", "aria-current": m.id === state.mailboxId ? "true" : null, onclick: () => selectMailbox(m.id) },
+          h("span", { class: "mailbox-name" }, m.name),
+          h("span", { class: "mailbox-sub muted small" }, deactivated ? "Deactivated" : `${m.isSubscribed ? "Subscribed" : "Not subscribed"} · ${m.subscriberCount} subscriber${m.subscriberCount === 1 ? "" : "s"}`),
+          m.unreadCount ? h("span", { class: "badge", "aria-label": `${m.unreadCount} unread` }, m.unreadCount) : null,
+        ),
+        mailboxMenu(m),
+      );
+    }),
+  );
+}
+
+async function loadMailboxes() {
+  try {
+    const data = await api.request(Q.mailboxes, { practiceId: state.practiceId, status: state.status, subscribedOnly: state.subscribedOnly });
+    state.mailboxes = data.mailboxes;
+    const notice = document.getElementById("mailbox-notice");
+    if (notice) notice.hidden = true;
+  } catch (err) {
+    state.mailboxes = [];
+    const notice = document.getElementById("mailbox-notice");
+    if (notice) {
+      notice.textContent = err.message;
+      notice.hidden = false;
+    } else showError(err);
+  }
+  if (state.mailboxId && !currentMailbox()) {
+    state.mailboxId = null;
+    state.conversationId = null;
+    thread = null;
+    renderConversationsPane();
+    renderThreadPane();
+  }
+  renderMailboxList();
+}
+
+async function subscription(mailbox, on) {
+  try {
+    await api.request(on ? M.subscribe : M.unsubscribe, { id: mailbox.id });
+    toast(on ? `Subscribed to ${mailbox.name}.` : `Unsubscribed from ${mailbox.name}.`, "ok", 3000);
+    await refreshAll();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function newMailbox() {
+  const input = h("input", { id: "new-mailbox-name", name: "name", required: true, maxlength: 100, autocomplete: "off", placeholder: "e.g. Billing, Scheduling, Dr. Patel" });
+  formDialog({
+    title: "New mailbox",
+    body: [h("label", { for: "new-mailbox-name" }, "Mailbox name"), input],
+    submitLabel: "Create mailbox",
+    async onSubmit(form) {
+      const data = await api.request(M.createMailbox, { practiceId: state.practiceId, name: form.get("name") });
+      toast(`Mailbox “${data.createMailbox.name}” created.`, "ok", 3000);
+      state.status = "ACTIVE";
+      await loadMailboxes();
+      renderFilters();
+    },
+  });
+  input.focus();
+}
+
+function renameMailbox(mailbox) {
+  const input = h("input", { id: "rename-mailbox", name: "name", required: true, maxlength: 100, value: mailbox.name });
+  formDialog({
+    title: `Rename “${mailbox.name}”`,
+    body: [h("label", { for: "rename-mailbox" }, "New name"), input],
+    submitLabel: "Rename",
+    async onSubmit(form) {
+      await api.request(M.renameMailbox, { id: mailbox.id, name: form.get("name") });
+      await refreshAll();
+    },
+  });
+  input.select();
+}
+
+async function setActive(mailbox, on) {
+  try {
+    await api.request(on ? M.activateMailbox : M.deactivateMailbox, { id: mailbox.id });
+    toast(on ? `${mailbox.name} is active again.` : `${mailbox.name} is deactivated. Patients can no longer message it.`, "ok", 4000);
+    if (!on && state.mailboxId === mailbox.id) {
+      state.mailboxId = null;
+      state.conversationId = null;
+      thread = null;
+      renderConversationsPane();
+      renderThreadPane();
+    }
+    await refreshAll();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function deleteMailbox(mailbox) {
+  formDialog({
+    title: `Delete “${mailbox.name}”?`,
+    body: h("p", {}, "A mailbox can only be deleted when it has no active or archived conversations. This cannot be undone."),
+    submitLabel: "Delete mailbox",
+    danger: true,
+    async onSubmit() {
+      await api.request(M.deleteMailbox, { id: mailbox.id });
+      toast(`${mailbox.name} deleted.`, "ok", 3000);
+      if (state.mailboxId === mailbox.id) state.mailboxId = null;
+      await refreshAll();
+    },
+  });
+}
+
+async function manageSubscribers(mailbox) {
+  let users;
+  let current;
+  try {
+    const [u, s] = await Promise.all([api.request(Q.practiceUsers, { practiceId: state.practiceId }), api.request(Q.subscribers, { id: mailbox.id })]);
+    users = u.practiceUsers;
+    current = new Set(s.mailbox.subscribers.map((x) => x.id));
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  const rows = users.map((m, i) =>
+    h("li", {}, toggle({ id: `sub-${i}`, label: `${m.user.fullName} (${m.user.username})`, checked: current.has(m.user.id), onChange: (on) => (on ? current.add(m.user.id) : current.delete(m.user.id)) })),
+  );
+  formDialog({
+    title: `Subscribers of ${mailbox.name}`,
+    body: h("ul", { class: "toggle-list" }, rows),
+    async onSubmit() {
+      await api.request(M.setSubscribers, { id: mailbox.id, userIds: [...current] });
+      toast(`Subscribers of ${mailbox.name} saved.`, "ok", 3000);
+      await refreshAll();
+    },
+  });
+}
+
+function renderFilters() {
+  const select = document.getElementById("mailbox-status");
+  if (select) select.value = state.status;
+}
+
+// ---- conversations pane --------------------------------------------------------------------------------
+
+async function selectMailbox(id) {
+  state.mailboxId = id;
+  state.conversationId = null;
+  state.convStatus = "ACTIVE";
+  thread = null;
+  state.pane = "conversations";
+  renderMailboxList();
+  renderThreadPane();
+  renderConversationsPane();
+  await loadConversations();
+  document.getElementById("conversation-pane-title")?.focus();
+}
+
+function renderConversationsPane() {
+  const pane = document.getElementById("pane-conversations");
+  const mailbox = currentMailbox();
+  document.querySelector(".workbench").dataset.pane = state.pane;
+  if (!mailbox) {
+    pane.replaceChildren(h("div", { class: "placeholder" }, h("p", {}, "Select a mailbox to see its conversations.")));
+    return;
+  }
+  const tabs = h(
+    "div",
+    { class: "tabs", role: "tablist", "aria-label": "Conversation status" },
+    ["ACTIVE", "ARCHIVED"].map((s) =>
+      h("button", { type: "button", role: "tab", class: "tab", "aria-selected": String(state.convStatus === s), onclick: () => { state.convStatus = s; renderConversationsPane(); loadConversations(); } }, s === "ACTIVE" ? "Active" : "Archived"),
+    ),
+  );
+  const newBtn = mailbox.status === "ACTIVE" ? h("button", { type: "button", class: "btn btn-primary btn-small", id: "new-conversation", onclick: newConversation }, "+ New Conversation") : null;
+  pane.replaceChildren(
+    h(
+      "div",
+      { class: "pane-head" },
+      h("button", { type: "button", class: "back-btn", "aria-label": "Back to mailboxes", onclick: () => showPane("mailboxes") }, "‹"),
+      h("h2", { id: "conversation-pane-title", tabindex: "-1" }, mailbox.name),
+      newBtn,
+    ),
+    tabs,
+    h("div", { id: "conversation-body", class: "pane-body" }, h("p", { class: "muted pad" }, "Loading…")),
+  );
+}
+
+async function loadConversations() {
+  const mailbox = currentMailbox();
+  const body = document.getElementById("conversation-body");
+  if (!mailbox || !body) return;
+  if (mailbox.status === "DEACTIVATED") {
+    delete body.dataset.key;
+    body.replaceChildren(h("div", { class: "prompt" }, h("p", {}, `${mailbox.name} is deactivated: it is unavailable in the mailbox view and patients cannot message it.`), h("p", { class: "muted small" }, "Its history stays readable from each patient's chart summary."), isMailboxAdmin() ? h("button", { type: "button", class: "btn", onclick: () => setActive(mailbox, true) }, "Activate mailbox") : null));
+    return;
+  }
+  let data;
+  try {
+    data = await api.request(Q.conversations, { id: mailbox.id, status: state.convStatus });
+  } catch (err) {
+    delete body.dataset.key;
+    if (err.code === "NOT_SUBSCRIBED") {
+      body.replaceChildren(
+        h(
+          "div",
+          { class: "prompt", role: "region", "aria-label": "Subscribe prompt" },
+          h("p", { class: "prompt-title" }, `You are not subscribed to ${mailbox.name}.`),
+          h("p", { class: "muted" }, err.message),
+          h("button", { type: "button", class: "btn btn-primary", id: "subscribe-prompt", onclick: () => subscription(mailbox, true) }, `Subscribe to ${mailbox.name}`),
+        ),
+      );
+    } else body.replaceChildren(h("p", { class: "alert alert-error", role: "alert" }, err.message));
+    return;
+  }
+  const edges = data.mailbox.conversations.edges;
+  const key = JSON.stringify([edges, state.conversationId, state.convStatus]);
+  if (body.dataset.key === key) return;
+  body.dataset.key = key;
+  const focusedId = document.activeElement?.closest?.(".conversation")?.dataset.conversationId;
+  if (!edges.length) {
+    body.replaceChildren(h("p", { class: "empty muted pad" }, state.convStatus === "ACTIVE" ? "No active conversations. Start one with + New Conversation." : "No archived conversations."));
+    return;
+  }
+  body.replaceChildren(
+    h(
+      "ul",
+      { class: "conversation-list", "aria-label": "Conversations" },
+      edges.map(({ node: c }) =>
+        h(
+          "li",
+          { class: `conversation ${c.id === state.conversationId ? "selected" : ""}`, dataset: { conversationId: c.id } },
+          h(
+            "button",
+            { type: "button", class: "conversation-select", "aria-current": c.id === state.conversationId ? "true" : null, onclick: () => openConversation(c.id) },
+            h("span", { class: "conv-top" }, h("span", { class: "conv-name" }, c.patient.fullName), h("span", { class: "muted small" }, fmtTime(c.lastMessageAt))),
+            h("span", { class: "conv-sub muted small" }, `${c.patient.accountNumber} · DOB ${fmtDate(c.patient.dateOfBirth)}`),
+            c.unreadCount ? h("span", { class: "badge", "aria-label": `${c.unreadCount} unread` }, c.unreadCount) : null,
+          ),
+        ),
+      ),
+    ),
+  );
+  if (focusedId) body.querySelector(`[data-conversation-id="${focusedId}"] button`)?.focus();
+}
+
+function newConversation() {
+  const input = h("input", { id: "patient-search", name: "q", type: "search", autocomplete: "off", placeholder: "Name, date of birth or account number", "aria-describedby": "patient-search-help" });
+  const results = h("ul", { class: "patient-results", id: "patient-results", "aria-label": "Matching patients", "aria-live": "polite" });
+  let timer = null;
+  let dialog = null;
+  const search = async () => {
+    const query = input.value.trim();
+    if (!query) return results.replaceChildren();
+    try {
+      const data = await api.request(Q.search, { practiceId: state.practiceId, query });
+      if (input.value.trim() !== query) return;
+      results.replaceChildren(
+        ...(data.searchPatients.length
+          ? data.searchPatients.map((p) =>
+              h(
+                "li",
+                {},
+                h(
+                  "button",
+                  { type: "button", class: "patient-result", dataset: { patientId: p.id }, onclick: () => start(p) },
+                  h("span", { class: "patient-name" }, p.fullName),
+                  p.preferredPronoun ? h("span", { class: "pronoun" }, `(${p.preferredPronoun})`) : null,
+                  h("span", { class: "patient-facts muted small" }, `DOB ${fmtDate(p.dateOfBirth)} · Account ${p.accountNumber}`),
+                ),
+              ),
+            )
+          : [h("li", { class: "empty muted" }, "No patient matches.")]),
+      );
+    } catch (err) {
+      results.replaceChildren(h("li", { class: "alert alert-error", role: "alert" }, err.message));
+    }
+  };
+  const start = async (patient) => {
+    try {
+      const data = await api.request(M.start, { mailboxId: state.mailboxId, patientId: patient.id });
+      dialog.close();
+      state.convStatus = "ACTIVE";
+      renderConversationsPane();
+      await loadConversations();
+      await openConversation(data.startConversation.id);
+    } catch (err) {
+      showError(err);
+    }
+  };
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(search, 200);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowDown") {
+      event.preventDefault();
+      results.querySelector("button")?.focus();
+    }
+  });
+  results.addEventListener("keydown", (event) => {
+    const buttons = [...results.querySelectorAll("button")];
+    const i = buttons.indexOf(document.activeElement);
+    if (event.key === "ArrowDown" && i < buttons.length - 1) buttons[i + 1].focus();
+    if (event.key === "ArrowUp") (i > 0 ? buttons[i - 1] : input).focus();
+  });
+  dialog = formDialog({
+    title: `New conversation in ${currentMailbox().name}`,
+    body: [
+      h("label", { for: "patient-search" }, "Patient"),
+      input,
+      h("p", { id: "patient-search-help", class: "muted small" }, "Type the patient's name (any order), date of birth (YYYY-MM-DD or MM/DD/YYYY) or account number, then pick the patient."),
+      results,
+    ],
+    submitLabel: "Search",
+    async onSubmit() {
+      await search();
+      throw Object.assign(new Error("Pick the patient from the list."), { code: null });
+    },
+  });
+  input.focus();
+}
+
+// ---- thread pane ---------------------------------------------------------------------------------------
+
+function renderThreadPane() {
+  const pane = document.getElementById("pane-thread");
+  if (!state.conversationId) {
+    pane.replaceChildren(h("div", { class: "placeholder" }, h("p", {}, currentMailbox() ? "Select a conversation, or start one with + New Conversation." : "Messages appear here.")));
+    thread = null;
+    return;
+  }
+}
+
+function threadHeader(c) {
+  const archived = c.status === "ARCHIVED";
+  return h(
+    "div",
+    { class: "thread-header" },
+    h("button", { type: "button", class: "back-btn", "aria-label": "Back to conversations", onclick: () => showPane("conversations") }, "‹"),
+    h(
+      "div",
+      { class: "thread-patient" },
+      h("h2", { id: "thread-title" }, c.patient.fullName, c.patient.preferredPronoun ? h("span", { class: "pronoun" }, ` (${c.patient.preferredPronoun})`) : null),
+      h("p", { class: "muted small" }, `DOB ${fmtDate(c.patient.dateOfBirth)} · Account ${c.patient.accountNumber} · ${c.mailbox.name}`),
+    ),
+    h("span", { class: `status-pill ${archived ? "status-archived" : "status-active"}` }, archived ? "Archived" : "Active"),
+    archived
+      ? h("button", { type: "button", class: "btn btn-small", id: "reactivate-conversation", onclick: () => conversationStatus(c, false) }, "Reactivate")
+      : h("button", { type: "button", class: "btn btn-small", id: "archive-conversation", onclick: () => conversationStatus(c, true) }, "Archive"),
+  );
+}
+
+async function conversationStatus(c, archive) {
+  try {
+    await api.request(archive ? M.archive : M.unarchive, { id: c.id });
+    toast(archive ? `Conversation with ${c.patient.fullName} archived.` : `Conversation with ${c.patient.fullName} is active again.`, "ok", 3000);
+    state.convStatus = archive ? "ARCHIVED" : "ACTIVE";
+    renderConversationsPane();
+    await loadConversations();
+    await refreshThread();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function openConversation(id) {
+  state.conversationId = id;
+  state.pane = "thread";
+  document.querySelector(".workbench").dataset.pane = "thread";
+  document.querySelectorAll(".conversation").forEach((li) => {
+    const on = li.dataset.conversationId === id;
+    li.classList.toggle("selected", on);
+    li.querySelector("button").setAttribute("aria-current", on ? "true" : "false");
+  });
+  thread = mountThread({
+    container: document.getElementById("pane-thread"),
+    load: async () => (await api.request(Q.thread, { id })).conversation,
+    send: async ({ body, files, clientMessageId }) => {
+      await api.request(M.send, { id, body, attachments: files.length ? files : null, clientMessageId });
+      loadConversations();
+    },
+    header: threadHeader,
+  });
+  await refreshThread();
+  thread?.focus();
+}
+
+async function refreshThread() {
+  if (!thread) return;
+  const c = await thread.refresh();
+  if (c && c.unreadCount > 0) {
+    try {
+      await api.request(M.markRead, { id: c.id });
+      refreshUnreadIcon();
+      loadMailboxes();
+      loadConversations();
+    } catch (err) {
+      showError(err);
+    }
+  }
+}
+
+function showPane(name) {
+  state.pane = name;
+  document.querySelector(".workbench").dataset.pane = name;
+}
+
+// ---- the mailbox screen --------------------------------------------------------------------------------
+
+function renderWorkbench() {
+  setActiveNav("mailbox");
+  const status = h(
+    "select",
+    { id: "mailbox-status", "aria-label": "Mailbox view" },
+    h("option", { value: "ACTIVE" }, "Active mailboxes"),
+    h("option", { value: "DEACTIVATED" }, "Deactivated mailboxes"),
+  );
+  status.value = state.status;
+  status.addEventListener("change", () => {
+    state.status = status.value;
+    state.mailboxId = null;
+    state.conversationId = null;
+    thread = null;
+    renderConversationsPane();
+    renderThreadPane();
+    loadMailboxes();
+  });
+  const subscribedOnly = toggle({
+    id: "subscribed-only",
+    label: "Show Subscribed Only",
+    checked: state.subscribedOnly,
+    onChange(on) {
+      state.subscribedOnly = on;
+      localStorage.setItem("pmm.subscribedOnly", on ? "1" : "0");
+      loadMailboxes();
+    },
+  });
+  main.replaceChildren(
+    h(
+      "div",
+      { class: "workbench", dataset: { pane: state.pane } },
+      h(
+        "aside",
+        { class: "pane pane-mailboxes", "aria-label": "Mailboxes" },
+        h(
+          "div",
+          { class: "pane-head" },
+          h("h1", {}, "Patient Messages Mailbox"),
+        ),
+        h("div", { class: "filters" }, subscribedOnly, status),
+        isMailboxAdmin() ? h("button", { type: "button", class: "btn btn-primary btn-block", id: "new-mailbox", onclick: newMailbox }, "+ New Mailbox") : null,
+        h("p", { id: "mailbox-notice", class: "alert alert-error", role: "alert", hidden: true }),
+        h("ul", { id: "mailbox-list", class: "mailbox-list", "aria-label": "Mailboxes" }, h("li", { class: "muted" }, "Loading…")),
+      ),
+      h("section", { class: "pane pane-conversations", id: "pane-conversations", "aria-label": "Conversations" }),
+      h("section", { class: "pane pane-thread", id: "pane-thread", "aria-label": "Thread" }),
+    ),
+  );
+  renderConversationsPane();
+  renderThreadPane();
+  loadMailboxes().then(() => {
+    if (state.mailboxId) {
+      loadConversations();
+      if (state.conversationId) openConversation(state.conversationId);
+    }
+  });
+}
+
+function route() {
+  const hash = location.hash || "#/mailbox";
+  const ctx = { api, state, main, practiceId: state.practiceId, me: state.me, isPracticeAdmin: isPracticeAdmin(), isMailboxAdmin: isMailboxAdmin() };
+  thread = null;
+  if (hash.startsWith("#/config")) setActiveNav("config");
+  if (hash === "#/config/logins") renderLogins(ctx);
+  else if (hash === "#/config/access") renderAccessControl(ctx);
+  else if (hash === "#/config/settings") renderPracticeSettings(ctx);
+  else renderWorkbench();
+  refreshUnreadIcon();
+}
+
+async function boot() {
+  try {
+    const data = await api.request(Q.me);
+    state.me = data.me;
+    state.practices = data.practices;
+  } catch (err) {
+    main.replaceChildren(h("p", { class: "alert alert-error pad", role: "alert" }, err.message));
+    return;
+  }
+  if (!state.practices.length) {
+    main.replaceChildren(h("p", { class: "pad" }, "You are not a member of any practice yet. Ask a practice owner to add you."));
+    return;
+  }
+  const saved = localStorage.getItem("pmm.practice");
+  state.practiceId = state.practices.some((p) => p.id === saved) ? saved : state.practices[0].id;
+  setupHeader();
+  window.addEventListener("hashchange", route);
+  startLive();
+  route();
+}
+
+boot();
