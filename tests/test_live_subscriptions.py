@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
+from io import StringIO
 
 import pytest
 from channels.db import database_sync_to_async
+from django.core.management import call_command
 from django.db import connections
 from django.test import override_settings
+from django.utils import timezone
 
 from core import actions
+from core.live import encode_cursor
 from core.models import Event
 from core.tokens import issue_token
 from tests.graphql_client import gid
@@ -166,13 +171,15 @@ async def test_lost_publish_reaches_a_live_subscriber_at_the_periodic_recheck(wo
 
 
 async def test_cursor_past_retention_is_refused_with_validation_error(world):
-    # given a cursor whose event was pruned from the log
+    # given a cursor whose event is older than the retention, pruned by the management command
     await patient_sends(world, "old")
-    event = await db(Event.objects.latest)("id")
-    from core.live import encode_cursor
-
-    cursor = encode_cursor(event.pk)
-    await db(Event.objects.filter(pk=event.pk).delete)()
+    await patient_sends(world, "recent")
+    old, recent = await db(lambda: list(Event.objects.order_by("-id")[:2][::-1]))()
+    await db(Event.objects.filter(pk=old.pk).update)(created_at=timezone.now() - timedelta(days=31))
+    output = StringIO()
+    await db(call_command)("prune_events", stdout=output)
+    assert output.getvalue().strip() == "Deleted 1 events."
+    cursor = encode_cursor(old.pk)
 
     # when a subscriber resumes from it
     client = await connected(user=world.subscriber)
@@ -185,6 +192,14 @@ async def test_cursor_past_retention_is_refused_with_validation_error(world):
     assert error["extensions"]["code"] == "VALIDATION_ERROR"
     assert "refetch" in error["message"]
     assert (await client.next_for("m"))["type"] == "complete"
+
+    # while a cursor inside the retention still resumes, and a malformed one is refused the same way
+    variables = {"practiceId": gid("Practice", world.practice.pk)}
+    await client.subscribe("r", MAILBOX_EVENTS, {**variables, "after": encode_cursor(recent.pk)})
+    await client.subscribe("bad", MAILBOX_EVENTS, {**variables, "after": "not-a-cursor"})
+    assert await client.refusal("bad") == "VALIDATION_ERROR"
+    await patient_sends(world, "newest")
+    assert (await client.event("r", "mailboxEvents"))["message"]["body"] == "newest"
     await client.close()
 
 
