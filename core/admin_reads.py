@@ -7,9 +7,16 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from core.errors import not_found
+from core.errors import DomainError, not_found
 from core.models import AuditEvent, Mailbox, MailboxSubscription, Membership, Practice, PracticeSetting, User
-from permissions import is_mailbox_admin, require_member, require_practice_admin
+from core.reads import annotate_mailboxes
+from permissions import (
+    practice_ids_of,
+    require_authenticated,
+    require_mailbox_admin,
+    require_member,
+    require_practice_admin,
+)
 
 
 @dataclass
@@ -20,22 +27,29 @@ class PracticeAccess:
 
 
 def user_mailbox_access(*, acting_user: User, user_id: int) -> list[PracticeAccess]:
-    """For each practice the user belongs to that the acting user administers mailboxes of."""
-    from permissions import require_authenticated
+    """For each practice the user belongs to whose mailboxes the acting user administers.
 
+    A user sharing no practice with the acting user is NOT_FOUND; one the acting user may not manage in
+    any shared practice gets that practice's refusal (FORBIDDEN, or FEATURE_DISABLED with the workbench off).
+    """
     require_authenticated(acting_user)
-    admin_practices = [
-        m.practice_id
-        for m in Membership.objects.filter(user=acting_user).prefetch_related("grants")
-        if is_mailbox_admin(m)
-    ]
-    memberships = (
-        Membership.objects.filter(user_id=user_id, practice_id__in=admin_practices)
+    shared = list(
+        Membership.objects.filter(user_id=user_id, practice_id__in=practice_ids_of(acting_user))
         .select_related("practice")
-        .order_by("practice__name")
+        .order_by("practice__name", "practice_id")
     )
-    if not memberships:
+    if not shared:
         raise not_found("user")
+    memberships, refusals = [], []
+    for membership in shared:
+        try:
+            require_mailbox_admin(acting_user, membership.practice_id)
+        except DomainError as refusal:
+            refusals.append(refusal)
+        else:
+            memberships.append(membership)
+    if not memberships:
+        raise refusals[0]
     practice_ids = [m.practice_id for m in memberships]
     subscribed = set(
         MailboxSubscription.objects.filter(user_id=user_id, mailbox__practice_id__in=practice_ids).values_list(
@@ -43,7 +57,8 @@ def user_mailbox_access(*, acting_user: User, user_id: int) -> list[PracticeAcce
         )
     )
     mailboxes_by_practice: dict[int, list[Mailbox]] = {pid: [] for pid in practice_ids}
-    for mailbox in Mailbox.objects.filter(practice_id__in=practice_ids).order_by("name", "pk"):
+    mailboxes = annotate_mailboxes(Mailbox.objects.filter(practice_id__in=practice_ids), acting_user)
+    for mailbox in mailboxes.order_by("name", "pk"):
         mailboxes_by_practice[mailbox.practice_id].append(mailbox)
     result = []
     for membership in memberships:
@@ -75,9 +90,7 @@ def audit_events(
     until: dt.datetime | None = None,
 ) -> QuerySet[AuditEvent]:
     require_practice_admin(acting_user, practice_id)
-    events = AuditEvent.objects.filter(practice_id=practice_id).select_related(
-        "actor_user", "actor_patient", "patient"
-    )
+    events = AuditEvent.objects.filter(practice_id=practice_id).select_related("actor_user", "actor_patient", "patient")
     if user_id is not None:
         events = events.filter(actor_user_id=user_id)
     if patient_id is not None:

@@ -40,9 +40,9 @@ def annotate_mailboxes(mailboxes: QuerySet[Mailbox], user: User | None) -> Query
     mailboxes = mailboxes.annotate(subscriber_count=_count(subscribers))
     if user is None:
         return mailboxes.annotate(is_subscribed=Value(False), unread_count=Value(0))
-    last_read = ReadState.objects.filter(user=user, conversation=OuterRef("conversation")).values(
-        "last_read_sequence"
-    )[:1]
+    last_read = ReadState.objects.filter(user=user, conversation=OuterRef("conversation")).values("last_read_sequence")[
+        :1
+    ]
     unread = Message.objects.filter(
         conversation__mailbox=OuterRef("pk"),
         direction=MessageDirection.FROM_PATIENT,
@@ -58,9 +58,9 @@ def annotate_conversations(conversations: QuerySet[Conversation], user: User | N
     conversations = conversations.select_related("mailbox", "patient")
     if user is None:
         return conversations.annotate(unread_count=Value(0))
-    last_read = ReadState.objects.filter(user=user, conversation=OuterRef("conversation")).values(
-        "last_read_sequence"
-    )[:1]
+    last_read = ReadState.objects.filter(user=user, conversation=OuterRef("conversation")).values("last_read_sequence")[
+        :1
+    ]
     unread = Message.objects.filter(
         conversation=OuterRef("pk"),
         direction=MessageDirection.FROM_PATIENT,
@@ -102,16 +102,30 @@ def open_conversation(*, user: User | None, conversation_id: int, via: AccessSou
         raise not_found("conversation")
     require_conversation_access(user, conversation, via)
     audit.record(
-        operation="conversation", action=AuditAction.READ, practice=conversation.practice_id, actor_user=user,
-        target=conversation, patient=conversation.patient_id, via=via,
+        operation="conversation",
+        action=AuditAction.READ,
+        practice=conversation.practice_id,
+        actor_user=user,
+        target=conversation,
+        patient=conversation.patient_id,
+        via=via,
     )
     return conversation
 
 
-def mailbox_conversations_audit(*, user: User, mailbox: Mailbox, count: int) -> None:
-    audit.record(
-        operation="mailbox.conversations", action=AuditAction.READ, practice=mailbox.practice_id, actor_user=user,
-        target=mailbox, via=AccessSource.MAILBOX, detail={"rows": count},
+def audit_mailbox_conversation_reads(*, user: User, rows: dict[Mailbox, int]) -> None:
+    """One audit row per mailbox whose conversation list was read, written in one INSERT for the page."""
+    audit.record_many(
+        {
+            "operation": "mailbox.conversations",
+            "action": AuditAction.READ,
+            "practice": mailbox.practice_id,
+            "actor_user": user,
+            "target": mailbox,
+            "via": AccessSource.MAILBOX,
+            "detail": {"rows": count},
+        }
+        for mailbox, count in rows.items()
     )
 
 
@@ -121,8 +135,13 @@ def get_patient(*, user: User | None, patient_id: int) -> Patient:
         raise not_found("patient")
     require_member(user, patient.practice_id)
     audit.record(
-        operation="patient", action=AuditAction.READ, practice=patient.practice_id, actor_user=user,
-        target=patient, patient=patient, via=AccessSource.CHART_SUMMARY,
+        operation="patient",
+        action=AuditAction.READ,
+        practice=patient.practice_id,
+        actor_user=user,
+        target=patient,
+        patient=patient,
+        via=AccessSource.CHART_SUMMARY,
     )
     return patient
 
@@ -131,12 +150,42 @@ def chart_conversations(*, user: User | None, patient: Patient) -> QuerySet[Conv
     """The chart summary: all of a patient's conversations across mailboxes, subscribed or not."""
     require_workbench_member(user, patient.practice_id)
     audit.record(
-        operation="patient.conversations", action=AuditAction.READ, practice=patient.practice_id, actor_user=user,
-        target=patient, patient=patient, via=AccessSource.CHART_SUMMARY,
+        operation="patient.conversations",
+        action=AuditAction.READ,
+        practice=patient.practice_id,
+        actor_user=user,
+        target=patient,
+        patient=patient,
+        via=AccessSource.CHART_SUMMARY,
     )
     return annotate_conversations(Conversation.objects.filter(patient=patient), user).order_by(
         "-last_activity_at", "-pk"
     )
+
+
+def chart_conversations_of(*, user: User | None, patients: list[Patient]) -> dict[int, list[Conversation]]:
+    """`chart_conversations` for a list of patients at once (one query, one audit INSERT)."""
+    for practice_id in {p.practice_id for p in patients}:
+        require_workbench_member(user, practice_id)
+    by_patient: dict[int, list[Conversation]] = {p.pk: [] for p in patients}
+    if not patients:
+        return by_patient
+    rows = annotate_conversations(Conversation.objects.filter(patient_id__in=by_patient), user)
+    for conversation in rows.order_by("-last_activity_at", "-pk"):
+        by_patient[conversation.patient_id].append(conversation)
+    audit.record_many(
+        {
+            "operation": "patient.conversations",
+            "action": AuditAction.READ,
+            "practice": p.practice_id,
+            "actor_user": user,
+            "target": p,
+            "patient": p,
+            "via": AccessSource.CHART_SUMMARY,
+        }
+        for p in patients
+    )
+    return by_patient
 
 
 def search_patients(*, user: User | None, practice_id: int, query: str, limit: int) -> list[Patient]:
@@ -144,8 +193,12 @@ def search_patients(*, user: User | None, practice_id: int, query: str, limit: i
     ratelimit.hit(ratelimit.SEARCHES, f"user:{user.pk}")
     results = list(patient_search.search_patients(practice_id, query, limit))
     audit.record(
-        operation="searchPatients", action=AuditAction.EXECUTE, practice=practice_id, actor_user=user,
-        query=query, detail={"results": len(results)},
+        operation="searchPatients",
+        action=AuditAction.EXECUTE,
+        practice=practice_id,
+        actor_user=user,
+        query=query,
+        detail={"results": len(results)},
     )
     return results
 
@@ -161,8 +214,12 @@ def portal_mailboxes(*, patient: Patient) -> QuerySet[Mailbox]:
 def portal_conversations(*, patient: Patient) -> QuerySet[Conversation]:
     require_portal(patient.practice_id)
     audit.record(
-        operation="portalConversations", action=AuditAction.READ, practice=patient.practice_id,
-        actor_patient=patient, patient=patient, via=AccessSource.PORTAL,
+        operation="portalConversations",
+        action=AuditAction.READ,
+        practice=patient.practice_id,
+        actor_patient=patient,
+        patient=patient,
+        via=AccessSource.PORTAL,
     )
     return annotate_conversations(Conversation.objects.filter(patient=patient), None).order_by(
         "-last_activity_at", "-pk"

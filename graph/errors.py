@@ -1,8 +1,9 @@
 """Turns every error into the SPEC §3 shape: `extensions.code` and a message that says what to do.
 
 Domain refusals keep their code and message. Documents refused by the abuse limits become
-QUERY_TOO_COMPLEX; other invalid documents VALIDATION_ERROR. Anything unexpected is masked, logged with
-a correlation id, and the answer carries that id so support can find the log line.
+QUERY_TOO_COMPLEX; other invalid documents (syntax, unknown fields, bad variables) VALIDATION_ERROR.
+Anything unexpected is masked, logged with a correlation id, and the answer carries that id
+(`extensions.requestId`, also the `X-Request-ID` response header) so support can find the log line.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ _TOO_COMPLEX_MARKERS = (
     "exceeds maximum operation depth",
     "aliases found",
     "token limit",
-    "tokens",
     "too many",
+    "parsing aborted",
 )
 
 
@@ -35,13 +36,14 @@ def _classify_document_error(error: GraphQLError) -> tuple[str, str]:
 
 
 def format_error(error: GraphQLError) -> GraphQLError:
+    """Idempotent: an error that already carries a code is returned unchanged."""
     original = error.original_error
     while isinstance(original, GraphQLError) and original.original_error is not None:
         original = original.original_error
     if isinstance(original, DomainError):
         extensions = {"code": original.code.value, **{k: v for k, v in original.extra.items() if v is not None}}
         message = original.message
-    elif original is None:
+    elif original is None or isinstance(original, GraphQLError):
         if error.extensions and "code" in error.extensions:
             return error
         code, message = _classify_document_error(error)
@@ -52,7 +54,11 @@ def format_error(error: GraphQLError) -> GraphQLError:
         message = f"Something went wrong on our side. Quote reference {request_id} to support."
         extensions = {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
     return GraphQLError(
-        message, nodes=error.nodes, source=error.source, positions=error.positions, path=error.path,
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
         extensions=extensions,
     )
 

@@ -16,25 +16,35 @@ from graph.types import (
     MailboxType,
     MembershipType,
     MessageType,
-    PracticePermission,
     PracticeMailboxAccess,
+    PracticePermission,
     PracticeSettingType,
 )
 
 
+def fresh(info: Info) -> None:
+    """A change invalidates the request's memoized access decisions (several mutations can share a request)."""
+    info.context.cache.clear()
+
+
 def _mailbox(info: Info, mailbox: models.Mailbox) -> models.Mailbox:
     """Re-read with the viewer's annotations (isSubscribed, counts) after a change."""
+    fresh(info)
     return reads.annotate_mailboxes(models.Mailbox.objects.filter(pk=mailbox.pk), info.context.user).get()
 
 
 def _conversation(info: Info, conversation: models.Conversation, via=models.AccessSource.MAILBOX):
+    fresh(info)
     row = reads.annotate_conversations(models.Conversation.objects.filter(pk=conversation.pk), info.context.user).get()
     row._via = via
     return row
 
 
-def _message(message: models.Message) -> models.Message:
-    return reads.messages_with_details(models.Message.objects.filter(pk=message.pk)).get()
+def _message(info: Info, message: models.Message, via: models.AccessSource | None = None) -> models.Message:
+    fresh(info)
+    row = reads.messages_with_details(models.Message.objects.filter(pk=message.pk)).get()
+    row._via = via  # attachment URLs apply the rules of where the sender is
+    return row
 
 
 @strawberry.type
@@ -140,11 +150,11 @@ class Mutation:
         )
 
     @strawberry.mutation(description="Advanced settings: free-form key → value (`T`/`F` for switches).")
-    def set_practice_setting(
-        self, info: Info, practice_id: strawberry.ID, key: str, value: str
-    ) -> PracticeSettingType:
+    def set_practice_setting(self, info: Info, practice_id: strawberry.ID, key: str, value: str) -> PracticeSettingType:
         setting = actions.set_practice_setting(
-            acting_user=info.context.require_user(), practice_id=decode_id(practice_id, "Practice"), key=key,
+            acting_user=info.context.require_user(),
+            practice_id=decode_id(practice_id, "Practice"),
+            key=key,
             value=value,
         )
         return PracticeSettingType(key=setting.key, value=setting.value)
@@ -155,7 +165,7 @@ class Mutation:
         info: Info,
         mailbox_id: strawberry.ID,
         patient_id: strawberry.ID,
-        via: AccessSource = AccessSource.MAILBOX,
+        via: AccessSource | None = AccessSource.MAILBOX,
     ) -> ConversationType:
         conversation = actions.start_conversation(
             acting_user=info.context.require_user(),
@@ -181,7 +191,7 @@ class Mutation:
 
     @strawberry.mutation
     def mark_conversation_read(
-        self, info: Info, conversation_id: strawberry.ID, via: AccessSource = AccessSource.MAILBOX
+        self, info: Info, conversation_id: strawberry.ID, via: AccessSource | None = AccessSource.MAILBOX
     ) -> ConversationType:
         conversation = actions.mark_conversation_read(
             acting_user=info.context.require_user(),
@@ -198,7 +208,7 @@ class Mutation:
         body: str | None = None,
         attachments: list[Upload] | None = None,
         client_message_id: str | None = None,
-        via: AccessSource = AccessSource.MAILBOX,
+        via: AccessSource | None = AccessSource.MAILBOX,
     ) -> MessageType:
         message = actions.send_staff_message(
             acting_user=info.context.require_user(),
@@ -208,7 +218,7 @@ class Mutation:
             client_message_id=client_message_id,
             via=to_access_source(via),
         )
-        return _message(message)
+        return _message(info, message, to_access_source(via))
 
     @strawberry.mutation(description="Portal: a patient writes to one of the practice's active mailboxes.")
     def send_portal_message(
@@ -226,4 +236,4 @@ class Mutation:
             attachments=attachments or (),
             client_message_id=client_message_id,
         )
-        return _message(message)
+        return _message(info, message)

@@ -49,6 +49,10 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(values), separators=(",", ":")).encode()).decode()
 
 
+def invalid_cursor() -> DomainError:
+    return DomainError(ErrorCode.VALIDATION_ERROR, "This cursor is not valid; start again from the first page.")
+
+
 def decode_cursor(cursor: str, arity: int) -> list[Any]:
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
@@ -56,7 +60,14 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
             raise ValueError
         return values
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise DomainError(ErrorCode.VALIDATION_ERROR, "This cursor is not valid; start again from the first page.")
+        raise invalid_cursor()
+
+
+def cursor_int(value: Any) -> int:
+    """A key from a cursor: an integer in the range of a database id (a bool or 1e30 is not)."""
+    if type(value) is not int or not 0 <= value < 2**63:
+        raise invalid_cursor()
+    return value
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,8 @@ class PageArgs:
     before: str | None = None
 
     def size(self) -> int:
+        if self.first is not None and self.last is not None:
+            raise DomainError(ErrorCode.VALIDATION_ERROR, "Pass first (with after) or last (with before), not both.")
         limit = settings.MAILBOX["PAGE_MAX_SIZE"]
         wanted = self.last if self.last is not None else self.first
         if wanted is None:
@@ -96,6 +109,13 @@ class Ordering:
     def order_by(self, reverse: bool = False) -> list:
         desc = self.descending != reverse
         return [F(f).desc() if desc else F(f).asc() for f in self.fields]
+
+    def position(self, cursor: str) -> list[Any]:
+        """The ordering values a cursor names; anything malformed is VALIDATION_ERROR, never a server error."""
+        try:
+            return self.from_json(decode_cursor(cursor, len(self.fields)))
+        except (ValueError, TypeError, OverflowError, IndexError):
+            raise invalid_cursor()
 
     def seek(self, values: list[Any], *, forward: bool) -> Q:
         """Rows strictly after (forward) or before the position `values` in this ordering."""
@@ -134,11 +154,9 @@ def _build(rows: list, args: PageArgs, ordering: Ordering, size: int, count: Cal
 def _window(queryset: QuerySet, args: PageArgs, ordering: Ordering) -> QuerySet:
     queryset = queryset.order_by(*ordering.order_by(reverse=args.backwards))
     if args.after is not None:
-        queryset = queryset.filter(ordering.seek(ordering.from_json(decode_cursor(args.after, len(ordering.fields))), forward=True))
+        queryset = queryset.filter(ordering.seek(ordering.position(args.after), forward=True))
     if args.before is not None:
-        queryset = queryset.filter(
-            ordering.seek(ordering.from_json(decode_cursor(args.before, len(ordering.fields))), forward=False)
-        )
+        queryset = queryset.filter(ordering.seek(ordering.position(args.before), forward=False))
     return queryset
 
 

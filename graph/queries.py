@@ -34,8 +34,9 @@ from graph.types import (
 from permissions import practices_visible_to, require_member
 
 
-def to_access_source(via: AccessSource) -> models.AccessSource:
-    return models.AccessSource(via.value)
+def to_access_source(via: AccessSource | None) -> models.AccessSource:
+    """`via: null` means the default, the mailbox view."""
+    return models.AccessSource(via.value) if via is not None else models.AccessSource.MAILBOX
 
 
 def access_rows(rows) -> list[PracticeMailboxAccess]:
@@ -64,14 +65,15 @@ class Query:
         self,
         info: Info,
         practice_id: strawberry.ID,
-        status: MailboxStatus = MailboxStatus.ACTIVE,
-        subscribed_only: bool = False,
+        status: MailboxStatus | None = MailboxStatus.ACTIVE,
+        subscribed_only: bool | None = False,
     ) -> list[MailboxType]:
+        """`status: null` lists active and deactivated mailboxes together."""
         rows = reads.list_mailboxes(
             user=info.context.require_user(),
             practice_id=decode_id(practice_id, "Practice"),
-            active=status == MailboxStatus.ACTIVE,
-            subscribed_only=subscribed_only,
+            active=None if status is None else status == MailboxStatus.ACTIVE,
+            subscribed_only=bool(subscribed_only),
         )
         return with_siblings(list(rows))
 
@@ -81,10 +83,11 @@ class Query:
 
     @strawberry.field
     def conversation(
-        self, info: Info, id: strawberry.ID, via: AccessSource = AccessSource.MAILBOX
+        self, info: Info, id: strawberry.ID, via: AccessSource | None = AccessSource.MAILBOX
     ) -> ConversationType | None:
         conversation = reads.open_conversation(
-            user=info.context.require_user(), conversation_id=decode_id(id, "Conversation"),
+            user=info.context.require_user(),
+            conversation_id=decode_id(id, "Conversation"),
             via=to_access_source(via),
         )
         conversation._via = to_access_source(via)
@@ -92,19 +95,26 @@ class Query:
 
     @strawberry.field(description="Patients by name tokens (any order, prefixes), date of birth or account number.")
     def search_patients(
-        self, info: Info, practice_id: strawberry.ID, query: str, first: int = 20
+        self, info: Info, practice_id: strawberry.ID, query: str, first: int | None = 20
     ) -> list[PatientType]:
         return reads.search_patients(
-            user=info.context.require_user(), practice_id=decode_id(practice_id, "Practice"), query=query, limit=first
+            user=info.context.require_user(),
+            practice_id=decode_id(practice_id, "Practice"),
+            query=query,
+            limit=20 if first is None else first,
         )
 
     @strawberry.field(description="A patient; `conversations` is the chart-summary view across all mailboxes.")
     def patient(self, info: Info, id: strawberry.ID) -> PatientType | None:
         return reads.get_patient(user=info.context.require_user(), patient_id=decode_id(id, "Patient"))
 
-    @strawberry.field(description="Logins → Mailbox Access: per practice the user belongs to and the viewer administers.")
+    @strawberry.field(
+        description="Logins → Mailbox Access: per practice the user belongs to and the viewer administers."
+    )
     def user_mailbox_access(self, info: Info, user_id: strawberry.ID) -> list[PracticeMailboxAccess]:
-        return access_rows(user_mailbox_access(acting_user=info.context.require_user(), user_id=decode_id(user_id, "User")))
+        return access_rows(
+            user_mailbox_access(acting_user=info.context.require_user(), user_id=decode_id(user_id, "User"))
+        )
 
     @strawberry.field(description="Members of a practice with their role, clinician flag and permissions.")
     def practice_users(self, info: Info, practice_id: strawberry.ID) -> list[MembershipType]:
@@ -119,7 +129,9 @@ class Query:
 
     @strawberry.field(description="The practice's advanced settings (owners and administrators).")
     def practice_settings(self, info: Info, practice_id: strawberry.ID) -> list[PracticeSettingType]:
-        rows = practice_settings(acting_user=info.context.require_user(), practice_id=decode_id(practice_id, "Practice"))
+        rows = practice_settings(
+            acting_user=info.context.require_user(), practice_id=decode_id(practice_id, "Practice")
+        )
         return [PracticeSettingType(key=s.key, value=s.value) for s in rows]
 
     @strawberry.field(description="The audit trail, newest first (owners and administrators).")
@@ -148,10 +160,14 @@ class Query:
 
     @strawberry.field(description="Meaningful Use: a clinician subscribed to an active mailbox.")
     def meaningful_use(self, info: Info, practice_id: strawberry.ID) -> MeaningfulUse:
-        clinicians = meaningful_use(acting_user=info.context.require_user(), practice_id=decode_id(practice_id, "Practice"))
+        clinicians = meaningful_use(
+            acting_user=info.context.require_user(), practice_id=decode_id(practice_id, "Practice")
+        )
         return MeaningfulUse(
             counts_as_patient_messaging=bool(clinicians),
-            clinicians=[ClinicianRef(id=relay.GlobalID("User", str(u.pk)), full_name=u.display_name()) for u in clinicians],
+            clinicians=[
+                ClinicianRef(id=relay.GlobalID("User", str(u.pk)), full_name=u.display_name()) for u in clinicians
+            ],
         )
 
     @strawberry.field(description="Portal: the practice's active mailboxes a patient can write to.")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import strawberry
-from django.conf import settings
 from strawberry.extensions import (
-    DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -17,12 +15,14 @@ from strawberry_django.optimizer import DjangoOptimizerExtension
 from core.errors import DomainError
 from graph.audit_refusals import AuditRefusals
 from graph.errors import DomainErrors
+from graph.limits import IntrospectionSwitch, MaxFieldsLimiter
 from graph.mutations import Mutation
 from graph.queries import Query
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30
 MAX_TOKENS = 4000
+MAX_FIELDS = 500
 
 
 def _extensions() -> list:
@@ -30,14 +30,14 @@ def _extensions() -> list:
         DomainErrors,
         AuditRefusals,  # after DomainErrors: exits first, while the original refusals are still there
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: MaxFieldsLimiter(max_fields=MAX_FIELDS),
+        IntrospectionSwitch,
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
         DjangoOptimizerExtension,
     ]
-    if not settings.MAILBOX["GRAPHQL_INTROSPECTION"]:
-        extensions.append(DisableIntrospection)
     return extensions
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections import defaultdict
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 import strawberry_django
@@ -14,11 +14,18 @@ from django.utils.dateparse import parse_datetime
 from strawberry import relay
 
 from core import models
-from core.errors import DomainError, ErrorCode
-from core.reads import annotate_conversations, mailbox_conversations_audit, messages_with_details
+from core.errors import DomainError
+from core.reads import (
+    annotate_conversations,
+    annotate_mailboxes,
+    audit_mailbox_conversation_reads,
+    chart_conversations_of,
+    messages_with_details,
+)
+from graph import guards
 from graph.context import Context
-from graph.pagination import Connection, Ordering, PageArgs, paginate, paginate_siblings
-from permissions import require_conversation_access, require_mailbox_view, require_patient_conversation
+from graph.pagination import Connection, Ordering, PageArgs, cursor_int, invalid_cursor, paginate, paginate_siblings
+from permissions import practice_ids_of
 
 Info = strawberry.Info[Context, None]
 
@@ -43,26 +50,48 @@ class AccessSource(enum.Enum):
     CHART_SUMMARY = "CHART_SUMMARY"
 
 
+class Batch:
+    """The rows of one list: a nested field loads its data for all of them in one query (hashed by identity)."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: list) -> None:
+        self.rows = rows
+
+
 def with_siblings(rows: list) -> list:
     """Lets a nested field batch its query over every row of the list its parent came in."""
+    batch = Batch(rows)
     for row in rows:
-        row._siblings = rows
+        row._batch = batch
     return rows
 
 
-def siblings_of(row) -> list:
-    return getattr(row, "_siblings", None) or [row]
+def batch_of(row: Any) -> Batch:
+    batch = getattr(row, "_batch", None)
+    if batch is None:
+        batch = Batch([row])
+        row._batch = batch
+    return batch
+
+
+def _allowed(check, row) -> bool:
+    try:
+        check(row)
+    except DomainError:
+        return False
+    return True
 
 
 MESSAGE_ORDER = Ordering(
-    fields=("sequence",), descending=False, to_json=lambda m: [m.sequence], from_json=lambda v: [int(v[0])]
+    fields=("sequence",), descending=False, to_json=lambda m: [m.sequence], from_json=lambda v: [cursor_int(v[0])]
 )
 
 
-def _parse_time(value: str) -> dt.datetime:
-    parsed = parse_datetime(value)
-    if parsed is None:
-        raise DomainError(ErrorCode.VALIDATION_ERROR, "This cursor is not valid; start again from the first page.")
+def _parse_time(value: Any) -> dt.datetime:
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None or parsed.tzinfo is None:
+        raise invalid_cursor()
     return parsed
 
 
@@ -70,7 +99,7 @@ CONVERSATION_ORDER = Ordering(
     fields=("last_activity_at", "id"),
     descending=True,
     to_json=lambda c: [c.last_activity_at.isoformat(), c.pk],
-    from_json=lambda v: [_parse_time(str(v[0])), int(v[1])],
+    from_json=lambda v: [_parse_time(v[0]), cursor_int(v[1])],
 )
 
 
@@ -93,11 +122,24 @@ class UserType(relay.Node):
 
     @strawberry.field(description="The user's memberships in practices the viewer shares with them.")
     def memberships(self: models.User, info: Info) -> list[MembershipType]:
-        viewer = info.context.user
-        memberships = models.Membership.objects.filter(user=self).select_related("practice").prefetch_related("grants")
-        if viewer is None or viewer.pk != self.pk:
-            memberships = memberships.filter(practice__memberships__user=viewer)
-        return list(memberships.order_by("practice__name", "pk"))
+        viewer = info.context.require_user()
+        batch = batch_of(self)
+
+        def load() -> dict[int, list[models.Membership]]:
+            rows = (
+                models.Membership.objects.filter(
+                    user_id__in={u.pk for u in batch.rows}, practice_id__in=practice_ids_of(viewer)
+                )
+                .select_related("practice")
+                .prefetch_related("grants")
+                .order_by("practice__name", "pk")
+            )
+            by_user: dict[int, list[models.Membership]] = defaultdict(list)
+            for membership in rows:
+                by_user[membership.user_id].append(membership)
+            return by_user
+
+        return info.context.memo(("memberships", batch), load).get(self.pk, [])
 
 
 @strawberry_django.type(models.Membership, name="Membership")
@@ -121,6 +163,19 @@ class PracticeSettingType:
 # ---- mailboxes -------------------------------------------------------------------------------------
 
 
+def _mailbox_facts(mailbox: models.Mailbox, info: Info) -> models.Mailbox:
+    """The mailbox with the viewer's annotations (subscription, counts), loaded for its whole list at once."""
+    if hasattr(mailbox, "subscriber_count"):
+        return mailbox
+    batch = batch_of(mailbox)
+
+    def load() -> dict[int, models.Mailbox]:
+        ids = {m.pk for m in batch.rows}
+        return {m.pk: m for m in annotate_mailboxes(models.Mailbox.objects.filter(pk__in=ids), info.context.user)}
+
+    return info.context.memo(("mailbox-facts", batch), load)[mailbox.pk]
+
+
 @strawberry_django.type(models.Mailbox, name="Mailbox")
 class MailboxType(relay.Node):
     name: str
@@ -131,85 +186,97 @@ class MailboxType(relay.Node):
 
     @strawberry.field
     def practice(self: models.Mailbox, info: Info) -> PracticeType:
-        return info.context.memo(("practice", self.practice_id), lambda: models.Practice.objects.get(pk=self.practice_id))
+        return info.context.memo(
+            ("practice", self.practice_id), lambda: models.Practice.objects.get(pk=self.practice_id)
+        )
 
-    @strawberry.field
-    def is_subscribed(self: models.Mailbox) -> bool:
-        return bool(getattr(self, "is_subscribed", False))
+    @strawberry.field(description="Whether the viewer is subscribed (false for patients).")
+    def is_subscribed(self: models.Mailbox, info: Info) -> bool:
+        return bool(_mailbox_facts(self, info).is_subscribed)
 
-    @strawberry.field
-    def subscriber_count(self: models.Mailbox) -> int:
-        return int(getattr(self, "subscriber_count", 0))
+    @strawberry.field(description="Staff of the practice only.")
+    def subscriber_count(self: models.Mailbox, info: Info) -> int:
+        guards.staff_of(info.context, self.practice_id)
+        return int(_mailbox_facts(self, info).subscriber_count)
 
     @strawberry.field(description="Messages from patients in this mailbox that the viewer has not read.")
-    def unread_count(self: models.Mailbox) -> int:
-        return int(getattr(self, "unread_count", 0))
+    def unread_count(self: models.Mailbox, info: Info) -> int:
+        return int(_mailbox_facts(self, info).unread_count)
 
-    @strawberry.field
+    @strawberry.field(description="Staff of the practice only.")
     def subscribers(self: models.Mailbox, info: Info) -> list[UserType]:
-        info.context.require_user()
+        guards.staff_of(info.context, self.practice_id)
+        batch = batch_of(self)
 
         def load() -> dict[int, list[models.User]]:
-            ids = [m.pk for m in siblings_of(self)]
+            allowed = [m.pk for m in batch.rows if _allowed(lambda m: guards.staff_of(info.context, m.practice_id), m)]
             by_mailbox: dict[int, list[models.User]] = defaultdict(list)
-            rows = models.MailboxSubscription.objects.filter(mailbox_id__in=ids).select_related("user")
-            for sub in rows.order_by("user__full_name", "user__username"):
+            rows = models.MailboxSubscription.objects.filter(mailbox_id__in=allowed).select_related("user")
+            for sub in rows.order_by("user__full_name", "user__username", "user_id"):
                 by_mailbox[sub.mailbox_id].append(sub.user)
+            for users in by_mailbox.values():
+                with_siblings(users)
             return by_mailbox
 
-        return info.context.memo(("subscribers", id(siblings_of(self))), load).get(self.pk, [])
+        return info.context.memo(("subscribers", batch), load).get(self.pk, [])
 
-    @strawberry.field(description="Conversations of this mailbox, most recent activity first. Subscribers only (else NOT_SUBSCRIBED).")
+    @strawberry.field(
+        description="Conversations of this mailbox, most recent activity first. "
+        "Subscribers of an active mailbox only (else NOT_SUBSCRIBED / MAILBOX_DEACTIVATED)."
+    )
     def conversations(
         self: models.Mailbox,
         info: Info,
-        status: ConversationStatus = models.ConversationStatus.ACTIVE,
+        status: ConversationStatus | None = models.ConversationStatus.ACTIVE,
         first: int | None = None,
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[ConversationType] | None:
-        user = info.context.require_user()
-        info.context.memo(("mailbox-view", self.pk), lambda: require_mailbox_view(user, self))
+        context = info.context
+        guards.mailbox_view(context, self)
+        user = context.require_user()
         args = PageArgs(first=first, after=after, last=last, before=before)
-        base = annotate_conversations(models.Conversation.objects.filter(status=status), user)
-        siblings = [m for m in siblings_of(self) if getattr(m, "is_subscribed", False) and m.is_active]
-        if args.is_first_page and len(siblings) > 1:
-            key = ("mailbox-conversations", id(siblings_of(self)), status, args)
+        # `status: null` lists active and archived conversations together.
+        by_status = {"status": status} if status is not None else {}
+        base = annotate_conversations(models.Conversation.objects.filter(**by_status), user)
+        batch = batch_of(self)
 
-            def load() -> dict[int, Connection]:
-                ids = [m.pk for m in siblings]
-                return paginate_siblings(
-                    base, args, CONVERSATION_ORDER, parent_field="mailbox_id", parent_ids=ids,
+        def load() -> dict[int, Connection]:
+            parents = {m.pk: m for m in batch.rows if _allowed(lambda m: guards.mailbox_view(context, m), m)}
+            if args.is_first_page:
+                ids = list(parents)
+                connections = paginate_siblings(
+                    base,
+                    args,
+                    CONVERSATION_ORDER,
+                    parent_field="mailbox_id",
+                    parent_ids=ids,
                     counts=lambda: dict(
-                        models.Conversation.objects.filter(mailbox_id__in=ids, status=status)
-                        .values_list("mailbox_id").annotate(n=Count("*")).values_list("mailbox_id", "n")
+                        models.Conversation.objects.filter(mailbox_id__in=ids, **by_status)
+                        .values_list("mailbox_id")
+                        .annotate(n=Count("*"))
+                        .values_list("mailbox_id", "n")
                     ),
                 )
+            else:  # a cursor belongs to one mailbox's list
+                connections = {self.pk: paginate(base.filter(mailbox=self), args, CONVERSATION_ORDER)}
+            nodes = []
+            for pk, connection in connections.items():
+                for edge in connection.edges:
+                    edge.node.mailbox = parents[pk]  # already carries the viewer's annotations
+                    nodes.append(edge.node)
+            with_siblings(nodes)
+            audit_mailbox_conversation_reads(
+                user=user, rows={parents[pk]: len(c.edges) for pk, c in connections.items()}
+            )
+            return connections
 
-            connection = info.context.memo(key, load)[self.pk]
-        else:
-            connection = paginate(base.filter(mailbox=self), args, CONVERSATION_ORDER)
-        with_siblings([edge.node for edge in connection.edges])
-        mailbox_conversations_audit(user=user, mailbox=self, count=len(connection.edges))
-        return connection
+        key = ("mailbox-conversations", batch if args.is_first_page else self.pk, status, args)
+        return context.memo(key, load)[self.pk]
 
 
 # ---- conversations and messages --------------------------------------------------------------------
-
-
-def _check_conversation_access(conversation: models.Conversation, info: Info) -> None:
-    """Field guard: whoever reached this conversation must still be allowed to read its messages."""
-    context = info.context
-    if context.patient is not None:
-        require_patient_conversation(context.patient, conversation)
-        return
-    user = context.require_user()
-    via = getattr(conversation, "_via", models.AccessSource.MAILBOX)
-    context.memo(
-        ("conversation-access", conversation.mailbox_id if via == models.AccessSource.MAILBOX else conversation.practice_id, via),
-        lambda: require_conversation_access(user, conversation, via),
-    )
 
 
 @strawberry_django.type(models.Conversation, name="Conversation")
@@ -219,8 +286,17 @@ class ConversationType(relay.Node):
     created_at: dt.datetime
 
     @strawberry.field
-    def mailbox(self: models.Conversation) -> Annotated[MailboxType, strawberry.lazy("graph.types")]:
-        return self.mailbox
+    def mailbox(self: models.Conversation, info: Info) -> Annotated[MailboxType, strawberry.lazy("graph.types")]:
+        if hasattr(self.mailbox, "subscriber_count"):
+            return self.mailbox
+        batch = batch_of(self)
+
+        def load() -> dict[int, models.Mailbox]:
+            ids = {c.mailbox_id for c in batch.rows}
+            rows = annotate_mailboxes(models.Mailbox.objects.filter(pk__in=ids), info.context.user)
+            return {m.pk: m for m in with_siblings(list(rows))}
+
+        return info.context.memo(("conversation-mailboxes", batch), load)[self.mailbox_id]
 
     @strawberry.field
     def patient(self: models.Conversation) -> Annotated[PatientType, strawberry.lazy("graph.types")]:
@@ -239,23 +315,38 @@ class ConversationType(relay.Node):
         last: int | None = None,
         before: str | None = None,
     ) -> Connection[MessageType] | None:
-        _check_conversation_access(self, info)
+        context = info.context
+        guards.conversation_read(context, self)
         args = PageArgs(first=first, after=after, last=last, before=before)
         base = messages_with_details(models.Message.objects.all())
-        siblings = siblings_of(self)
-        if args.is_first_page and len(siblings) > 1:
-            key = ("conversation-messages", id(siblings), args)
-            by_id = {c.pk: c for c in siblings}
+        batch = batch_of(self)
+        via = None if context.patient is not None else getattr(self, "_via", models.AccessSource.MAILBOX)
 
-            def load() -> dict[int, Connection]:
-                return paginate_siblings(
-                    base, args, MESSAGE_ORDER, parent_field="conversation_id", parent_ids=list(by_id),
-                    counts=lambda: {pk: c.last_sequence for pk, c in by_id.items()},
+        def load() -> dict[int, Connection]:
+            # Sequences have no gaps, so a thread's count is its last sequence: no COUNT(*) over long threads.
+            if args.is_first_page:
+                parents = {c.pk: c for c in batch.rows if _allowed(lambda c: guards.conversation_read(context, c), c)}
+                connections = paginate_siblings(
+                    base,
+                    args,
+                    MESSAGE_ORDER,
+                    parent_field="conversation_id",
+                    parent_ids=list(parents),
+                    counts=lambda: {pk: c.last_sequence for pk, c in parents.items()},
                 )
+            else:  # a cursor belongs to one conversation's list
+                connections = {
+                    self.pk: paginate(
+                        base.filter(conversation=self), args, MESSAGE_ORDER, count=lambda: self.last_sequence
+                    )
+                }
+            for connection in connections.values():
+                for edge in connection.edges:
+                    edge.node._via = via
+            return connections
 
-            return info.context.memo(key, load)[self.pk]
-        # Sequences have no gaps, so the count is the last sequence: no COUNT(*) over a long thread.
-        return paginate(base.filter(conversation=self), args, MESSAGE_ORDER, count=lambda: self.last_sequence)
+        key = ("conversation-messages", batch if args.is_first_page else self.pk, args)
+        return context.memo(key, load)[self.pk]
 
 
 @strawberry_django.type(models.Attachment, name="Attachment")
@@ -267,7 +358,7 @@ class AttachmentType(relay.Node):
 
     @strawberry.field(description="Authenticated download URL (same access rules as the message).")
     def url(self: models.Attachment, info: Info) -> str:
-        path = self.download_path if hasattr(self, "download_path") else f"/attachments/{self.pk}/download"
+        path = self.download_path_for(getattr(self, "_via", None))
         request = info.context.request
         return request.build_absolute_uri(path) if request is not None else path
 
@@ -286,7 +377,10 @@ class MessageType(relay.Node):
 
     @strawberry.field
     def attachments(self: models.Message) -> list[AttachmentType]:
-        return list(self.attachments.all())
+        rows = list(self.attachments.all())
+        for attachment in rows:
+            attachment._via = getattr(self, "_via", None)
+        return rows
 
     @strawberry.field
     def conversation_id(self: models.Message) -> relay.GlobalID:
@@ -308,14 +402,27 @@ class PatientType(relay.Node):
     def full_name(self: models.Patient) -> str:
         return self.full_name
 
-    @strawberry.field(description="The chart summary: every conversation with this patient, across all mailboxes.")
+    @strawberry.field(
+        description="The chart summary: every conversation with this patient, across all mailboxes, most recent "
+        "first. Any staff member of the practice (workbench on); opens with via CHART_SUMMARY."
+    )
     def conversations(self: models.Patient, info: Info) -> list[ConversationType]:
-        from core.reads import chart_conversations
+        context = info.context
+        guards.workbench_staff_of(context, self.practice_id)
+        batch = batch_of(self)
 
-        rows = list(chart_conversations(user=info.context.require_user(), patient=self))
-        for row in rows:
-            row._via = models.AccessSource.CHART_SUMMARY
-        return with_siblings(rows)
+        def load() -> dict[int, list[models.Conversation]]:
+            patients = [
+                p for p in batch.rows if _allowed(lambda p: guards.workbench_staff_of(context, p.practice_id), p)
+            ]
+            by_patient = chart_conversations_of(user=context.require_user(), patients=patients)
+            rows = [c for conversations in by_patient.values() for c in conversations]
+            for row in rows:
+                row._via = models.AccessSource.CHART_SUMMARY
+            with_siblings(rows)
+            return by_patient
+
+        return context.memo(("chart-conversations", batch), load).get(self.pk, [])
 
 
 # ---- admin views -----------------------------------------------------------------------------------
@@ -376,4 +483,6 @@ class AuditEventType(relay.Node):
         return relay.GlobalID("Practice", str(self.practice_id)) if self.practice_id else None
 
 
-AUDIT_ORDER = Ordering(fields=("id",), descending=True, to_json=lambda a: [a.pk], from_json=lambda v: [int(v[0])])
+AUDIT_ORDER = Ordering(
+    fields=("id",), descending=True, to_json=lambda a: [a.pk], from_json=lambda v: [cursor_int(v[0])]
+)

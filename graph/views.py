@@ -11,11 +11,14 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from strawberry.django.views import GraphQLView
+from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.types import ExecutionResult
 
 from core.context import RequestInfo, reset_current_request, set_current_request
 from core.errors import DomainError
 from core.tokens import authenticate_token
 from graph.context import Context
+from graph.errors import format_error
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -59,7 +62,9 @@ class MailboxGraphQLView(GraphQLView):
         refusal = _csrf_refusal(request)
         if refusal is not None:
             return refusal
-        info = RequestInfo(ip=client_ip(request), request_id=request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex)
+        info = RequestInfo(
+            ip=client_ip(request), request_id=request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+        )
         token = set_current_request(info)
         try:
             response = super().dispatch(request, *args, **kwargs)
@@ -67,6 +72,16 @@ class MailboxGraphQLView(GraphQLView):
             reset_current_request(token)
         response["X-Request-ID"] = info.request_id
         return response
+
+    def should_render_graphql_ide(self, request) -> bool:
+        """GraphiQL in development only, decided per request (not when the URLconf was loaded)."""
+        return settings.DEBUG and super().should_render_graphql_ide(request)
+
+    def process_result(self, request: HttpRequest, result: ExecutionResult) -> GraphQLHTTPResponse:
+        # Errors raised before the operation hooks ran (e.g. by a parse-time limit) get their code here too.
+        if result.errors:
+            result.errors = [format_error(error) for error in result.errors]
+        return process_result(result)
 
     def get_context(self, request: HttpRequest, response: HttpResponse) -> Context:
         context = Context(request=request, response=response)
@@ -79,6 +94,6 @@ def graphql_view():
 
     return MailboxGraphQLView.as_view(
         schema=schema,
-        graphql_ide="graphiql" if settings.DEBUG else None,
+        graphql_ide="graphiql",
         multipart_uploads_enabled=True,
     )

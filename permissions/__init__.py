@@ -130,9 +130,14 @@ def require_active_mailbox(mailbox: Mailbox) -> None:
         )
 
 
-def require_mailbox_view(user: User, mailbox: Mailbox) -> None:
-    """Working a mailbox's conversations from the mailbox view: subscribers of an active mailbox only."""
-    if not is_subscribed(user, mailbox.pk):
+def require_mailbox_view(user: User, mailbox: Mailbox, *, subscribed: bool | None = None) -> None:
+    """Working a mailbox's conversations from the mailbox view: subscribers of an active mailbox only.
+
+    `subscribed` is the viewer's subscription when the caller already loaded it for a whole page of mailboxes.
+    """
+    if subscribed is None:
+        subscribed = is_subscribed(user, mailbox.pk)
+    if not subscribed:
         raise DomainError(
             ErrorCode.NOT_SUBSCRIBED,
             f"Subscribe to the mailbox '{mailbox.name}' to see and work its conversations.",
@@ -150,11 +155,16 @@ def require_conversation_access(user: User | None, conversation: Conversation, v
     return membership
 
 
-def require_patient_conversation(patient: Patient | None, conversation: Conversation) -> None:
+def require_own_conversation(patient: Patient | None, conversation: Conversation) -> None:
+    """A patient's own thread; anyone else's is NOT_FOUND."""
     if patient is None:
         raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in to the patient portal.")
     if conversation.patient_id != patient.pk:
         raise not_found("conversation")
+
+
+def require_patient_conversation(patient: Patient | None, conversation: Conversation) -> None:
+    require_own_conversation(patient, conversation)
     require_portal(patient.practice_id)
 
 

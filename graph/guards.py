@@ -1,0 +1,83 @@
+"""Field-level guards: the `permissions/` decisions, asked once per request per practice or mailbox.
+
+A field that exposes protected data calls one of these wherever it is reached (root query, nested under
+another type, or through the portal), so no path skips a check. The facts the decisions need are loaded
+once per request (membership and switches per practice, the viewer's subscriptions in one query), which
+keeps a page of N rows at a constant number of SQL queries. Refusals are remembered too: every row of a
+page gets the same answer without asking again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from core import models
+from core.errors import DomainError
+from graph.context import Context
+from permissions import (
+    require_mailbox_view,
+    require_member,
+    require_own_conversation,
+    require_portal,
+    require_workbench_member,
+)
+
+
+def _decide(context: Context, key: tuple, decide: Callable[[], Any]) -> Any:
+    """Memoizes a decision, including a refusal (re-raised for every row that asks)."""
+    key = ("guard", *key)
+    if key not in context.cache:
+        try:
+            context.cache[key] = (True, decide())
+        except DomainError as refusal:
+            context.cache[key] = (False, refusal)
+    allowed, value = context.cache[key]
+    if not allowed:
+        raise value
+    return value
+
+
+def staff_of(context: Context, practice_id: int) -> models.Membership:
+    """A staff member of this practice (patients: FORBIDDEN; other practices: NOT_FOUND)."""
+    user = context.require_user()
+    return _decide(context, ("member", practice_id), lambda: require_member(user, practice_id))
+
+
+def workbench_staff_of(context: Context, practice_id: int) -> models.Membership:
+    """A staff member of this practice with the mailbox workbench switched on."""
+    user = context.require_user()
+    return _decide(context, ("workbench", practice_id), lambda: require_workbench_member(user, practice_id))
+
+
+def subscribed_mailbox_ids(context: Context) -> frozenset[int]:
+    user = context.require_user()
+    return _decide(
+        context,
+        ("subscriptions",),
+        lambda: frozenset(models.MailboxSubscription.objects.filter(user=user).values_list("mailbox_id", flat=True)),
+    )
+
+
+def mailbox_view(context: Context, mailbox: models.Mailbox) -> None:
+    """The mailbox view of this mailbox: workbench staff of its practice, subscribed, mailbox active."""
+    workbench_staff_of(context, mailbox.practice_id)
+    user = context.require_user()
+    _decide(
+        context,
+        ("mailbox-view", mailbox.pk),
+        lambda: require_mailbox_view(user, mailbox, subscribed=mailbox.pk in subscribed_mailbox_ids(context)),
+    )
+
+
+def conversation_read(context: Context, conversation: models.Conversation) -> None:
+    """Reading a conversation's messages: its patient through the portal, or staff from where they came."""
+    if context.patient is not None:
+        require_own_conversation(context.patient, conversation)
+        _decide(context, ("portal", conversation.practice_id), lambda: require_portal(conversation.practice_id))
+        return
+    via = getattr(conversation, "_via", models.AccessSource.MAILBOX)
+    if via == models.AccessSource.CHART_SUMMARY:
+        workbench_staff_of(context, conversation.practice_id)
+    else:
+        mailbox_view(context, conversation.mailbox)
