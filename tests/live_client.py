@@ -13,9 +13,9 @@ MAILBOX_EVENTS = """
 subscription($practiceId: ID!, $after: String) {
   mailboxEvents(practiceId: $practiceId, after: $after) {
     cursor kind mailboxId conversationId mailboxName
-    mailbox { id name status isSubscribed }
-    conversation { id status patient { fullName } }
-    message { id sequence direction body senderName }
+    mailbox { id name status isSubscribed unreadCount practice { name } }
+    conversation { id status unreadCount patient { fullName } mailbox { name } }
+    message { id sequence direction body senderName sentAt attachments { filename url } }
   }
 }
 """

@@ -75,11 +75,17 @@ async def test_subscriber_receives_staff_and_patient_messages_live(world):
         "direction": "TO_PATIENT",
         "body": "We are looking into it",
         "senderName": "Mia Mailboxadmin",
+        "sentAt": staff_event["message"]["sentAt"],
+        "attachments": [],
     }
+    assert staff_event["mailbox"]["practice"] == {"name": "North Clinic"}
+    assert staff_event["conversation"]["mailbox"] == {"name": "Billing"}
     assert staff_event["mailbox"]["name"] == "Billing"
     assert staff_event["conversation"]["patient"]["fullName"] == "María García"
     assert patient_event["message"]["direction"] == "FROM_PATIENT"
     assert patient_event["message"]["sequence"] == 2
+    assert patient_event["mailbox"]["unreadCount"] == 1  # the patient's message, not yet read by the subscriber
+    assert patient_event["conversation"]["unreadCount"] == 1
     print(f"live delivery latency (action committed → event received): {latency_ms:.1f} ms")
     await client.close()
 
@@ -358,3 +364,28 @@ async def test_revoked_token_closes_the_socket_within_five_seconds(world):
     assert elapsed < 5
     print(f"revoked token: socket closed after {elapsed:.2f} s")
     await client.close()
+
+
+def test_a_batch_of_events_costs_the_same_queries_however_many_events(world):
+    # given a subscriber's stream and one event, then twenty more
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from core import live
+
+    issue_token(user=world.subscriber)
+    token_id = world.subscriber.api_tokens.get().pk
+    stream = live.open_mailbox_stream(user=world.subscriber, token_id=token_id, practice_id=world.practice.pk)
+    start = live.start_position(stream, None)
+    actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="one")
+    with CaptureQueriesContext(connection) as one:
+        small = live.read_batch(stream, start)
+    for n in range(20):
+        actions.send_staff_message(acting_user=world.subscriber, conversation_id=world.conversation.pk, body=f"m{n}")
+
+    # when both batches are read, then the query count does not grow with the events
+    with CaptureQueriesContext(connection) as many:
+        large = live.read_batch(stream, small.last_id)
+    assert (len(small.items), len(large.items)) == (1, 20)
+    assert len(many.captured_queries) == len(one.captured_queries), [q["sql"] for q in many.captured_queries]
+    print(f"read_batch: {len(one.captured_queries)} queries for 1 event and for 20 events")
