@@ -165,6 +165,7 @@ def chart_conversations(*, user: User | None, patient: Patient) -> QuerySet[Conv
 
 def chart_conversations_of(*, user: User | None, patients: list[Patient]) -> dict[int, list[Conversation]]:
     """`chart_conversations` for a list of patients at once (one query, one audit INSERT)."""
+    patients = list({p.pk: p for p in patients}.values())
     for practice_id in {p.practice_id for p in patients}:
         require_workbench_member(user, practice_id)
     by_patient: dict[int, list[Conversation]] = {p.pk: [] for p in patients}

@@ -196,7 +196,7 @@ class MailboxType(relay.Node):
 
     @strawberry.field(description="Staff of the practice only.")
     def subscriber_count(self: models.Mailbox, info: Info) -> int:
-        guards.staff_of(info.context, self.practice_id)
+        guards.workbench_staff_of(info.context, self.practice_id)
         return int(_mailbox_facts(self, info).subscriber_count)
 
     @strawberry.field(description="Messages from patients in this mailbox that the viewer has not read.")
@@ -205,17 +205,20 @@ class MailboxType(relay.Node):
 
     @strawberry.field(description="Staff of the practice only.")
     def subscribers(self: models.Mailbox, info: Info) -> list[UserType]:
-        guards.staff_of(info.context, self.practice_id)
+        guards.workbench_staff_of(info.context, self.practice_id)
         batch = batch_of(self)
 
         def load() -> dict[int, list[models.User]]:
-            allowed = [m.pk for m in batch.rows if _allowed(lambda m: guards.staff_of(info.context, m.practice_id), m)]
+            allowed = [
+                m.pk
+                for m in batch.rows
+                if _allowed(lambda m: guards.workbench_staff_of(info.context, m.practice_id), m)
+            ]
             by_mailbox: dict[int, list[models.User]] = defaultdict(list)
             rows = models.MailboxSubscription.objects.filter(mailbox_id__in=allowed).select_related("user")
             for sub in rows.order_by("user__full_name", "user__username", "user_id"):
                 by_mailbox[sub.mailbox_id].append(sub.user)
-            for users in by_mailbox.values():
-                with_siblings(users)
+            with_siblings([user for users in by_mailbox.values() for user in users])  # one batch for memberships
             return by_mailbox
 
         return info.context.memo(("subscribers", batch), load).get(self.pk, [])
@@ -299,7 +302,10 @@ class ConversationType(relay.Node):
         return info.context.memo(("conversation-mailboxes", batch), load)[self.mailbox_id]
 
     @strawberry.field
-    def patient(self: models.Conversation) -> Annotated[PatientType, strawberry.lazy("graph.types")]:
+    def patient(self: models.Conversation, info: Info) -> Annotated[PatientType, strawberry.lazy("graph.types")]:
+        batch = batch_of(self)
+        # The patients of one list of conversations form one list too (for their chart `conversations`).
+        info.context.memo(("conversation-patients", batch), lambda: with_siblings([c.patient for c in batch.rows]))
         return self.patient
 
     @strawberry.field(description="Messages from the patient the viewer has not read (0 for patients).")
