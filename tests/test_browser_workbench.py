@@ -288,7 +288,13 @@ def test_deactivated_mailbox_is_grayed_out_and_refuses_sends(open_page, world):
     mailbox_menu(admin, "Billing", "Deactivate")
     expect(mailbox(admin, "Billing")).to_have_count(0)
 
-    # then a send from the open thread is refused with the server's message
+    # then it leaves the subscriber's mailbox view live, thread included
+    expect(mailbox(staff, "Billing")).to_have_count(0, timeout=LIVE_TIMEOUT)
+    expect(staff.get_by_text("The mailbox you had open is no longer in this list")).to_be_visible()
+    expect(staff.get_by_role("textbox", name="Message")).to_have_count(0)
+    # and from the chart, where its history stays readable, a send is refused with the server's message
+    staff.goto(f"/chart/{gid('Patient', world.patient.pk)}")
+    expect(staff.locator(".composer-notice")).to_contain_text("This mailbox is deactivated")
     staff.get_by_role("textbox", name="Message").fill("Are you still there?")
     staff.get_by_role("button", name="Send").click()
     expect(staff.locator(".toast-error")).to_contain_text("MAILBOX_DEACTIVATED")
@@ -395,3 +401,34 @@ def test_workbench_is_usable_at_phone_width(open_page, world):
     expect(phone.locator(".msg-out")).to_contain_text("Sent from a phone")
     shot(phone, "14-phone")
     assert os.path.exists(SHOTS / "14-phone.png")
+
+
+def test_live_updates_resume_after_a_dropped_connection_with_a_banner(open_page, world):
+    # given a subscriber with María's thread open over a live WebSocket, and María's portal
+    with_password(world.subscriber)
+    staff = open_page()
+    sent_frames: list[str] = []
+    staff.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent_frames.append(str(payload))))
+    sign_in(staff, world.subscriber.username)
+    staff.locator(".mailbox-select", has_text="Billing").click()
+    staff.locator(".conversation-select", has_text="María García").click()
+    staff.wait_for_function("window.pmmLive && window.pmmLive.connected")
+    portal = portal_sign_in(open_page(), world.patient)
+    portal.get_by_role("button", name="New message").click()
+    portal.get_by_role("textbox", name="Message").fill("First question")
+    portal.get_by_role("button", name="Send").click()
+    expect(staff.locator(".msg-in")).to_contain_text("First question", timeout=LIVE_TIMEOUT)
+
+    # when the connection drops and the patient writes meanwhile
+    staff.evaluate("window.pmmLive.reconnect()")
+    expect(staff.locator("#banner")).to_contain_text("Connection lost — reconnecting")
+    shot(staff, "15-reconnect-banner")
+    portal.get_by_role("textbox", name="Message").fill("Second question, sent while you were offline")
+    portal.get_by_role("button", name="Send").click()
+
+    # then the page reconnects, says so, and shows the missed message
+    expect(staff.locator("#banner")).to_contain_text("Reconnected", timeout=LIVE_TIMEOUT)
+    expect(staff.locator(".msg-in").last).to_contain_text("sent while you were offline", timeout=LIVE_TIMEOUT)
+    # and it resumed its subscription after the last cursor it had seen
+    resumed = [f for f in sent_frames if '"subscribe"' in f and '"after"' in f]
+    assert resumed, sent_frames

@@ -11,8 +11,10 @@ export function createLive({ auth = () => null, pollMs = 4000 } = {}) {
       if (state === "reconnecting") banner("Connection lost — reconnecting… Missed updates will be replayed.", "warn");
       else if (state === "reconnected") banner("Reconnected. You are up to date.", "ok", 2500);
       else if (state === "connected") banner(null);
+      else if (state === "refused") banner("Live updates stopped: your sign-in is no longer valid. Reload the page to sign in again.", "warn");
     },
   });
+  window.pmmLive = client; // lets support staff (and the browser tests) force a reconnect from the console
 
   function watch({ query, variables, onEvent, poll }) {
     let failed = false;

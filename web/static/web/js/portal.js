@@ -70,7 +70,7 @@ function renderSide() {
               "button",
               { type: "button", class: "conversation-select", "aria-current": c.mailbox.id === selectedMailbox ? "true" : null, onclick: () => open(c.mailbox.id) },
               h("span", { class: "conv-top" }, h("span", { class: "conv-name" }, c.mailbox.name), h("span", { class: "muted small" }, fmtTime(c.lastMessageAt))),
-              h("span", { class: "conv-sub muted small" }, last ? last.body.slice(0, 60) || "📎 Attachment" : "No messages yet"),
+              h("span", { class: "conv-sub muted small" }, last ? last.body.slice(0, 60) || "Attachment" : "No messages yet"),
             ),
           );
         })

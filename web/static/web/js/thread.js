@@ -7,13 +7,25 @@ export const THREAD_FIELDS = `id status lastMessageAt unreadCount
   patient { id fullName preferredPronoun dateOfBirth accountNumber }
   messages(last: 50) { totalCount edges { node { ${MESSAGE_FIELDS} } } }`;
 
+const SVG = "http://www.w3.org/2000/svg";
+function clip() {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", "icon");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("d", "M21.4 11.1l-9.2 9.2a6 6 0 0 1-8.5-8.5l9.2-9.2a4 4 0 0 1 5.7 5.7l-9.2 9.2a2 2 0 0 1-2.8-2.8l8.5-8.5");
+  svg.append(path);
+  return svg;
+}
+
 function messageView(message, perspective) {
   const mine = perspective === "patient" ? message.direction === "FROM_PATIENT" : message.direction === "TO_PATIENT";
   const files = message.attachments.map((a) =>
     h(
       "li",
       {},
-      h("a", { href: a.url, class: "attachment", download: a.filename, target: "_blank", rel: "noopener" }, "📎 ", a.filename),
+      h("a", { href: a.url, class: "attachment", download: a.filename, target: "_blank", rel: "noopener" }, clip(), a.filename),
       h("span", { class: "muted small" }, ` ${fmtSize(a.size)}`),
     ),
   );
@@ -43,7 +55,7 @@ export function mountThread({ container, load, send, header, perspective = "staf
     h(
       "div",
       { class: "composer-actions" },
-      h("label", { class: "btn btn-ghost attach-btn", for: "composer-files" }, "📎 Attach files"),
+      h("label", { class: "btn btn-ghost attach-btn", for: "composer-files" }, clip(), "Attach files"),
       files,
       fileNames,
       h("span", { class: "spacer" }),

@@ -247,6 +247,8 @@ async function loadMailboxes() {
     thread = null;
     renderConversationsPane();
     renderThreadPane();
+    document.querySelector("#pane-conversations .placeholder p").textContent =
+      "The mailbox you had open is no longer in this list: it was deactivated, deleted or filtered out. Select a mailbox.";
   }
   renderMailboxList();
 }

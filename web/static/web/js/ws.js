@@ -96,6 +96,10 @@ export function createWsClient({ url, connectionParams = () => ({}), onStatus = 
         if (subs.delete(id)) send({ id, type: "complete" });
       };
     },
+    // Drops the socket as a network failure would; the client reconnects and resumes after the last cursor.
+    reconnect() {
+      if (socket) socket.close(4000, "Reconnect");
+    },
     get connected() {
       return acked;
     },
