@@ -9,6 +9,7 @@ and only the token lookup for a signed-in one (no audit row, no read).
 from __future__ import annotations
 
 import json
+import statistics
 import time
 
 import pytest
@@ -57,14 +58,17 @@ HOSTILE = {
 
 
 def send(body: bytes, **headers: str) -> tuple[int, dict | bytes, float, list[str]]:
+    """Posts the body three times; the time is the median, so one scheduler hiccup on a busy CI box does not count."""
     client = Client()
     client.post("/graphql", data=b'{"query": "{ __typename }"}', content_type="application/json")  # warm up
+    timings = []
     with CaptureQueriesContext(connection) as queries:
-        started = time.perf_counter()
-        response = client.post("/graphql", data=body, content_type="application/json", headers=headers)
-        elapsed = time.perf_counter() - started
+        for _ in range(3):
+            started = time.perf_counter()
+            response = client.post("/graphql", data=body, content_type="application/json", headers=headers)
+            timings.append(time.perf_counter() - started)
     content = response.json() if response["Content-Type"].startswith("application/json") else response.content
-    return response.status_code, content, elapsed, [q["sql"] for q in queries.captured_queries]
+    return response.status_code, content, statistics.median(timings), [q["sql"] for q in queries.captured_queries]
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
