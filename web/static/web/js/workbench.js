@@ -219,7 +219,7 @@ function renderMailboxItems(list) {
           { type: "button", class: "mailbox-select", "aria-current": m.id === state.mailboxId ? "true" : null, onclick: () => selectMailbox(m.id) },
           h("span", { class: "mailbox-name" }, m.name),
           h("span", { class: "mailbox-sub muted small" }, deactivated ? "Deactivated" : `${m.isSubscribed ? "Subscribed" : "Not subscribed"} · ${m.subscriberCount} subscriber${m.subscriberCount === 1 ? "" : "s"}`),
-          m.unreadCount ? h("span", { class: "badge", "aria-label": `${m.unreadCount} unread` }, m.unreadCount) : null,
+          m.isSubscribed && m.unreadCount ? h("span", { class: "badge", "aria-label": `${m.unreadCount} unread` }, m.unreadCount) : null,
         ),
         mailboxMenu(m),
       );
