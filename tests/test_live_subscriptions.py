@@ -30,6 +30,18 @@ async def _close_worker_thread_connections():
     await database_sync_to_async(connections.close_all)()
 
 
+def thread(world, after: str) -> dict:
+    return {"conversationId": gid("Conversation", world.conversation.pk), "after": after}
+
+
+@pytest.fixture
+def after(world) -> str:
+    """A cursor at the practice's newest event. Subscribing with it is deterministic: a subscription without
+    `after` starts at whatever is newest once it is set up, which a test cannot observe."""
+    mailbox = actions.create_mailbox(acting_user=world.mailbox_admin, practice_id=world.practice.pk, name="Baseline")
+    return encode_cursor(Event.objects.get(mailbox_id=mailbox.pk).pk)
+
+
 db = database_sync_to_async
 
 
@@ -53,10 +65,10 @@ async def connected(user=None, patient=None) -> LiveClient:
     return client
 
 
-async def test_subscriber_receives_staff_and_patient_messages_live(world):
+async def test_subscriber_receives_staff_and_patient_messages_live(world, after):
     # given a subscriber of Billing following the practice's mailbox events
     client = await connected(user=world.subscriber)
-    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk), "after": after})
     await client.nothing_for(0.2)
 
     # when a colleague and then the patient write in Billing
@@ -90,10 +102,32 @@ async def test_subscriber_receives_staff_and_patient_messages_live(world):
     await client.close()
 
 
-async def test_unsubscribed_mailboxes_stay_silent_but_mailbox_changes_arrive(world):
+async def test_without_after_the_stream_starts_now_and_replays_nothing(world):
+    # given a message from before the subscription
+    await patient_sends(world, "old news")
+
+    # when a subscriber follows without a cursor and new messages keep coming until one arrives
+    client = await connected(user=world.subscriber)
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    first = None
+    for attempt in range(10):  # the server gives no "ready" signal: retry instead of guessing a delay
+        await patient_sends(world, f"new {attempt}")
+        try:
+            first = await client.event("m", "mailboxEvents", timeout=1)
+            break
+        except TimeoutError:
+            continue
+
+    # then the first event is a new one, never the old one
+    assert first is not None
+    assert first["message"]["body"].startswith("new ")
+    await client.close()
+
+
+async def test_unsubscribed_mailboxes_stay_silent_but_mailbox_changes_arrive(world, after):
     # given staff subscribed to nothing
     client = await connected(user=world.staff)
-    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk), "after": after})
     await client.nothing_for(0.2)
 
     # when a message lands in Billing and then a mailbox admin renames Scheduling
@@ -110,11 +144,11 @@ async def test_unsubscribed_mailboxes_stay_silent_but_mailbox_changes_arrive(wor
     await client.close()
 
 
-async def test_resume_replays_missed_messages_exactly_once_in_order(world):
+async def test_resume_replays_missed_messages_exactly_once_in_order(world, after):
     # given a subscriber who saw one event, then lost the connection
     client = await connected(user=world.subscriber)
     variables = {"practiceId": gid("Practice", world.practice.pk)}
-    await client.subscribe("m", MAILBOX_EVENTS, variables)
+    await client.subscribe("m", MAILBOX_EVENTS, {**variables, "after": after})
     await client.nothing_for(0.2)
     await patient_sends(world, "first")
     seen = await client.event("m", "mailboxEvents")
@@ -135,11 +169,11 @@ async def test_resume_replays_missed_messages_exactly_once_in_order(world):
     await client.close()
 
 
-async def test_lost_publish_is_recovered_on_resume(world):
+async def test_lost_publish_is_recovered_on_resume(world, after):
     # given a subscriber who disconnected after seeing one event
     client = await connected(user=world.subscriber)
     variables = {"practiceId": gid("Practice", world.practice.pk)}
-    await client.subscribe("m", MAILBOX_EVENTS, variables)
+    await client.subscribe("m", MAILBOX_EVENTS, {**variables, "after": after})
     await client.nothing_for(0.2)
     await patient_sends(world, "before")
     seen = await client.event("m", "mailboxEvents")
@@ -157,11 +191,11 @@ async def test_lost_publish_is_recovered_on_resume(world):
     await client.close()
 
 
-async def test_lost_publish_reaches_a_live_subscriber_at_the_periodic_recheck(world, settings):
+async def test_lost_publish_reaches_a_live_subscriber_at_the_periodic_recheck(world, after, settings):
     # given a live subscriber re-reading the log every 0.5 s
     settings.MAILBOX = {**settings.MAILBOX, "LIVE_RECHECK_SECONDS": 0.5}
     client = await connected(user=world.subscriber)
-    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk), "after": after})
     await client.nothing_for(0.2)
 
     # when a message's publish is lost
@@ -209,10 +243,10 @@ async def test_cursor_past_retention_is_refused_with_validation_error(world):
     await client.close()
 
 
-async def test_unsubscribing_stops_mailbox_events(world):
+async def test_unsubscribing_stops_mailbox_events(world, after):
     # given a subscriber following Billing
     client = await connected(user=world.subscriber)
-    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk), "after": after})
     await client.nothing_for(0.2)
 
     # when they unsubscribe and the patient writes
@@ -226,10 +260,12 @@ async def test_unsubscribing_stops_mailbox_events(world):
     await client.close()
 
 
-async def test_deactivated_mailbox_ends_conversation_events(world):
+async def test_deactivated_mailbox_ends_conversation_events(world, after):
     # given a subscriber following one Billing conversation
     client = await connected(user=world.subscriber)
-    await client.subscribe("c", CONVERSATION_EVENTS, {"conversationId": gid("Conversation", world.conversation.pk)})
+    await client.subscribe(
+        "c", CONVERSATION_EVENTS, {"conversationId": gid("Conversation", world.conversation.pk), "after": after}
+    )
     await client.nothing_for(0.2)
     await patient_sends(world, "one")
     assert (await client.event("c", "conversationEvents"))["message"]["body"] == "one"
@@ -245,10 +281,10 @@ async def test_deactivated_mailbox_ends_conversation_events(world):
     await client.close()
 
 
-async def test_lost_membership_ends_mailbox_events(world):
+async def test_lost_membership_ends_mailbox_events(world, after):
     # given a subscriber following the practice
     client = await connected(user=world.subscriber)
-    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk), "after": after})
     await client.nothing_for(0.2)
 
     # when they leave the practice and a message arrives
@@ -262,13 +298,15 @@ async def test_lost_membership_ends_mailbox_events(world):
     await client.close()
 
 
-async def test_other_practice_user_cannot_subscribe_to_anything_here(world):
+async def test_other_practice_user_cannot_subscribe_to_anything_here(world, after):
     # given a user of the other practice
     client = await connected(user=world.outsider)
 
     # when they subscribe to this practice's mailbox events and to one of its conversations
-    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
-    await client.subscribe("c", CONVERSATION_EVENTS, {"conversationId": gid("Conversation", world.conversation.pk)})
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk), "after": after})
+    await client.subscribe(
+        "c", CONVERSATION_EVENTS, {"conversationId": gid("Conversation", world.conversation.pk), "after": after}
+    )
     await client.subscribe(
         "x", CONVERSATION_EVENTS, {"conversationId": gid("Conversation", world.conversation.pk), "via": "CHART_SUMMARY"}
     )
@@ -280,11 +318,13 @@ async def test_other_practice_user_cannot_subscribe_to_anything_here(world):
     await client.close()
 
 
-async def test_two_subscriptions_on_one_socket_do_not_interfere(world):
+async def test_two_subscriptions_on_one_socket_do_not_interfere(world, after):
     # given one socket following the practice and one conversation
     client = await connected(user=world.subscriber)
-    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
-    await client.subscribe("c", CONVERSATION_EVENTS, {"conversationId": gid("Conversation", world.conversation.pk)})
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk), "after": after})
+    await client.subscribe(
+        "c", CONVERSATION_EVENTS, {"conversationId": gid("Conversation", world.conversation.pk), "after": after}
+    )
     await client.nothing_for(0.2)
 
     # when a message arrives, then each subscription gets it once
@@ -301,10 +341,10 @@ async def test_two_subscriptions_on_one_socket_do_not_interfere(world):
     await client.close()
 
 
-async def test_chart_summary_follows_a_conversation_without_subscription(world):
+async def test_chart_summary_follows_a_conversation_without_subscription(world, after):
     # given a staff member not subscribed to Billing, following the thread from the patient's chart
     client = await connected(user=world.staff)
-    variables = {"conversationId": gid("Conversation", world.conversation.pk)}
+    variables = {"conversationId": gid("Conversation", world.conversation.pk), "after": after}
     await client.subscribe("mailbox-view", CONVERSATION_EVENTS, variables)
     await client.subscribe("chart", CONVERSATION_EVENTS, {**variables, "via": "CHART_SUMMARY"})
 
@@ -316,12 +356,12 @@ async def test_chart_summary_follows_a_conversation_without_subscription(world):
     await client.close()
 
 
-async def test_portal_events_reach_only_their_patient(world):
+async def test_portal_events_reach_only_their_patient(world, after):
     # given two patients of the practice following their portal events
     mine = await connected(patient=world.patient)
     theirs = await connected(patient=world.other_patient)
-    await mine.subscribe("p", PORTAL_EVENTS)
-    await theirs.subscribe("p", PORTAL_EVENTS)
+    await mine.subscribe("p", PORTAL_EVENTS, {"after": after})
+    await theirs.subscribe("p", PORTAL_EVENTS, {"after": after})
     await mine.nothing_for(0.2)
 
     # when staff answer the first patient
@@ -339,17 +379,17 @@ async def test_portal_events_reach_only_their_patient(world):
     await theirs.close()
 
 
-async def test_staff_token_cannot_follow_portal_events(world):
+async def test_staff_token_cannot_follow_portal_events(world, after):
     client = await connected(user=world.subscriber)
-    await client.subscribe("p", PORTAL_EVENTS)
+    await client.subscribe("p", PORTAL_EVENTS, {"after": after})
     assert await client.refusal("p") == "FORBIDDEN"
     await client.close()
 
 
-async def test_revoked_token_closes_the_socket_within_five_seconds(world):
+async def test_revoked_token_closes_the_socket_within_five_seconds(world, after):
     # given a subscriber connected with a token
     client = await connected(user=world.subscriber)
-    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk)})
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk), "after": after})
     await client.nothing_for(0.2)
 
     # when the token is revoked
