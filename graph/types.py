@@ -194,8 +194,8 @@ class MailboxType(relay.Node):
     def is_subscribed(self: models.Mailbox, info: Info) -> bool:
         return bool(_mailbox_facts(self, info).is_subscribed)
 
-    @strawberry.field(description="Staff of the practice only.")
-    def subscriber_count(self: models.Mailbox, info: Info) -> int:
+    @strawberry.field(description="Staff of the practice only (null with an error for others).")
+    def subscriber_count(self: models.Mailbox, info: Info) -> int | None:
         guards.workbench_staff_of(info.context, self.practice_id)
         return int(_mailbox_facts(self, info).subscriber_count)
 
@@ -203,8 +203,8 @@ class MailboxType(relay.Node):
     def unread_count(self: models.Mailbox, info: Info) -> int:
         return int(_mailbox_facts(self, info).unread_count)
 
-    @strawberry.field(description="Staff of the practice only.")
-    def subscribers(self: models.Mailbox, info: Info) -> list[UserType]:
+    @strawberry.field(description="Staff of the practice only (null with an error for others).")
+    def subscribers(self: models.Mailbox, info: Info) -> list[UserType] | None:
         guards.workbench_staff_of(info.context, self.practice_id)
         batch = batch_of(self)
 
@@ -412,7 +412,7 @@ class PatientType(relay.Node):
         description="The chart summary: every conversation with this patient, across all mailboxes, most recent "
         "first. Any staff member of the practice (workbench on); opens with via CHART_SUMMARY."
     )
-    def conversations(self: models.Patient, info: Info) -> list[ConversationType]:
+    def conversations(self: models.Patient, info: Info) -> list[ConversationType] | None:
         context = info.context
         guards.workbench_staff_of(context, self.practice_id)
         batch = batch_of(self)
