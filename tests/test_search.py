@@ -1,0 +1,150 @@
+"""Patient search (SPEC §2): name-token prefixes in any order ignoring case and accents, date of birth in two
+spellings, account number exact or prefix; at most 50 results; one practice only; index-backed on PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+from django.db import connection
+
+from core.models import Patient
+from core.search import search_patients
+from tests.conftest import make_patient
+
+pytestmark = pytest.mark.django_db
+ON_POSTGRES = (os.environ.get("DATABASE_URL") or "").startswith(("postgres://", "postgresql://"))
+
+
+def found(world, query: str, limit: int = 20) -> list[str]:
+    return [p.full_name for p in search_patients(world.practice.pk, query, limit)]
+
+
+@pytest.mark.parametrize("query", ["garc mar", "mar garc", "María García", "MARIA", "garcía", "  Gar   MA  ", "m g"])
+def test_name_tokens_match_by_prefix_in_any_order_ignoring_case_and_accents(world, query):
+    assert found(world, query) == ["María García"]
+
+
+@pytest.mark.parametrize("query", ["arcia", "aria", "garcias", "maria smith", "garc x"])
+def test_name_tokens_only_match_the_start_of_a_name(world, query):
+    assert found(world, query) == []
+
+
+def test_a_token_matches_the_start_of_any_word_of_a_compound_name(world):
+    make_patient(world.practice, "A-2001", "Ana Sofía", "de la Cruz")
+
+    assert found(world, "sofia cruz") == ["Ana Sofía de la Cruz"]
+
+
+@pytest.mark.parametrize("query", ["1980-04-02", "04/02/1980", "4/2/1980"])
+def test_date_of_birth_in_iso_or_us_spelling(world, query):
+    make_patient(world.practice, "A-2001", "Born", "Otherday", dt.date(1980, 2, 4))
+
+    assert found(world, query) == ["María García"]
+
+
+def test_an_impossible_date_finds_nothing(world):
+    assert found(world, "1980-02-31") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("A-1001", ["María García"]),
+        ("a-1001", ["María García"]),
+        ("A-100", ["María García", "John Smith"]),
+        ("a-10", ["María García", "John Smith"]),
+        ("-1001", []),
+        ("1001", []),
+    ],
+)
+def test_account_number_exact_or_prefix_ignoring_case(world, query, expected):
+    assert sorted(found(world, query)) == sorted(expected)
+
+
+def test_results_carry_what_the_picker_shows(world):
+    (patient,) = search_patients(world.practice.pk, "garcia")
+
+    assert (patient.full_name, patient.preferred_pronoun, patient.date_of_birth, patient.account_number) == (
+        "María García",
+        "she/her",
+        dt.date(1980, 4, 2),
+        "A-1001",
+    )
+
+
+def test_at_most_50_results_whatever_is_asked(world):
+    Patient.objects.bulk_create(
+        [
+            Patient(
+                practice=world.practice,
+                account_number=f"B-{n:04d}",
+                first_name="Many",
+                last_name=f"Namesake{n}",
+                date_of_birth=dt.date(1990, 1, 1),
+                search_name=f"many namesake{n}",
+                search_account=f"b-{n:04d}",
+            )
+            for n in range(60)
+        ]
+    )
+
+    assert len(found(world, "many", limit=100)) == 50
+    assert len(found(world, "many", limit=5)) == 5
+
+
+def test_search_is_scoped_to_one_practice(world):
+    assert found(world, "zoe") == []
+    assert [p.full_name for p in search_patients(world.other_practice.pk, "zoe")] == ["Zoë Outside"]
+    assert [p.pk for p in search_patients(world.other_practice.pk, "A-1001")] == [world.outside_patient.pk]
+
+
+@pytest.mark.parametrize("query", ["", "   ", "%", "_", "\\"])
+def test_empty_or_wildcard_only_queries_find_nothing(world, query):
+    assert found(world, query) == []
+
+
+# ---- PostgreSQL: index use ------------------------------------------------------------------------
+
+
+# fmt: off
+SYLLABLES = [
+    "ka", "lo", "mi", "ne", "su", "ta", "re", "vi", "do", "an", "el", "or", "is", "um", "ba",
+    "ch", "fe", "gu", "ho", "ji", "ku", "la", "mo", "nu", "pe", "qu", "ri", "so", "tu", "we",
+]
+# fmt: on
+
+
+def synthetic_name(n: int, parts: int) -> str:
+    """Pronounceable, varied names without digits, like a real directory (20k patients, 900 first names)."""
+    syllables = [SYLLABLES[(n // len(SYLLABLES) ** i) % len(SYLLABLES)] for i in range(parts)]
+    return "".join(syllables).capitalize()
+
+
+@pytest.fixture
+def many_patients(world) -> None:
+    patients = []
+    for n in range(20_000):
+        patient = Patient(
+            practice=world.practice,
+            account_number=f"Z-{n:06d}",
+            first_name=synthetic_name(n * 7, 2),
+            last_name=synthetic_name(n * 13 + 5, 3),
+            date_of_birth=dt.date(1950, 1, 1) + dt.timedelta(days=n),
+        )
+        patient.refresh_search_columns()
+        patients.append(patient)
+    Patient.objects.bulk_create(patients, batch_size=5000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE core_patient")
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not ON_POSTGRES, reason="needs DATABASE_URL pointing at PostgreSQL")
+def test_name_and_account_searches_use_an_index_on_postgres(world, many_patients):
+    for query in ("garc mar", "garcia", "kalo", "z-00012", "Z-000123"):
+        explained = search_patients(world.practice.pk, query).explain()
+
+        assert "Seq Scan on core_patient" not in explained, (query, explained)
+        assert "Index" in explained, (query, explained)
