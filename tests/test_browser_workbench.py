@@ -61,8 +61,10 @@ def server_url(django_db_setup, django_db_blocker):
     server.join(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module scope: Playwright's sync API runs an event loop in this thread until stopped, which would break
+    # the async tests that run after this module in the same worker.
     assert Path(CHROMIUM).exists(), "Install Debian's Chromium: apt-get install -y chromium"
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
