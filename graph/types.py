@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 from collections import defaultdict
@@ -163,9 +164,18 @@ class PracticeSettingType:
 # ---- mailboxes -------------------------------------------------------------------------------------
 
 
+def _in_event_loop() -> bool:
+    """Subscription payloads resolve on the event loop, where no query may run: they come preloaded."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _mailbox_facts(mailbox: models.Mailbox, info: Info) -> models.Mailbox:
     """The mailbox with the viewer's annotations (subscription, counts), loaded for its whole list at once."""
-    if hasattr(mailbox, "subscriber_count"):
+    if hasattr(mailbox, "subscriber_count") or _in_event_loop():
         return mailbox
     batch = batch_of(mailbox)
 
@@ -192,16 +202,16 @@ class MailboxType(relay.Node):
 
     @strawberry.field(description="Whether the viewer is subscribed (false for patients).")
     def is_subscribed(self: models.Mailbox, info: Info) -> bool:
-        return bool(_mailbox_facts(self, info).is_subscribed)
+        return bool(getattr(_mailbox_facts(self, info), "is_subscribed", False))
 
     @strawberry.field(description="Staff of the practice only (null with an error for others).")
     def subscriber_count(self: models.Mailbox, info: Info) -> int | None:
         guards.workbench_staff_of(info.context, self.practice_id)
-        return int(_mailbox_facts(self, info).subscriber_count)
+        return int(getattr(_mailbox_facts(self, info), "subscriber_count", 0))
 
     @strawberry.field(description="Messages from patients in this mailbox that the viewer has not read.")
     def unread_count(self: models.Mailbox, info: Info) -> int:
-        return int(_mailbox_facts(self, info).unread_count)
+        return int(getattr(_mailbox_facts(self, info), "unread_count", 0))
 
     @strawberry.field(description="Staff of the practice only (null with an error for others).")
     def subscribers(self: models.Mailbox, info: Info) -> list[UserType] | None:
@@ -290,7 +300,7 @@ class ConversationType(relay.Node):
 
     @strawberry.field
     def mailbox(self: models.Conversation, info: Info) -> Annotated[MailboxType, strawberry.lazy("graph.types")]:
-        if hasattr(self.mailbox, "subscriber_count"):
+        if hasattr(self.mailbox, "subscriber_count") or _in_event_loop():
             return self.mailbox
         batch = batch_of(self)
 
