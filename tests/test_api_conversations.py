@@ -276,3 +276,23 @@ def test_a_bad_conversation_cursor_is_a_validation_error(world):
     for cursor in (_cursor(["yesterday", 1]), _cursor(["2026-01-01T00:00:00", 1]), _cursor([1, "x"])):
         answer = api.post(query, {"m": gid("Mailbox", world.billing.pk), "a": cursor})
         assert answer["errors"][0]["extensions"]["code"] == "VALIDATION_ERROR", cursor
+
+
+def test_nested_message_pages_of_a_list_of_conversations_are_each_the_newest_in_order(world):
+    # given two threads of the patient, in Billing (3 messages) and Scheduling (2 messages)
+    for n in range(3):
+        portal_send(world, f"billing {n + 1}")
+    for n in range(2):
+        portal_send(world, f"scheduling {n + 1}", mailbox=world.scheduling)
+    # when the chart lists them with the newest two messages of each
+    chart = Api.as_user(world.staff).data(
+        "query($x: ID!) { patient(id: $x) { conversations { mailbox { name } messages(last: 2) { totalCount "
+        "pageInfo { hasPreviousPage hasNextPage } edges { node { body } } } } } }",
+        {"x": gid("Patient", world.patient.pk)},
+    )["patient"]["conversations"]
+    # then each thread has its own newest page, oldest first, most recent thread first
+    assert [
+        (c["mailbox"]["name"], [e["node"]["body"] for e in c["messages"]["edges"]], c["messages"]["totalCount"])
+        for c in chart
+    ] == [("Scheduling", ["scheduling 1", "scheduling 2"], 2), ("Billing", ["billing 2", "billing 3"], 3)]
+    assert [c["messages"]["pageInfo"]["hasPreviousPage"] for c in chart] == [False, True]
