@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DEBUG ?= 1
 
-.PHONY: run test setup demo lint schema clean
+.PHONY: run test setup demo lint schema clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,11 @@ schema: setup
 
 clean:
 	rm -rf $(VENV) var
+
+# Benchmarks (not tests): PostgreSQL + Redis on 127.0.0.1 (database mailbox_bench, Redis db 1); see README "Performance".
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	DEBUG=0 $(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,82 @@
+"""The GraphQL documents the measurements send: every SPEC §3 field of Mailbox, Conversation, Message, Patient.
+
+Cyclic fields (a conversation's `mailbox.conversations`, its `patient.conversations`) are selected one level
+only, as a client would.
+"""
+
+MESSAGE_FIELDS = """
+  id sequence direction body sentAt clientMessageId senderName
+  attachments { id filename contentType size url }
+"""
+
+PAGE_INFO = "pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"
+
+CONVERSATION_FIELDS = f"""
+  id status lastMessageAt unreadCount
+  mailbox {{ id name status isSubscribed subscriberCount unreadCount }}
+  patient {{ id fullName preferredPronoun dateOfBirth accountNumber }}
+  messages(last: $messages) {{ totalCount {PAGE_INFO} edges {{ cursor node {{ {MESSAGE_FIELDS} }} }} }}
+"""
+
+MAILBOX_FIELDS = f"""
+  id name status isSubscribed subscriberCount unreadCount
+  subscribers {{ id username fullName }}
+  conversations(first: $conversations) {{
+    totalCount {PAGE_INFO} edges {{ cursor node {{ {CONVERSATION_FIELDS} }} }}
+  }}
+"""
+
+MAILBOXES_PAGE = f"""
+query MailboxesPage($practiceId: ID!, $conversations: Int!, $messages: Int!) {{
+  mailboxes(practiceId: $practiceId) {{ {MAILBOX_FIELDS} }}
+}}
+"""
+
+CONVERSATIONS_PAGE = f"""
+query ConversationsPage($mailboxId: ID!, $conversations: Int!, $messages: Int!) {{
+  mailbox(id: $mailboxId) {{ {MAILBOX_FIELDS} }}
+}}
+"""
+
+MESSAGES_PAGE = f"""
+query MessagesPage($conversationId: ID!, $messages: Int!) {{
+  conversation(id: $conversationId) {{ {CONVERSATION_FIELDS} }}
+}}
+"""
+
+THREAD_PAGE = f"""
+query ThreadPage($conversationId: ID!, $messages: Int!) {{
+  conversation(id: $conversationId) {{
+    id status lastMessageAt unreadCount
+    patient {{ id fullName preferredPronoun dateOfBirth accountNumber }}
+    messages(last: $messages) {{ totalCount {PAGE_INFO} edges {{ cursor node {{ {MESSAGE_FIELDS} }} }} }}
+  }}
+}}
+"""
+
+# The same with the conversation's mailbox (id and name only), as a thread header shows it.
+THREAD_PAGE_WITH_MAILBOX = THREAD_PAGE.replace("ThreadPage", "ThreadPageWithMailbox").replace(
+    "unreadCount\n", "unreadCount\n    mailbox { id name }\n", 1
+)
+
+SEARCH = """
+query Search($practiceId: ID!, $query: String!) {
+  searchPatients(practiceId: $practiceId, query: $query, first: 20) {
+    id fullName preferredPronoun dateOfBirth accountNumber
+  }
+}
+"""
+
+SEND = """
+mutation Send($conversationId: ID!, $body: String!, $clientMessageId: String) {
+  sendMessage(conversationId: $conversationId, body: $body, clientMessageId: $clientMessageId) { id sequence }
+}
+"""
+
+CONVERSATION_EVENTS = """
+subscription Live($conversationId: ID!) {
+  conversationEvents(conversationId: $conversationId) {
+    cursor kind message { id sequence body senderName }
+  }
+}
+"""
