@@ -60,6 +60,12 @@ def _describe_bytes(count: int) -> str:
 
 
 def _check_upload(upload: File, max_bytes: int) -> _CheckedUpload:
+    if not (hasattr(upload, "read") and hasattr(upload, "seek")):  # e.g. a string where a file was expected
+        raise DomainError(
+            ErrorCode.VALIDATION_ERROR,
+            "Attachments are files: send them with the GraphQL multipart request spec.",
+            field="attachments",
+        )
     raw_name = getattr(upload, "name", None)
     shown = clean_filename(raw_name)
     declared = getattr(upload, "size", None)

@@ -219,3 +219,18 @@ def test_wrong_variable_types_are_refused_without_a_crash(fuzz, query, variables
 
     fuzz.sent += 1
     check_answer(response, "owner_a", fuzz.markers, query, fuzz.outcomes)
+
+
+# ---- regressions found by fuzzing --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attachments", ['["file.pdf"]', '[""]', '["0", "1"]'])
+def test_attachments_given_as_text_instead_of_files_are_a_validation_error(world, attachments):
+    """Found with FUZZ_EXAMPLES=5000: a JSON body can put strings where the Upload scalar expects files."""
+    client = Client(headers={"Authorization": f"Bearer {issue_token(user=world.subscriber)}"})
+    query = f'mutation($c: ID!) {{ sendMessage(conversationId: $c, body: "x", attachments: {attachments}) {{ id }} }}'
+
+    response = post(client, query, {"c": gid("Conversation", world.conversation.pk)})
+
+    assert response.status_code == 200
+    assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["VALIDATION_ERROR"]
