@@ -94,6 +94,9 @@ def token_is_valid(token_id: int) -> bool:
 
 
 def revoke_tokens(*, user: User | None = None, patient: Patient | None = None) -> int:
+    if (user is None) == (patient is None):
+        # Without this, revoke_tokens() would match patient=None: every staff token at once.
+        raise ValueError("Revoke the tokens of exactly one user or one patient.")
     tokens = ApiToken.objects.filter(revoked_at__isnull=True)
     tokens = tokens.filter(user=user) if user is not None else tokens.filter(patient=patient)
     return tokens.update(revoked_at=timezone.now())

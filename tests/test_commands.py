@@ -28,7 +28,7 @@ from core.models import (
     PracticeSetting,
     User,
 )
-from core.tokens import authenticate_token
+from core.tokens import authenticate_token, revoke_tokens
 
 pytestmark = pytest.mark.django_db
 
@@ -114,6 +114,15 @@ def test_revoke_tokens_of_a_patient(world):
     assert output.strip() == "Revoked 1 token of patient A-1001 of practice north."
     with pytest.raises(DomainError):
         authenticate_token(token)
+
+
+def test_revoking_tokens_needs_exactly_one_owner(world):
+    token = run("issue_token", "--user", world.staff.username).strip()
+
+    with pytest.raises(ValueError, match="exactly one"):
+        revoke_tokens()
+
+    assert authenticate_token(token).user == world.staff
 
 
 def demo_row_counts() -> dict[str, int]:
