@@ -129,6 +129,20 @@ def audit_mailbox_conversation_reads(*, user: User, rows: dict[Mailbox, int]) ->
     )
 
 
+def audit_messages_in_answer(*, user: User, conversation: Conversation, via: AccessSource, operation: str) -> None:
+    """A change that answers with the conversation (archive, mark read, start…) can show its messages: that is
+    a read of them too, recorded once per conversation and request when the messages are actually asked for."""
+    audit.record(
+        operation=f"{operation}.messages",
+        action=AuditAction.READ,
+        practice=conversation.practice_id,
+        actor_user=user,
+        target=conversation,
+        patient=conversation.patient_id,
+        via=via,
+    )
+
+
 def get_patient(*, user: User | None, patient_id: int) -> Patient:
     patient = Patient.objects.filter(pk=patient_id).first()
     if patient is None:

@@ -37,6 +37,7 @@ def _conversation(info: Info, conversation: models.Conversation, via=models.Acce
     fresh(info)
     row = reads.annotate_conversations(models.Conversation.objects.filter(pk=conversation.pk), info.context.user).get()
     row._via = via
+    row._answer_of = info.field_name  # its messages, if asked for, are audited as read (ConversationType.messages)
     return row
 
 

@@ -20,6 +20,7 @@ from core.reads import (
     annotate_conversations,
     annotate_mailboxes,
     audit_mailbox_conversation_reads,
+    audit_messages_in_answer,
     chart_conversations_of,
     messages_with_details,
 )
@@ -333,6 +334,14 @@ class ConversationType(relay.Node):
     ) -> Connection[MessageType] | None:
         context = info.context
         guards.conversation_read(context, self)
+        answer_of = getattr(self, "_answer_of", None)
+        if answer_of and context.user is not None:
+            context.memo(
+                ("messages-in-answer", self.pk),
+                lambda: audit_messages_in_answer(
+                    user=context.user, conversation=self, via=getattr(self, "_via", None) or "", operation=answer_of
+                ),
+            )
         args = PageArgs(first=first, after=after, last=last, before=before)
         base = messages_with_details(models.Message.objects.all())
         batch = batch_of(self)

@@ -273,3 +273,20 @@ def test_send_fails_and_leaves_no_message_when_the_audit_write_fails(world):
     assert not Message.objects.exists()
     world.conversation.refresh_from_db()
     assert world.conversation.last_sequence == 0
+
+
+def test_messages_shown_in_a_mutation_answer_are_recorded_as_read(world):
+    api = Api.as_user(world.subscriber)
+    conversation = {"c": gid("Conversation", world.conversation.pk)}
+    before = last_id()
+
+    api.data("mutation($c: ID!) { archiveConversation(conversationId: $c) { status } }", conversation)
+    api.data(
+        "mutation($c: ID!) { markConversationRead(conversationId: $c) { messages(last: 5) { totalCount } } }",
+        conversation,
+    )
+
+    assert [(e.operation, e.action, e.via, e.patient_id) for e in new_events(before)] == [
+        ("archiveConversation", "UPDATE", "MAILBOX", world.patient.pk),
+        ("markConversationRead.messages", "READ", "MAILBOX", world.patient.pk),
+    ]
