@@ -113,8 +113,10 @@ def open_conversation(*, user: User | None, conversation_id: int, via: AccessSou
     return conversation
 
 
-def audit_mailbox_conversation_reads(*, user: User, rows: dict[Mailbox, int]) -> None:
-    """One audit row per mailbox whose conversation list was read, written in one INSERT for the page."""
+def audit_mailbox_conversation_reads(*, user: User, rows: dict[Mailbox, list[Conversation]]) -> None:
+    """One audit row per mailbox whose conversation list was read, naming the conversations and patients shown
+    (the patient column too when the page shows one patient); one INSERT for the page, where a row per
+    conversation would split into several INSERTs on SQLite and break the constant query count."""
     audit.record_many(
         {
             "operation": "mailbox.conversations",
@@ -122,10 +124,15 @@ def audit_mailbox_conversation_reads(*, user: User, rows: dict[Mailbox, int]) ->
             "practice": mailbox.practice_id,
             "actor_user": user,
             "target": mailbox,
+            "patient": conversations[0].patient_id if len(conversations) == 1 else None,
             "via": AccessSource.MAILBOX,
-            "detail": {"rows": count},
+            "detail": {
+                "rows": len(conversations),
+                "conversation_ids": [c.pk for c in conversations],
+                "patient_ids": sorted({c.patient_id for c in conversations}),
+            },
         }
-        for mailbox, count in rows.items()
+        for mailbox, conversations in rows.items()
     )
 
 

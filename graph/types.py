@@ -282,7 +282,7 @@ class MailboxType(relay.Node):
                     nodes.append(edge.node)
             with_siblings(nodes)
             audit_mailbox_conversation_reads(
-                user=user, rows={parents[pk]: len(c.edges) for pk, c in connections.items()}
+                user=user, rows={parents[pk]: [e.node for e in c.edges] for pk, c in connections.items()}
             )
             return connections
 

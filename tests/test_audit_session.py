@@ -83,7 +83,7 @@ def test_a_workbench_session_leaves_exactly_the_expected_trail(world, storage_di
     ]
     assert trail == [
         ("searchPatients", "EXECUTE", "SUCCESS", "", me, None, north),
-        ("mailbox.conversations", "READ", "SUCCESS", "MAILBOX", me, None, north),
+        ("mailbox.conversations", "READ", "SUCCESS", "MAILBOX", me, patient, north),
         ("conversation", "READ", "SUCCESS", "MAILBOX", me, patient, north),
         ("patient", "READ", "SUCCESS", "CHART_SUMMARY", me, patient, north),
         ("patient.conversations", "READ", "SUCCESS", "CHART_SUMMARY", me, patient, north),
@@ -97,3 +97,5 @@ def test_a_workbench_session_leaves_exactly_the_expected_trail(world, storage_di
     assert {e.ip for e in events} == {"127.0.0.1"}
     assert all(e.request_id for e in events)
     assert AuditEvent.objects.get(operation="searchPatients", pk__gt=start or 0).query == "garc"
+    listing = AuditEvent.objects.get(operation="mailbox.conversations", pk__gt=start or 0)
+    assert listing.detail == {"rows": 1, "conversation_ids": [world.conversation.pk], "patient_ids": [patient]}
