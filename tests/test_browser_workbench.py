@@ -17,7 +17,7 @@ from django.contrib.auth.hashers import Argon2PasswordHasher
 from django.db import connections
 from playwright.sync_api import Page, expect, sync_playwright
 
-from core.models import Conversation, MailboxSubscription, Message, PermissionGrant, PracticeSetting
+from core.models import Conversation, MailboxSubscription, Membership, Message, PermissionGrant, PracticeSetting
 from core.tokens import issue_token
 from tests.attachment_samples import pdf_bytes
 from tests.graphql_client import gid
@@ -434,3 +434,21 @@ def test_live_updates_resume_after_a_dropped_connection_with_a_banner(open_page,
     # and it resumed its subscription after the last cursor it had seen
     resumed = [f for f in sent_frames if '"subscribe"' in f and '"after"' in f]
     assert resumed, sent_frames
+
+
+def test_practice_switcher_shows_the_mailboxes_of_the_chosen_practice(open_page, world):
+    # given a subscriber who also works at South Clinic
+    Membership.objects.create(user=world.subscriber, practice=world.other_practice, role="STAFF")
+    with_password(world.subscriber)
+    page = sign_in(open_page(), world.subscriber.username)
+    expect(mailbox(page, "Scheduling")).to_be_visible()
+
+    # when they switch to South Clinic
+    page.get_by_label("Practice").select_option(label="South Clinic")
+
+    # then they see South Clinic's mailboxes only, and North Clinic's again when switching back
+    expect(mailbox(page, "Scheduling")).to_have_count(0)
+    expect(mailbox(page, "Billing")).to_contain_text("Not subscribed · 1 subscriber")
+    page.get_by_label("Practice").select_option(label="North Clinic")
+    expect(mailbox(page, "Scheduling")).to_be_visible()
+    expect(mailbox(page, "Billing")).to_contain_text("Subscribed · 2 subscribers")
