@@ -38,6 +38,15 @@ def _decide(context: Context, key: tuple, decide: Callable[[], Any]) -> Any:
     return value
 
 
+def note_workbench_staff(context: Context, practice_id: int) -> None:
+    """A root read (`core.reads`) has just decided this; its fields need not ask the database again."""
+    context.cache.setdefault(("guard", "workbench", practice_id), (True, None))
+
+
+def note_mailbox_view(context: Context, mailbox_id: int) -> None:
+    context.cache.setdefault(("guard", "mailbox-view", mailbox_id), (True, None))
+
+
 def staff_of(context: Context, practice_id: int) -> models.Membership:
     """A staff member of this practice (patients: FORBIDDEN; other practices: NOT_FOUND)."""
     user = context.require_user()

@@ -9,6 +9,7 @@ from strawberry import relay
 
 from core import models, reads
 from core.admin_reads import audit_events, meaningful_use, practice_settings, user_mailbox_access
+from graph import guards
 from graph.ids import decode_id
 from graph.pagination import Connection, PageArgs, paginate
 from graph.types import (
@@ -75,11 +76,15 @@ class Query:
             active=None if status is None else status == MailboxStatus.ACTIVE,
             subscribed_only=bool(subscribed_only),
         )
-        return with_siblings(list(rows))
+        rows = with_siblings(list(rows))
+        guards.note_workbench_staff(info.context, decode_id(practice_id, "Practice"))
+        return rows
 
     @strawberry.field
     def mailbox(self, info: Info, id: strawberry.ID) -> MailboxType | None:
-        return reads.get_mailbox(user=info.context.require_user(), mailbox_id=decode_id(id, "Mailbox"))
+        mailbox = reads.get_mailbox(user=info.context.require_user(), mailbox_id=decode_id(id, "Mailbox"))
+        guards.note_workbench_staff(info.context, mailbox.practice_id)
+        return mailbox
 
     @strawberry.field
     def conversation(
@@ -91,6 +96,9 @@ class Query:
             via=to_access_source(via),
         )
         conversation._via = to_access_source(via)
+        guards.note_workbench_staff(info.context, conversation.practice_id)
+        if conversation._via == models.AccessSource.MAILBOX:
+            guards.note_mailbox_view(info.context, conversation.mailbox_id)
         return conversation
 
     @strawberry.field(description="Patients by name tokens (any order, prefixes), date of birth or account number.")
