@@ -471,6 +471,21 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows: list[dict]) -> str:
+    lines = ["| measurement | figure | floor | ratio | goal | met? |", "|---|---:|---:|---:|---|---|"]
+    for r in rows:
+        if r.get("value") is None:
+            lines.append(f"| {r['figure']} | - | - | - | {r['goal']} | not measured |")
+            continue
+        unit = "" if r["unit"] == "statements" else f" {r['unit']}"
+        digits = 0 if r["unit"] == "statements" else 1
+        lines.append(
+            f"| {r['figure']} | {r['value']:.{digits}f}{unit} | {r['floor']:.{digits}f}{unit} | {r['ratio']:.2f}x "
+            f"| {r['goal']} | {'yes' if r['met'] else '**no**'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def chart(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -586,7 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     chart(rows, RESULTS / "latest.png")
-    print(f"wrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
+    (RESULTS / "latest.md").write_text(markdown(rows))
+    print(f"wrote {RESULTS / 'latest.json'}, latest.png and latest.md")
     return 0
 
 
