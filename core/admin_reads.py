@@ -67,7 +67,7 @@ def user_mailbox_access(*, acting_user: User, user_id: int) -> list[PracticeAcce
         result.append(
             PracticeAccess(
                 practice=membership.practice,
-                all_mailboxes=bool(boxes) and all(s for _, s in flags),
+                all_mailboxes=any(m.is_active for m in boxes) and all(s for m, s in flags if m.is_active),
                 mailboxes=flags,
             )
         )

@@ -40,9 +40,10 @@ def search_patients(practice_id: int, query: str, limit: int = 20) -> QuerySet[P
     dob = parse_date_of_birth(text)
     if dob is not None:
         return patients.filter(date_of_birth=dob).order_by("last_name", "first_name", "pk")[:limit]
-    normalized = normalize_search_text(text)
     by_account = Q(search_account__startswith=text.lower())
-    tokens = normalized.split(" ")
+    tokens = normalize_search_text(text).split()
+    if not tokens:  # only punctuation: it can still be an account number prefix, never every name
+        return patients.filter(by_account).order_by("last_name", "first_name", "pk")[:limit]
     by_name = Q()
     for token in tokens:
         by_name &= _name_token_filter(token)

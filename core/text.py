@@ -6,10 +6,14 @@ import re
 import unicodedata
 
 _SPACES = re.compile(r"\s+")
+_APOSTROPHES = re.compile(r"['’ʼ`´]")
+_PUNCTUATION = re.compile(r"[^\w\s]|_")
 
 
 def normalize_search_text(value: str) -> str:
-    """Lowercase, strip accents, collapse whitespace: "  María  GARCÍA " -> "maria garcia"."""
+    """Lowercase, strip accents, drop apostrophes, split on other punctuation, collapse whitespace:
+    "  María  GARCÍA-López " -> "maria garcia lopez", "O'Brien" -> "obrien"."""
     decomposed = unicodedata.normalize("NFKD", value)
     without_marks = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return _SPACES.sub(" ", without_marks.casefold()).strip()
+    words = _PUNCTUATION.sub(" ", _APOSTROPHES.sub("", without_marks.casefold()))
+    return _SPACES.sub(" ", words).strip()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 
 import pytest
@@ -24,16 +23,12 @@ from core.models import (
     User,
 )
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "false")
-
 
 def make_user(username: str, practice: Practice, role: Role = Role.STAFF, **extra) -> User:
     user = User.objects.filter(username=username).first() or User.objects.create_user(
         username=username, password="correct-horse-battery", full_name=username.replace("_", " ").title()
     )
-    Membership.objects.create(
-        user=user, practice=practice, role=role, is_clinician=extra.get("is_clinician", False)
-    )
+    Membership.objects.create(user=user, practice=practice, role=role, is_clinician=extra.get("is_clinician", False))
     if extra.get("mailbox_admin"):
         membership = Membership.objects.get(user=user, practice=practice)
         PermissionGrant.objects.create(membership=membership, permission=PracticePermission.MAILBOX_ADMIN_PERMISSION)
@@ -50,8 +45,12 @@ def make_practice(key: str, name: str, *, enabled: bool = True) -> Practice:
 
 def make_patient(practice: Practice, account: str, first: str, last: str, dob=dt.date(1980, 4, 2)) -> Patient:
     return Patient.objects.create(
-        practice=practice, account_number=account, first_name=first, last_name=last,
-        preferred_pronoun="she/her", date_of_birth=dob,
+        practice=practice,
+        account_number=account,
+        first_name=first,
+        last_name=last,
+        preferred_pronoun="she/her",
+        date_of_birth=dob,
     )
 
 
@@ -101,10 +100,22 @@ def world(db) -> World:
         practice=practice, mailbox=billing, patient=patient, last_activity_at=timezone.now()
     )
     return World(
-        practice=practice, other_practice=other, owner=owner, administrator=administrator,
-        mailbox_admin=mailbox_admin, subscriber=subscriber, staff=staff, clinician=clinician, outsider=outsider,
-        patient=patient, other_patient=other_patient, outside_patient=outside_patient, billing=billing,
-        scheduling=scheduling, outside_mailbox=outside_mailbox, conversation=conversation,
+        practice=practice,
+        other_practice=other,
+        owner=owner,
+        administrator=administrator,
+        mailbox_admin=mailbox_admin,
+        subscriber=subscriber,
+        staff=staff,
+        clinician=clinician,
+        outsider=outsider,
+        patient=patient,
+        other_patient=other_patient,
+        outside_patient=outside_patient,
+        billing=billing,
+        scheduling=scheduling,
+        outside_mailbox=outside_mailbox,
+        conversation=conversation,
     )
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from core import actions
 from core.errors import DomainError, ErrorCode
-from core.models import AccessSource, ConversationStatus, Event, EventKind, Message
+from core.models import AccessSource, ConversationStatus, Event, EventKind, MailboxSubscription, Message
 
 
 def test_sending_twice_numbers_messages_without_gaps(world):
@@ -46,7 +46,9 @@ def test_patient_message_reactivates_an_archived_conversation(world):
     assert world.conversation.status == ConversationStatus.ACTIVE
     kinds = list(Event.objects.order_by("id").values_list("kind", flat=True))
     assert kinds == [
-        EventKind.CONVERSATION_ARCHIVED, EventKind.CONVERSATION_REACTIVATED, EventKind.MESSAGE_ADDED,
+        EventKind.CONVERSATION_ARCHIVED,
+        EventKind.CONVERSATION_REACTIVATED,
+        EventKind.MESSAGE_ADDED,
     ]
 
 
@@ -54,7 +56,9 @@ def test_mailbox_with_conversations_cannot_be_deleted(world):
     with pytest.raises(DomainError) as refused:
         actions.delete_mailbox(acting_user=world.mailbox_admin, mailbox_id=world.billing.pk)
     assert refused.value.code == ErrorCode.MAILBOX_NOT_EMPTY
-    assert actions.delete_mailbox(acting_user=world.mailbox_admin, mailbox_id=world.scheduling.pk) == world.scheduling.pk
+    assert (
+        actions.delete_mailbox(acting_user=world.mailbox_admin, mailbox_id=world.scheduling.pk) == world.scheduling.pk
+    )
 
 
 def test_mailbox_names_are_unique_ignoring_case(world):
@@ -67,3 +71,52 @@ def test_other_practice_mailbox_is_not_found(world):
     with pytest.raises(DomainError) as refused:
         actions.rename_mailbox(acting_user=world.outsider, mailbox_id=world.billing.pk, name="Mine")
     assert refused.value.code == ErrorCode.NOT_FOUND
+
+
+def test_all_mailboxes_access_subscribes_active_ones_and_keeps_deactivated_subscriptions(world):
+    # given a deactivated mailbox the user was subscribed to, and one they were not
+    old = actions.create_mailbox(acting_user=world.mailbox_admin, practice_id=world.practice.pk, name="Old")
+    kept = actions.create_mailbox(acting_user=world.mailbox_admin, practice_id=world.practice.pk, name="Kept")
+    actions.set_mailbox_subscribers(acting_user=world.mailbox_admin, mailbox_id=kept.pk, user_ids=[world.staff.pk])
+    for mailbox in (old, kept):
+        actions.deactivate_mailbox(acting_user=world.mailbox_admin, mailbox_id=mailbox.pk)
+    # when an admin subscribes the user to all mailboxes of the practice
+    actions.set_user_mailbox_access(
+        acting_user=world.mailbox_admin, user_id=world.staff.pk, practice_id=world.practice.pk, all_mailboxes=True
+    )
+    # then every active mailbox and the kept deactivated one, never the other deactivated one
+    subscribed = set(MailboxSubscription.objects.filter(user=world.staff).values_list("mailbox__name", flat=True))
+    assert subscribed == {"Billing", "Scheduling", "Kept"}
+
+
+def test_nobody_is_newly_subscribed_to_a_deactivated_mailbox(world):
+    actions.deactivate_mailbox(acting_user=world.mailbox_admin, mailbox_id=world.scheduling.pk)
+    with pytest.raises(DomainError) as by_access_page:
+        actions.set_user_mailbox_access(
+            acting_user=world.mailbox_admin,
+            user_id=world.staff.pk,
+            practice_id=world.practice.pk,
+            mailbox_ids=[world.scheduling.pk],
+        )
+    with pytest.raises(DomainError) as by_subscriber_list:
+        actions.set_mailbox_subscribers(
+            acting_user=world.mailbox_admin, mailbox_id=world.scheduling.pk, user_ids=[world.staff.pk]
+        )
+    assert by_access_page.value.code == by_subscriber_list.value.code == ErrorCode.MAILBOX_DEACTIVATED
+    assert not MailboxSubscription.objects.filter(user=world.staff).exists()
+
+
+def test_non_admin_is_forbidden_before_their_input_is_judged(world):
+    with pytest.raises(DomainError) as refused:
+        actions.set_practice_setting(acting_user=world.staff, practice_id=world.practice.pk, key="bad key", value="T")
+    assert refused.value.code == ErrorCode.FORBIDDEN
+
+
+def test_setting_an_unchanged_value_writes_no_audit_row(world):
+    from core.models import WORKBENCH_SETTING, AuditEvent
+
+    before = AuditEvent.objects.count()
+    actions.set_practice_setting(
+        acting_user=world.owner, practice_id=world.practice.pk, key=WORKBENCH_SETTING, value="T"
+    )
+    assert AuditEvent.objects.count() == before

@@ -65,18 +65,26 @@ def server_url(django_db_setup, django_db_blocker):
 def browser():
     # Module scope: Playwright's sync API runs an event loop in this thread until stopped, which would break
     # the async tests that run after this module in the same worker.
+    # While it runs, Django's async-safety guard would refuse the test's own sync ORM calls (and the flush
+    # between tests), so it is lifted for exactly the module's lifetime.
     assert Path(CHROMIUM).exists(), "Install Debian's Chromium: apt-get install -y chromium"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
-def open_page(server_url, browser, monkeypatch, transactional_db):
+def open_page(server_url, browser, transactional_db):
     # Depends on transactional_db so its teardown (closing every page and socket) runs before the flush.
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls of the test itself are still sync.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     contexts = []
 
     def open_page(width: int = 1366, height: int = 800) -> Page:

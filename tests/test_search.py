@@ -148,3 +148,18 @@ def test_name_and_account_searches_use_an_index_on_postgres(world, many_patients
 
         assert "Seq Scan on core_patient" not in explained, (query, explained)
         assert "Index" in explained, (query, explained)
+
+
+def test_punctuation_in_names_is_searchable_both_ways(db):
+    # given patients with an apostrophe and a hyphen in their names
+    from tests.conftest import make_patient, make_practice
+
+    practice = make_practice("punct", "Punctuation Clinic")
+    obrien = make_patient(practice, "P-1", "Seán", "O'Brien")
+    garcia = make_patient(practice, "P-2", "Ana", "García-López")
+    # when searching without the punctuation, or by the second half of a hyphenated name
+    # then both are found
+    assert list(search_patients(practice.pk, "obrien")) == [obrien]
+    assert list(search_patients(practice.pk, "o'brien sean")) == [obrien]
+    assert list(search_patients(practice.pk, "lopez")) == [garcia]
+    assert list(search_patients(practice.pk, "garcia-lopez")) == [garcia]

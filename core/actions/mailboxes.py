@@ -32,8 +32,13 @@ def _ensure_unique_name(practice_id: int, name: str, *, exclude_id: int | None =
 
 def _admin_audit(user: User, mailbox: Mailbox, operation: str, action: AuditAction, **detail) -> None:
     audit.record(
-        operation=operation, action=action, practice=mailbox.practice_id, actor_user=user,
-        target=mailbox, via=AccessSource.ADMIN, detail=detail,
+        operation=operation,
+        action=action,
+        practice=mailbox.practice_id,
+        actor_user=user,
+        target=mailbox,
+        via=AccessSource.ADMIN,
+        detail=detail,
     )
 
 
@@ -104,8 +109,11 @@ def delete_mailbox(*, acting_user: User, mailbox_id: int) -> int:
         subscriber_ids = list(mailbox.subscriptions.values_list("user_id", flat=True))
         _admin_audit(acting_user, mailbox, "deleteMailbox", AuditAction.DELETE, name=mailbox.name)
         emit(
-            EventKind.MAILBOX_DELETED, practice_id=mailbox.practice_id, mailbox_id=mailbox.pk,
-            user_ids=subscriber_ids, data={"name": mailbox.name},
+            EventKind.MAILBOX_DELETED,
+            practice_id=mailbox.practice_id,
+            mailbox_id=mailbox.pk,
+            user_ids=subscriber_ids,
+            data={"name": mailbox.name},
         )
         mailbox.subscriptions.all().delete()
         mailbox.delete()
@@ -120,11 +128,19 @@ def subscribe_to_mailbox(*, acting_user: User, mailbox_id: int) -> Mailbox:
         _, created = MailboxSubscription.objects.get_or_create(mailbox=mailbox, user=acting_user)
         if created:
             audit.record(
-                operation="subscribeToMailbox", action=AuditAction.CREATE, practice=mailbox.practice_id,
-                actor_user=acting_user, target=mailbox, via=AccessSource.MAILBOX,
+                operation="subscribeToMailbox",
+                action=AuditAction.CREATE,
+                practice=mailbox.practice_id,
+                actor_user=acting_user,
+                target=mailbox,
+                via=AccessSource.MAILBOX,
             )
-            emit(EventKind.SUBSCRIPTIONS_CHANGED, practice_id=mailbox.practice_id, mailbox_id=mailbox.pk,
-                 user_ids=[acting_user.pk])
+            emit(
+                EventKind.SUBSCRIPTIONS_CHANGED,
+                practice_id=mailbox.practice_id,
+                mailbox_id=mailbox.pk,
+                user_ids=[acting_user.pk],
+            )
     return mailbox
 
 
@@ -135,17 +151,35 @@ def unsubscribe_from_mailbox(*, acting_user: User, mailbox_id: int) -> Mailbox:
         deleted, _ = MailboxSubscription.objects.filter(mailbox=mailbox, user=acting_user).delete()
         if deleted:
             audit.record(
-                operation="unsubscribeFromMailbox", action=AuditAction.DELETE, practice=mailbox.practice_id,
-                actor_user=acting_user, target=mailbox, via=AccessSource.MAILBOX,
+                operation="unsubscribeFromMailbox",
+                action=AuditAction.DELETE,
+                practice=mailbox.practice_id,
+                actor_user=acting_user,
+                target=mailbox,
+                via=AccessSource.MAILBOX,
             )
-            emit(EventKind.SUBSCRIPTIONS_CHANGED, practice_id=mailbox.practice_id, mailbox_id=mailbox.pk,
-                 user_ids=[acting_user.pk])
+            emit(
+                EventKind.SUBSCRIPTIONS_CHANGED,
+                practice_id=mailbox.practice_id,
+                mailbox_id=mailbox.pk,
+                user_ids=[acting_user.pk],
+            )
     return mailbox
+
+
+def _refuse_new_deactivated(added: set[int], active: dict[int, bool]) -> None:
+    if any(not active[pk] for pk in added):
+        raise DomainError(
+            ErrorCode.MAILBOX_DEACTIVATED,
+            "Nobody can be subscribed to a deactivated mailbox; activate it first.",
+        )
 
 
 def _practice_member_ids(practice_id: int, user_ids: Iterable[int]) -> set[int]:
     wanted = set(user_ids)
-    found = set(Membership.objects.filter(practice_id=practice_id, user_id__in=wanted).values_list("user_id", flat=True))
+    found = set(
+        Membership.objects.filter(practice_id=practice_id, user_id__in=wanted).values_list("user_id", flat=True)
+    )
     if wanted - found:
         raise not_found("user")
     return found
@@ -164,12 +198,25 @@ def set_mailbox_subscribers(*, acting_user: User, mailbox_id: int, user_ids: Ite
         mailbox = lock_mailbox(mailbox_id)
         require_mailbox_admin(acting_user, mailbox.practice_id)
         wanted = _practice_member_ids(mailbox.practice_id, user_ids)
+        current = set(mailbox.subscriptions.values_list("user_id", flat=True))
+        if wanted - current:
+            _refuse_new_deactivated({mailbox.pk}, {mailbox.pk: mailbox.is_active})
         added, removed = _replace_subscribers(mailbox, wanted)
         if added or removed:
-            _admin_audit(acting_user, mailbox, "setMailboxSubscribers", AuditAction.UPDATE,
-                         added=sorted(added), removed=sorted(removed))
-            emit(EventKind.SUBSCRIPTIONS_CHANGED, practice_id=mailbox.practice_id, mailbox_id=mailbox.pk,
-                 user_ids=added | removed)
+            _admin_audit(
+                acting_user,
+                mailbox,
+                "setMailboxSubscribers",
+                AuditAction.UPDATE,
+                added=sorted(added),
+                removed=sorted(removed),
+            )
+            emit(
+                EventKind.SUBSCRIPTIONS_CHANGED,
+                practice_id=mailbox.practice_id,
+                mailbox_id=mailbox.pk,
+                user_ids=added | removed,
+            )
     return mailbox
 
 
@@ -192,19 +239,22 @@ def set_user_mailbox_access(
         require_mailbox_admin(acting_user, practice_id)
         _practice_member_ids(practice_id, [user_id])
         mailboxes = Mailbox.objects.select_for_update().filter(practice_id=practice_id)
-        all_ids = set(mailboxes.values_list("pk", flat=True))
+        active = dict(mailboxes.values_list("pk", "is_active"))
+        current = set(
+            MailboxSubscription.objects.filter(user_id=user_id, mailbox__practice_id=practice_id).values_list(
+                "mailbox_id", flat=True
+            )
+        )
         if all_mailboxes is True:
-            wanted = all_ids
+            # Every active mailbox; subscriptions to deactivated ones are kept for when they come back.
+            wanted = {pk for pk, is_active in active.items() if is_active} | current
         elif all_mailboxes is False and mailbox_ids is None:
             wanted = set()
         else:
             wanted = set(mailbox_ids or ())
-            if wanted - all_ids:
+            if wanted - active.keys():
                 raise not_found("mailbox")
-        current = set(
-            MailboxSubscription.objects.filter(user_id=user_id, mailbox__practice_id=practice_id)
-            .values_list("mailbox_id", flat=True)
-        )
+            _refuse_new_deactivated(wanted - current, active)
         added, removed = wanted - current, current - wanted
         MailboxSubscription.objects.filter(user_id=user_id, mailbox_id__in=removed).delete()
         MailboxSubscription.objects.bulk_create(
@@ -212,9 +262,14 @@ def set_user_mailbox_access(
         )
         if added or removed:
             audit.record(
-                operation="setUserMailboxAccess", action=AuditAction.UPDATE, practice=practice_id,
-                actor_user=acting_user, via=AccessSource.ADMIN,
+                operation="setUserMailboxAccess",
+                action=AuditAction.UPDATE,
+                practice=practice_id,
+                actor_user=acting_user,
+                via=AccessSource.ADMIN,
                 detail={"user_id": user_id, "added": sorted(added), "removed": sorted(removed)},
             )
             for mailbox_id in sorted(added | removed):
-                emit(EventKind.SUBSCRIPTIONS_CHANGED, practice_id=practice_id, mailbox_id=mailbox_id, user_ids=[user_id])
+                emit(
+                    EventKind.SUBSCRIPTIONS_CHANGED, practice_id=practice_id, mailbox_id=mailbox_id, user_ids=[user_id]
+                )
