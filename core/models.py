@@ -80,7 +80,9 @@ class PermissionGrant(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["membership", "permission"], name="grant_unique_permission"),
-            models.CheckConstraint(condition=Q(permission__in=PracticePermission.values), name="grant_permission_valid"),
+            models.CheckConstraint(
+                condition=Q(permission__in=PracticePermission.values), name="grant_permission_valid"
+            ),
         ]
 
 
@@ -115,6 +117,10 @@ class Patient(models.Model):
             models.Index(fields=["practice", "search_name"], name="patient_name_search"),
         ]
 
+    def save(self, *args, **kwargs) -> None:
+        self.refresh_search_columns()
+        super().save(*args, **kwargs)
+
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
@@ -122,10 +128,6 @@ class Patient(models.Model):
     def refresh_search_columns(self) -> None:
         self.search_name = normalize_search_text(f"{self.first_name} {self.last_name}")
         self.search_account = self.account_number.strip().lower()
-
-    def save(self, *args, **kwargs) -> None:
-        self.refresh_search_columns()
-        super().save(*args, **kwargs)
 
 
 class Mailbox(models.Model):

@@ -227,9 +227,9 @@ def conversations_in_subscribed_mailboxes(user: User | None) -> QuerySet[Convers
     if user is None or not user.is_authenticated:
         return Conversation.objects.none()
     subscribed = MailboxSubscription.objects.filter(user=user, mailbox_id=OuterRef("mailbox_id"))
-    return Conversation.objects.filter(
-        practice_id__in=practice_ids_of(user), mailbox__is_active=True
-    ).filter(Exists(subscribed))
+    return Conversation.objects.filter(practice_id__in=practice_ids_of(user), mailbox__is_active=True).filter(
+        Exists(subscribed)
+    )
 
 
 def conversations_visible_to(user: User | None) -> QuerySet[Conversation]:

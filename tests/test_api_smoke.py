@@ -12,8 +12,12 @@ query($practiceId: ID!) {
     conversations(first: 10) {
       totalCount
       pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
-      edges { cursor node { id status lastMessageAt unreadCount patient { fullName accountNumber }
-        messages(last: 5) { totalCount edges { node { sequence direction body senderName attachments { id url } } } } } }
+      edges { cursor node {
+        id status lastMessageAt unreadCount patient { fullName accountNumber }
+        messages(last: 5) {
+          totalCount edges { node { sequence direction body senderName attachments { id url } } }
+        }
+      } }
     }
   }
 }

@@ -51,8 +51,11 @@ def _get_or_create_conversation(mailbox: Mailbox, patient: Patient) -> tuple[Con
         practice_id=mailbox.practice_id, mailbox=mailbox, patient=patient, last_activity_at=now
     )
     emit(
-        EventKind.CONVERSATION_STARTED, practice_id=mailbox.practice_id, mailbox_id=mailbox.pk,
-        conversation_id=conversation.pk, patient_id=patient.pk,
+        EventKind.CONVERSATION_STARTED,
+        practice_id=mailbox.practice_id,
+        mailbox_id=mailbox.pk,
+        conversation_id=conversation.pk,
+        patient_id=patient.pk,
     )
     return conversation, True
 
@@ -74,8 +77,13 @@ def start_conversation(
         conversation, created = _get_or_create_conversation(mailbox, patient)
         if created:
             audit.record(
-                operation="startConversation", action=AuditAction.CREATE, practice=mailbox.practice_id,
-                actor_user=acting_user, target=conversation, patient=patient, via=via,
+                operation="startConversation",
+                action=AuditAction.CREATE,
+                practice=mailbox.practice_id,
+                actor_user=acting_user,
+                target=conversation,
+                patient=patient,
+                via=via,
             )
     return conversation
 
@@ -83,8 +91,11 @@ def start_conversation(
 def _reactivate(conversation: Conversation, *, by_user: User | None) -> None:
     conversation.status = ConversationStatus.ACTIVE
     emit(
-        EventKind.CONVERSATION_REACTIVATED, practice_id=conversation.practice_id,
-        mailbox_id=conversation.mailbox_id, conversation_id=conversation.pk, patient_id=conversation.patient_id,
+        EventKind.CONVERSATION_REACTIVATED,
+        practice_id=conversation.practice_id,
+        mailbox_id=conversation.mailbox_id,
+        conversation_id=conversation.pk,
+        patient_id=conversation.patient_id,
         user_ids=[by_user.pk] if by_user else [],
     )
 
@@ -119,8 +130,12 @@ def _append_message(
         _reactivate(conversation, by_user=sender_user)
     conversation.save(update_fields=["last_sequence", "last_message_at", "last_activity_at", "status"])
     emit(
-        EventKind.MESSAGE_ADDED, practice_id=conversation.practice_id, mailbox_id=conversation.mailbox_id,
-        conversation_id=conversation.pk, patient_id=conversation.patient_id, message_id=message.pk,
+        EventKind.MESSAGE_ADDED,
+        practice_id=conversation.practice_id,
+        mailbox_id=conversation.mailbox_id,
+        conversation_id=conversation.pk,
+        patient_id=conversation.patient_id,
+        message_id=message.pk,
     )
     return message
 
@@ -162,13 +177,22 @@ def send_staff_message(
                     return repeated
             require_active_mailbox(conversation.mailbox)
             message = _append_message(
-                conversation, direction=MessageDirection.TO_PATIENT, body=body,
-                client_message_id=client_message_id, sender_user=acting_user, uploads=uploads,
+                conversation,
+                direction=MessageDirection.TO_PATIENT,
+                body=body,
+                client_message_id=client_message_id,
+                sender_user=acting_user,
+                uploads=uploads,
             )
             _mark_read_upto(acting_user, conversation, message.sequence)
             audit.record(
-                operation="sendMessage", action=AuditAction.CREATE, practice=conversation.practice_id,
-                actor_user=acting_user, target=message, patient=conversation.patient_id, via=via,
+                operation="sendMessage",
+                action=AuditAction.CREATE,
+                practice=conversation.practice_id,
+                actor_user=acting_user,
+                target=message,
+                patient=conversation.patient_id,
+                via=via,
                 detail={"conversation_id": conversation.pk, "attachments": len(uploads)},
             )
     except BaseException:
@@ -208,12 +232,21 @@ def send_patient_message(
             conversation, _ = _get_or_create_conversation(mailbox, acting_patient)
             conversation = lock_conversation(conversation.pk)
             message = _append_message(
-                conversation, direction=MessageDirection.FROM_PATIENT, body=body,
-                client_message_id=client_message_id, sender_patient=acting_patient, uploads=uploads,
+                conversation,
+                direction=MessageDirection.FROM_PATIENT,
+                body=body,
+                client_message_id=client_message_id,
+                sender_patient=acting_patient,
+                uploads=uploads,
             )
             audit.record(
-                operation="sendPortalMessage", action=AuditAction.CREATE, practice=conversation.practice_id,
-                actor_patient=acting_patient, target=message, patient=acting_patient, via=AccessSource.PORTAL,
+                operation="sendPortalMessage",
+                action=AuditAction.CREATE,
+                practice=conversation.practice_id,
+                actor_patient=acting_patient,
+                target=message,
+                patient=acting_patient,
+                via=AccessSource.PORTAL,
                 detail={"conversation_id": conversation.pk, "attachments": len(uploads)},
             )
     except BaseException:
@@ -232,15 +265,22 @@ def _set_status(acting_user: User, conversation_id: int, status: ConversationSta
             else:
                 conversation.status = status
                 emit(
-                    EventKind.CONVERSATION_ARCHIVED, practice_id=conversation.practice_id,
-                    mailbox_id=conversation.mailbox_id, conversation_id=conversation.pk,
-                    patient_id=conversation.patient_id, user_ids=[acting_user.pk],
+                    EventKind.CONVERSATION_ARCHIVED,
+                    practice_id=conversation.practice_id,
+                    mailbox_id=conversation.mailbox_id,
+                    conversation_id=conversation.pk,
+                    patient_id=conversation.patient_id,
+                    user_ids=[acting_user.pk],
                 )
             conversation.save(update_fields=["status"])
             audit.record(
                 operation="unarchiveConversation" if status == ConversationStatus.ACTIVE else "archiveConversation",
-                action=AuditAction.UPDATE, practice=conversation.practice_id, actor_user=acting_user,
-                target=conversation, patient=conversation.patient_id, via=AccessSource.MAILBOX,
+                action=AuditAction.UPDATE,
+                practice=conversation.practice_id,
+                actor_user=acting_user,
+                target=conversation,
+                patient=conversation.patient_id,
+                via=AccessSource.MAILBOX,
             )
     return conversation
 
@@ -262,8 +302,11 @@ def mark_conversation_read(
         require_conversation_access(acting_user, conversation, via)
         if _mark_read_upto(acting_user, conversation, conversation.last_sequence):
             emit(
-                EventKind.CONVERSATION_READ, practice_id=conversation.practice_id,
-                mailbox_id=conversation.mailbox_id, conversation_id=conversation.pk, user_ids=[acting_user.pk],
+                EventKind.CONVERSATION_READ,
+                practice_id=conversation.practice_id,
+                mailbox_id=conversation.mailbox_id,
+                conversation_id=conversation.pk,
+                user_ids=[acting_user.pk],
             )
     return conversation
 
