@@ -126,8 +126,9 @@ class Query:
 
     @strawberry.field(description="Members of a practice with their role, clinician flag and permissions.")
     def practice_users(self, info: Info, practice_id: strawberry.ID) -> list[MembershipType]:
+        user = info.context.require_user()
         practice_id = decode_id(practice_id, "Practice")
-        require_member(info.context.require_user(), practice_id)
+        require_member(user, practice_id)
         return list(
             models.Membership.objects.filter(practice_id=practice_id)
             .select_related("user", "practice")

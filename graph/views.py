@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
@@ -54,6 +54,13 @@ def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
     return CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (), {})
 
 
+def _as_graphql_error(response: HttpResponse, code: str, message: str | None = None) -> HttpResponse:
+    """Requests refused before GraphQL runs (bad body, wrong method, CSRF) still answer in the GraphQL error shape."""
+    text = message or response.content.decode(errors="replace").strip()[:300] or "The request could not be read."
+    body = {"data": None, "errors": [{"message": text, "extensions": {"code": code}}]}
+    return JsonResponse(body, status=response.status_code)
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class MailboxGraphQLView(GraphQLView):
     multipart_uploads_enabled = True
@@ -61,7 +68,9 @@ class MailboxGraphQLView(GraphQLView):
     def dispatch(self, request, *args, **kwargs):
         refusal = _csrf_refusal(request)
         if refusal is not None:
-            return refusal
+            return _as_graphql_error(
+                refusal, "FORBIDDEN", "Send the CSRF token (X-CSRFToken header) with cookie sessions."
+            )
         info = RequestInfo(
             ip=client_ip(request), request_id=request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
         )
@@ -70,6 +79,8 @@ class MailboxGraphQLView(GraphQLView):
             response = super().dispatch(request, *args, **kwargs)
         finally:
             reset_current_request(token)
+        if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
+            response = _as_graphql_error(response, "VALIDATION_ERROR")
         response["X-Request-ID"] = info.request_id
         return response
 

@@ -64,3 +64,24 @@ def test_other_practice_ids_are_not_found(world):
 def test_unknown_token_is_unauthenticated(db):
     api = Api("pmm_not-a-token")
     assert api.error_code("query { me { id } }") == "UNAUTHENTICATED"
+
+
+def test_unreadable_requests_still_answer_with_a_graphql_error_code(world):
+    from django.test import Client
+
+    api = Api.as_user(world.subscriber)
+    not_json = Client().post(
+        "/graphql", data="{not json", content_type="application/json", headers={"Authorization": f"Bearer {api.token}"}
+    )
+    assert not_json.status_code == 400
+    assert not_json.json()["errors"][0]["extensions"]["code"] == "VALIDATION_ERROR"
+
+    cookie_without_csrf = Client(enforce_csrf_checks=True)
+    cookie_without_csrf.force_login(world.subscriber)
+    refused = cookie_without_csrf.post("/graphql", data='{"query": "{ me { id } }"}', content_type="application/json")
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_anonymous_caller_is_unauthenticated_even_with_a_malformed_id(db):
+    assert Api().error_code('query { practiceUsers(practiceId: "nope") { role } }') == "UNAUTHENTICATED"
