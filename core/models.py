@@ -135,6 +135,8 @@ class Mailbox(models.Model):
     name = models.CharField(max_length=100)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Messages from patients in all its conversations (for unread counts without scanning messages).
+    patient_message_count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -169,6 +171,8 @@ class Conversation(models.Model):
     last_activity_at = models.DateTimeField()
     # The sequence of the newest message; the next send takes last_sequence + 1 under a row lock.
     last_sequence = models.PositiveIntegerField(default=0)
+    # Messages from the patient so far (for unread counts without scanning messages).
+    patient_message_count = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -248,13 +252,23 @@ class Attachment(models.Model):
 
 
 class ReadState(models.Model):
+    """How far a user has read a conversation. Unread = conversation.patient_message_count - read_patient_count,
+    and per mailbox = mailbox.patient_message_count - the sum of the user's read_patient_count there: no scan of
+    messages, however long the threads."""
+
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="read_states")
+    # Denormalized from the conversation (which never changes mailbox) for the per-mailbox sum. A plain id,
+    # not a foreign key: inserting a row must not take a share lock on the mailbox row, which a patient's send
+    # locks before the conversation (the opposite order would deadlock with a staff send).
+    mailbox_id = models.BigIntegerField()
     last_read_sequence = models.PositiveIntegerField(default=0)
+    read_patient_count = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "conversation"], name="readstate_unique")]
+        indexes = [models.Index(fields=["user", "mailbox_id"], name="readstate_by_user_mailbox")]
 
 
 class AuditAction(models.TextChoices):

@@ -3,7 +3,7 @@ querysets annotated with what the viewer needs (subscription, counts, unread).""
 
 from __future__ import annotations
 
-from django.db.models import Exists, F, Func, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import BigIntegerField, Exists, F, Func, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from core import audit, ratelimit
@@ -16,7 +16,6 @@ from core.models import (
     Mailbox,
     MailboxSubscription,
     Message,
-    MessageDirection,
     Patient,
     ReadState,
     User,
@@ -40,17 +39,16 @@ def annotate_mailboxes(mailboxes: QuerySet[Mailbox], user: User | None) -> Query
     mailboxes = mailboxes.annotate(subscriber_count=_count(subscribers))
     if user is None:
         return mailboxes.annotate(is_subscribed=Value(False), unread_count=Value(0))
-    last_read = ReadState.objects.filter(user=user, conversation=OuterRef("conversation")).values("last_read_sequence")[
-        :1
-    ]
-    unread = Message.objects.filter(
-        conversation__mailbox=OuterRef("pk"),
-        direction=MessageDirection.FROM_PATIENT,
-        sequence__gt=Coalesce(Subquery(last_read, output_field=IntegerField()), Value(0)),
+    read = (
+        ReadState.objects.filter(user=user, mailbox_id=OuterRef("pk"))
+        .order_by()
+        .values("mailbox_id")
+        .annotate(total=Sum("read_patient_count"))
+        .values("total")
     )
     return mailboxes.annotate(
         is_subscribed=Exists(subscribers.filter(user=user)),
-        unread_count=_count(unread),
+        unread_count=F("patient_message_count") - Coalesce(Subquery(read, output_field=BigIntegerField()), Value(0)),
     )
 
 
@@ -58,15 +56,10 @@ def annotate_conversations(conversations: QuerySet[Conversation], user: User | N
     conversations = conversations.select_related("mailbox", "patient")
     if user is None:
         return conversations.annotate(unread_count=Value(0))
-    last_read = ReadState.objects.filter(user=user, conversation=OuterRef("conversation")).values("last_read_sequence")[
-        :1
-    ]
-    unread = Message.objects.filter(
-        conversation=OuterRef("pk"),
-        direction=MessageDirection.FROM_PATIENT,
-        sequence__gt=Coalesce(Subquery(last_read, output_field=IntegerField()), Value(0)),
+    read = ReadState.objects.filter(user=user, conversation=OuterRef("pk")).values("read_patient_count")[:1]
+    return conversations.annotate(
+        unread_count=F("patient_message_count") - Coalesce(Subquery(read, output_field=IntegerField()), Value(0))
     )
-    return conversations.annotate(unread_count=_count(unread))
 
 
 def messages_with_details(messages: QuerySet[Message]) -> QuerySet[Message]:

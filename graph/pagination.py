@@ -177,10 +177,15 @@ def paginate_siblings(
     parent_ids: Sequence[int],
     counts: Callable[[], dict[int, int]],
 ) -> dict[int, Connection]:
-    """The same page of a nested connection for many parents in one query (ROW_NUMBER per parent)."""
+    """The same page of a nested connection for many parents in one query (ROW_NUMBER per parent).
+
+    One parent gets a plain ORDER BY … LIMIT, which an index serves without ranking the whole list."""
     size = args.size()
     rows_by_parent: dict[int, list] = {pk: [] for pk in parent_ids}
-    if size:
+    if size and len(parent_ids) == 1:
+        only = parent_ids[0]
+        rows_by_parent[only] = list(_window(queryset.filter(**{parent_field: only}), args, ordering)[: size + 1])
+    elif size:
         numbered = (
             _window(queryset.filter(**{f"{parent_field}__in": list(parent_ids)}), args, ordering)
             .annotate(

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import strawberry
 import strawberry_django
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils.dateparse import parse_datetime
 from strawberry import relay
 
@@ -352,7 +352,7 @@ class ConversationType(relay.Node):
             if args.is_first_page:
                 parents = {c.pk: c for c in batch.rows if _allowed(lambda c: guards.conversation_read(context, c), c)}
                 connections = paginate_siblings(
-                    base,
+                    base.filter(_newest_or_oldest(parents.values(), args)),
                     args,
                     MESSAGE_ORDER,
                     parent_field="conversation_id",
@@ -372,6 +372,20 @@ class ConversationType(relay.Node):
 
         key = ("conversation-messages", batch if args.is_first_page else self.pk, args)
         return context.memo(key, load)[self.pk]
+
+
+def _newest_or_oldest(conversations, args: PageArgs) -> Q:
+    """Sequences have no gaps, so the first page of each thread is a sequence range an index scan serves:
+    the newest n are above last_sequence - n, the oldest n at most n (+1 to learn if there is more)."""
+    size = args.size()
+    condition = Q(pk__in=[])
+    for conversation in conversations:
+        if args.backwards:
+            window = Q(sequence__gt=conversation.last_sequence - size - 1)
+        else:
+            window = Q(sequence__lte=size + 1)
+        condition |= Q(conversation_id=conversation.pk) & window
+    return condition
 
 
 @strawberry_django.type(models.Attachment, name="Attachment")

@@ -120,3 +120,28 @@ def test_setting_an_unchanged_value_writes_no_audit_row(world):
         acting_user=world.owner, practice_id=world.practice.pk, key=WORKBENCH_SETTING, value="T"
     )
     assert AuditEvent.objects.count() == before
+
+
+def test_unread_counts_come_from_counters_per_conversation_and_per_mailbox(world):
+    # given two patients writing to Billing, three messages in all
+    from core.models import Conversation, Mailbox
+    from core.reads import annotate_conversations, annotate_mailboxes
+
+    for patient, body in ((world.patient, "one"), (world.patient, "two"), (world.other_patient, "three")):
+        actions.send_patient_message(acting_patient=patient, mailbox_id=world.billing.pk, body=body)
+
+    def unread() -> tuple[int, dict[int, int]]:
+        mailbox = annotate_mailboxes(Mailbox.objects.filter(pk=world.billing.pk), world.subscriber).get()
+        threads = annotate_conversations(Conversation.objects.filter(mailbox=world.billing), world.subscriber)
+        return mailbox.unread_count, {c.patient_id: c.unread_count for c in threads}
+
+    assert unread() == (3, {world.patient.pk: 2, world.other_patient.pk: 1})
+    # when the subscriber reads one thread, then answers the other (a send marks it read for the sender)
+    actions.mark_conversation_read(acting_user=world.subscriber, conversation_id=world.conversation.pk)
+    assert unread() == (1, {world.patient.pk: 0, world.other_patient.pk: 1})
+    other = Conversation.objects.get(patient=world.other_patient)
+    actions.send_staff_message(acting_user=world.subscriber, conversation_id=other.pk, body="On it")
+    # then nothing is unread for them, while a colleague still has all three
+    assert unread() == (0, {world.patient.pk: 0, world.other_patient.pk: 0})
+    colleague = annotate_mailboxes(Mailbox.objects.filter(pk=world.billing.pk), world.mailbox_admin).get()
+    assert colleague.unread_count == 3

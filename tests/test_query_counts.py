@@ -11,6 +11,7 @@ import datetime as dt
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -65,7 +66,9 @@ def add_thread(mailbox: Mailbox, patient: Patient, messages: int, staff) -> Conv
         last_activity_at=now,
         last_message_at=now,
         last_sequence=messages,
+        patient_message_count=(messages + 1) // 2,
     )
+    Mailbox.objects.filter(pk=mailbox.pk).update(patient_message_count=F("patient_message_count") + (messages + 1) // 2)
     rows = Message.objects.bulk_create(
         Message(
             conversation=conversation,
@@ -136,7 +139,10 @@ def mailboxes_page_queries(world, rows: int) -> int:
 def conversations_page_queries(world, rows: int) -> int:
     for patient in patients(world, rows - 1):
         add_thread(world.billing, patient, 3, world.subscriber)
-    ReadState.objects.create(user=world.subscriber, conversation=Conversation.objects.last(), last_read_sequence=3)
+    read = Conversation.objects.last()
+    ReadState.objects.create(
+        user=world.subscriber, conversation=read, mailbox_id=read.mailbox_id, last_read_sequence=3, read_patient_count=2
+    )
     queries, data = count_queries(
         Api.as_user(world.subscriber), CONVERSATIONS_PAGE, {"m": gid("Mailbox", world.billing.pk)}
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from core import attachments as attachment_store
@@ -126,9 +127,14 @@ def _append_message(
     conversation.last_sequence = message.sequence
     conversation.last_message_at = now
     conversation.last_activity_at = now
+    if direction == MessageDirection.FROM_PATIENT:
+        conversation.patient_message_count += 1
+        Mailbox.objects.filter(pk=conversation.mailbox_id).update(patient_message_count=F("patient_message_count") + 1)
     if conversation.status == ConversationStatus.ARCHIVED:
         _reactivate(conversation, by_user=sender_user)
-    conversation.save(update_fields=["last_sequence", "last_message_at", "last_activity_at", "status"])
+    conversation.save(
+        update_fields=["last_sequence", "last_message_at", "last_activity_at", "status", "patient_message_count"]
+    )
     emit(
         EventKind.MESSAGE_ADDED,
         practice_id=conversation.practice_id,
@@ -140,12 +146,16 @@ def _append_message(
     return message
 
 
-def _mark_read_upto(user: User, conversation: Conversation, sequence: int) -> bool:
-    state, _ = ReadState.objects.get_or_create(user=user, conversation=conversation)
-    if state.last_read_sequence >= sequence:
+def _mark_read(user: User, conversation: Conversation) -> bool:
+    """Everything in the conversation so far is read by `user` (caller holds the conversation lock)."""
+    state, _ = ReadState.objects.get_or_create(
+        user=user, conversation=conversation, defaults={"mailbox_id": conversation.mailbox_id}
+    )
+    if state.last_read_sequence >= conversation.last_sequence:
         return False
-    state.last_read_sequence = sequence
-    state.save(update_fields=["last_read_sequence", "updated_at"])
+    state.last_read_sequence = conversation.last_sequence
+    state.read_patient_count = conversation.patient_message_count
+    state.save(update_fields=["last_read_sequence", "read_patient_count", "updated_at"])
     return True
 
 
@@ -184,7 +194,7 @@ def send_staff_message(
                 sender_user=acting_user,
                 uploads=uploads,
             )
-            _mark_read_upto(acting_user, conversation, message.sequence)
+            _mark_read(acting_user, conversation)
             audit.record(
                 operation="sendMessage",
                 action=AuditAction.CREATE,
@@ -300,7 +310,7 @@ def mark_conversation_read(
     with transaction.atomic():
         conversation = lock_conversation(conversation_id)
         require_conversation_access(acting_user, conversation, via)
-        if _mark_read_upto(acting_user, conversation, conversation.last_sequence):
+        if _mark_read(acting_user, conversation):
             emit(
                 EventKind.CONVERSATION_READ,
                 practice_id=conversation.practice_id,
