@@ -295,6 +295,7 @@ def load(dsn: str, plan: Plan, seed: int = 20251126) -> dict:
             cur.execute(f"VACUUM ANALYZE {table}")
 
         small = {n: _small_practice(cur, n, staff_ids[0]) for n in (10, 100, 1000)}
+        _fill_unread_counters(cur)
         cur.execute("ANALYZE")
         return {
             "main_practice": main,
@@ -305,6 +306,18 @@ def load(dsn: str, plan: Plan, seed: int = 20251126) -> dict:
             "messages": total_messages,
             "small_practices": small,
         }
+
+
+def _fill_unread_counters(cur) -> None:
+    """The patient-message counters the service keeps on every send, computed once for the bulk-loaded rows."""
+    cur.execute(
+        "UPDATE core_conversation c SET patient_message_count = s.n FROM (SELECT conversation_id, count(*) AS n "
+        "FROM core_message WHERE direction = 'FROM_PATIENT' GROUP BY conversation_id) s WHERE s.conversation_id = c.id"
+    )
+    cur.execute(
+        "UPDATE core_mailbox m SET patient_message_count = s.n FROM (SELECT mailbox_id, sum(patient_message_count) "
+        "AS n FROM core_conversation GROUP BY mailbox_id) s WHERE s.mailbox_id = m.id"
+    )
 
 
 def _members_and_settings(cur, practice: int, user_ids: list[int], mailbox_ids: list[int]) -> None:

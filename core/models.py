@@ -136,7 +136,7 @@ class Mailbox(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Messages from patients in all its conversations (for unread counts without scanning messages).
-    patient_message_count = models.PositiveBigIntegerField(default=0)
+    patient_message_count = models.PositiveBigIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [
@@ -172,7 +172,7 @@ class Conversation(models.Model):
     # The sequence of the newest message; the next send takes last_sequence + 1 under a row lock.
     last_sequence = models.PositiveIntegerField(default=0)
     # Messages from the patient so far (for unread counts without scanning messages).
-    patient_message_count = models.PositiveIntegerField(default=0)
+    patient_message_count = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [
@@ -263,7 +263,7 @@ class ReadState(models.Model):
     # locks before the conversation (the opposite order would deadlock with a staff send).
     mailbox_id = models.BigIntegerField()
     last_read_sequence = models.PositiveIntegerField(default=0)
-    read_patient_count = models.PositiveIntegerField(default=0)
+    read_patient_count = models.PositiveIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
