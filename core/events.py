@@ -79,7 +79,8 @@ def publish(event: Event) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    payload = {"type": "mailbox.event", "event_id": event.pk}
+    # The practice lets a woken stream tell whether its process has already read this event (core.live).
+    payload = {"type": "mailbox.event", "event_id": event.pk, "practice_id": event.practice_id}
     try:
         for group in groups_for(event):
             async_to_sync(layer.group_send)(group, payload)

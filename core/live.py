@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -37,6 +38,7 @@ from permissions.live import (
     conversation_stream_visible,
     mailbox_stream_visible,
     portal_event_filter,
+    portal_event_matches,
     require_conversation_stream,
     require_mailbox_stream,
     require_portal_stream,
@@ -72,6 +74,25 @@ class LiveStream:
         if self.kind == StreamKind.PORTAL:
             return portal_event_filter(self.patient)
         return Q(practice_id=self.practice_id)
+
+    def in_log(self, event: Event) -> bool:
+        """`log_filter` for a row of the practice log already in memory."""
+        if self.kind == StreamKind.CONVERSATION:
+            return event.conversation_id == self.conversation_id
+        if self.kind == StreamKind.PORTAL:
+            return portal_event_matches(self.patient, event)
+        return True
+
+    def access_key(self) -> tuple:
+        """Streams with equal keys get the same access decision and the same loaded objects."""
+        return (
+            self.kind,
+            self.practice_id,
+            self.user.pk if self.user else None,
+            self.patient.pk if self.patient else None,
+            self.conversation_id,
+            self.via,
+        )
 
 
 @dataclass
@@ -209,9 +230,10 @@ def require_token(token_id: int | None) -> None:
         )
 
 
-def _recheck_access(stream: LiveStream) -> set[int]:
+def _recheck_access(stream: LiveStream, *, token: bool = True) -> set[int]:
     """The current access decision; returns the subscribed active mailboxes for the mailbox stream."""
-    require_token(stream.token_id)
+    if token:
+        require_token(stream.token_id)
     if stream.user is not None:
         stream.user.refresh_from_db(fields=["is_active"])
     if stream.kind == StreamKind.MAILBOX:
@@ -294,6 +316,113 @@ def _load_objects(stream: LiveStream, events: list[Event]) -> list[LiveItem]:
         )
         for e in events
     ]
+
+
+# ---- the shared reader: one log read, one access decision, one object load per event and process ---
+
+
+@dataclass
+class _PracticeLog:
+    """The practice's recent log rows: every event with `floor < id <= head` is in `rows`, in id order."""
+
+    floor: int
+    head: int
+    rows: list[Event] = field(default_factory=list)
+    read_at: float = 0.0
+
+
+@dataclass
+class _Memo:
+    head: int
+    at: float
+    value: object
+
+
+class SharedLog:
+    """What every subscription of one server process shares, so fan-out costs queries per event, not per
+    subscriber: the practice log read once per publish, access decided once per distinct viewer and event, the
+    affected objects loaded once per distinct viewer and event.
+
+    Only ever used from the live thread (`core.live_db`), one call at a time: plain dicts suffice. A stream
+    that has fallen behind the cached window (resume from an old cursor) reads the log itself, as before.
+    Decisions and loads are reused only for the same log head and for at most `REUSE_SECONDS`, so a change
+    that writes no event (a lost membership, a revoked token) is still seen at the next periodic re-check.
+    """
+
+    KEEP_ROWS = 1000
+    REUSE_SECONDS = 1.0
+    # A wake-up without an event id (the periodic re-check) accepts a log read this recent.
+    FRESH_SECONDS = 0.5
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.logs: dict[int, _PracticeLog] = {}
+        self.access: dict[tuple, _Memo] = {}
+        self.loads: dict[tuple, _Memo] = {}
+
+    def read_batch(self, stream: LiveStream, after_id: int, wanted_id: int | None, limit: int = BATCH_SIZE) -> Batch:
+        log = self._log(stream.practice_id, after_id, wanted_id)
+        if after_id < log.floor:
+            return read_batch(stream, after_id, limit)
+        # The token is the socket's: its watchdog re-checks it every LIVE_RECHECK_SECONDS (closing with 4403).
+        subscribed = self._memo(
+            self.access, stream.access_key(), log.head, lambda: _recheck_access(stream, token=False)
+        )
+        rows = [e for e in log.rows if e.pk > after_id and stream.in_log(e)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last_id = rows[-1].pk if more else max(after_id, log.head)
+        visible = [event for event in rows if _visible(stream, event, subscribed)]
+        if not visible:
+            return Batch(last_id=last_id, more=more)
+        key = (stream.access_key(), tuple(e.pk for e in visible))
+        items = self._memo(self.loads, key, log.head, lambda: _load_objects(stream, visible))
+        return Batch(items=items, last_id=last_id, more=more)
+
+    def _log(self, practice_id: int, after_id: int, wanted_id: int | None) -> _PracticeLog:
+        log = self.logs.get(practice_id)
+        if log is None or (after_id < log.floor and not log.rows):
+            log = self.logs[practice_id] = _PracticeLog(floor=after_id, head=after_id)
+        now = time.monotonic()
+        stale = log.head < after_id or (
+            log.head < wanted_id if wanted_id is not None else now - log.read_at > self.FRESH_SECONDS
+        )
+        if stale:
+            new = list(Event.objects.filter(practice_id=practice_id, id__gt=log.head).order_by("id"))
+            log.read_at = now
+            if new:
+                log.rows.extend(new)
+                log.head = new[-1].pk
+                if len(log.rows) > self.KEEP_ROWS:
+                    dropped = log.rows[: len(log.rows) - self.KEEP_ROWS]
+                    log.rows = log.rows[len(dropped) :]
+                    log.floor = dropped[-1].pk
+                self._forget_old()
+        return log
+
+    def _memo(self, memos: dict[tuple, _Memo], key: tuple, head: int, compute):
+        now = time.monotonic()
+        memo = memos.get(key)
+        if memo is not None and memo.head == head and now - memo.at <= self.REUSE_SECONDS:
+            return memo.value
+        value = compute()  # a refusal (DomainError) is raised to this stream and not kept
+        memos[key] = _Memo(head=head, at=now, value=value)
+        return value
+
+    def _forget_old(self) -> None:
+        now = time.monotonic()
+        for memos in (self.access, self.loads):
+            for key in [k for k, m in memos.items() if now - m.at > self.REUSE_SECONDS]:
+                del memos[key]
+
+
+SHARED = SharedLog()
+
+
+def read_shared(stream: LiveStream, after_id: int, wanted_id: int | None) -> Batch:
+    return SHARED.read_batch(stream, after_id, wanted_id)
 
 
 # ---- retention -------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.conf import settings
 from django.urls import re_path
@@ -28,6 +27,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from core.context import RequestInfo, set_current_request
 from core.errors import DomainError
+from core.live_db import live_db
 from core.tokens import authenticate_token, token_is_valid
 from graph.context import Context
 from graph.views import bearer_token
@@ -44,22 +44,31 @@ class LiveContext(Context):
 
 
 class WakeUp:
-    """A coalescing wake-up signal: however many publishes arrive while a stream is busy, it holds one.
+    """A coalescing wake-up signal: however many publishes arrive while a stream is busy, it holds one, plus the
+    newest event id announced per practice (so the process's shared log read knows what it must include).
 
-    Streams re-read the log on wake-up, so messages themselves carry nothing to keep: memory stays bounded
+    Streams re-read the log on wake-up, so messages themselves carry nothing else to keep: memory stays bounded
     for slow clients whatever the publish rate.
     """
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._announced: dict[int, int] = {}
 
     def put_nowait(self, message: dict) -> None:  # the interface ChannelsConsumer.dispatch calls
+        practice_id, event_id = message.get("practice_id"), message.get("event_id")
+        if isinstance(practice_id, int) and isinstance(event_id, int):
+            self._announced[practice_id] = max(event_id, self._announced.get(practice_id, 0))
         self._event.set()
 
     async def wait(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout)
         self._event.clear()
+
+    def announced(self, practice_id: int) -> int | None:
+        """The newest event id of the practice published since the last call; None: none (re-check)."""
+        return self._announced.pop(practice_id, None)
 
 
 def _setting(name: str, default: float) -> float:
@@ -73,6 +82,8 @@ class MailboxWSConsumer(GraphQLWSConsumer):
         self.connection_init_wait_timeout = dt.timedelta(seconds=_setting("WS_CONNECTION_INIT_SECONDS", 10))
         self._watchdog: asyncio.Task | None = None
         self._closing = False
+        # The operation tasks of the subscriptions streaming now (strawberry keeps them out of reach).
+        self._stream_tasks: set[asyncio.Task] = set()
 
     async def connect(self) -> None:
         client = self.scope.get("client") or (None, None)
@@ -80,10 +91,25 @@ class MailboxWSConsumer(GraphQLWSConsumer):
         set_current_request(RequestInfo(ip=client[0]))
         await super().connect()
 
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the instance ends, including killed by daphne when it has not finished within
+            # `application_close_timeout` (10 s) of the client leaving: tasks left pending would be
+            # garbage-collected mid-await, and their subscription generators with them ("Task was destroyed but
+            # it is pending", "aclose(): asynchronous generator is already running").
+            self._cancel_tasks()
+
     async def disconnect(self, code: int) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
         await super().disconnect(code)
+
+    def _cancel_tasks(self) -> None:
+        for task in (*self._stream_tasks, self.run_task, self._watchdog):
+            if task is not None:
+                task.cancel()
 
     async def get_context(self, request: Any, response: Any) -> LiveContext:
         return LiveContext(request=None, ws=self)
@@ -94,7 +120,7 @@ class MailboxWSConsumer(GraphQLWSConsumer):
         raw = bearer_token(header if isinstance(header, str) else None)
         if raw is not None:
             try:
-                owner = await database_sync_to_async(authenticate_token)(raw)
+                owner = await live_db(authenticate_token)(raw)
             except DomainError:
                 raise ConnectionRejectionError({"reason": "This token is not valid."})
             context.user, context.patient, context.token_id = owner.user, owner.patient, owner.token_id
@@ -112,7 +138,7 @@ class MailboxWSConsumer(GraphQLWSConsumer):
         last_ping = time.monotonic()
         while not self._closing:
             await asyncio.sleep(min(recheck, keepalive))
-            if context.token_id is not None and not await database_sync_to_async(token_is_valid)(context.token_id):
+            if context.token_id is not None and not await live_db(token_is_valid)(context.token_id):
                 await self.close_for_invalid_token()
                 return
             if keepalive and time.monotonic() - last_ping >= keepalive:
@@ -135,6 +161,9 @@ class MailboxWSConsumer(GraphQLWSConsumer):
             raise RuntimeError("Live events need a channel layer (CHANNEL_LAYERS).")
         wakeup = WakeUp()
         self.listen_queues[LIVE_MESSAGE_TYPE].add(wakeup)
+        task = asyncio.current_task()
+        if task is not None:
+            self._stream_tasks.add(task)
         joined: list[str] = []
         try:
             for group in groups:
@@ -144,6 +173,7 @@ class MailboxWSConsumer(GraphQLWSConsumer):
                 joined.append(group)
             yield wakeup
         finally:
+            self._stream_tasks.discard(task)
             self.listen_queues[LIVE_MESSAGE_TYPE].discard(wakeup)
             for group in joined:
                 async with self._group_lock:

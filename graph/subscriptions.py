@@ -11,13 +11,13 @@ import datetime as dt
 from collections.abc import AsyncGenerator, Iterator
 
 import strawberry
-from channels.db import database_sync_to_async
 from django.conf import settings
 from strawberry import relay
 from strawberry.extensions import SchemaExtension
 
 from core import live, models
 from core.errors import DomainError, ErrorCode
+from core.live_db import live_db
 from graph.errors import format_error
 from graph.ids import decode_id
 from graph.types import AccessSource, ConversationType, EventKind, Info, MailboxType, MessageType
@@ -77,17 +77,23 @@ def _recheck_seconds() -> float:
 
 
 async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[LiveEvent, None]:
-    """Joins the groups, replays the log after `after`, then continues live; access re-checked every batch."""
+    """Joins the groups, replays the log after `after`, then continues live; access re-checked every batch.
+
+    Every read goes through the process's shared reader (`core.live.read_shared`) on the live thread: however
+    many subscribers a publish wakes, the process reads the log, decides access and loads objects once per
+    event and distinct viewer.
+    """
     context = info.context
     consumer = getattr(context, "ws", None)
     if consumer is None:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "Subscriptions run over WebSocket (graphql-transport-ws).")
-    stream: live.LiveStream = await database_sync_to_async(open_stream)()
+    stream: live.LiveStream = await live_db(open_stream)()
     async with consumer.wakeups(stream.groups) as wakeup:
-        last_seen = await database_sync_to_async(live.start_position)(stream, after)
+        last_seen = await live_db(live.start_position)(stream, after)
+        announced: int | None = None
         while True:
             try:
-                batch = await database_sync_to_async(live.read_batch)(stream, last_seen)
+                batch = await live_db(live.read_shared)(stream, last_seen, announced)
             except DomainError as refusal:
                 if refusal.code == ErrorCode.UNAUTHENTICATED:
                     await consumer.close_for_invalid_token()
@@ -98,6 +104,7 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
             last_seen = batch.last_id
             if not batch.more:
                 await wakeup.wait(timeout=_recheck_seconds())
+            announced = wakeup.announced(stream.practice_id)
 
 
 def _via(via: AccessSource) -> models.AccessSource:

@@ -79,5 +79,10 @@ def portal_event_filter(patient: Patient) -> Q:
     return Q(patient_id=patient.pk, kind__in=PORTAL_KINDS)
 
 
+def portal_event_matches(patient: Patient, event: Event) -> bool:
+    """`portal_event_filter` for an event already read."""
+    return event.patient_id == patient.pk and event.kind in PORTAL_KINDS
+
+
 def require_portal_conversation(patient: Patient, conversation: Conversation) -> None:
     require_patient_conversation(patient, conversation)

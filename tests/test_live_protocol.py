@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
+
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
 
+from core.live_db import release_connection
 from core.tokens import issue_token
 from tests.graphql_client import gid
 from tests.live_client import MAILBOX_EVENTS, Closed, LiveClient
@@ -17,9 +22,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 async def _close_worker_thread_connections():
-    """Database work ran in asgiref's worker thread; close its connection so the test database can be dropped."""
+    """Database work ran in asgiref's worker thread and the live thread; close their connections so the test
+    database can be dropped."""
     yield
     await database_sync_to_async(connections.close_all)()
+    await release_connection()
 
 
 async def test_valid_token_in_connection_init_is_acknowledged(world):
@@ -123,3 +130,47 @@ async def test_browser_session_cookie_authenticates_same_origin_only(world):
     client = LiveClient(headers=[cookie, (b"host", b"testserver"), (b"origin", b"https://evil.example")])
     connected, _ = await client.ws.connect()
     assert not connected
+
+
+async def test_sockets_killed_by_the_server_leave_no_task_behind(world):
+    # given sockets with live subscriptions, and a record of what the event loop reports
+    loop = asyncio.get_running_loop()
+    reports: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reports.append(context["message"]))
+    try:
+        token = await database_sync_to_async(issue_token)(user=world.subscriber)
+        variables = {"practiceId": gid("Practice", world.practice.pk)}
+        clients = []
+        for n in range(5):
+            client = LiveClient()
+            await client.open(token)
+            await client.subscribe(f"s{n}", MAILBOX_EVENTS, variables)
+            clients.append(client)
+        await clients[-1].nothing_for(0.3)
+        before = asyncio.all_tasks()
+        assert len([t for t in before if t.get_coro().__qualname__ == "MailboxWSConsumer._watch"]) == 5
+
+        # when the server kills each application instance, as daphne does when one has not finished
+        # `application_close_timeout` after its client left
+        for client in clients:
+            client.ws.future.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await client.ws.future
+        await asyncio.sleep(0.2)
+        del client, clients
+        gc.collect()
+        await asyncio.sleep(0.2)
+
+        # then none of their tasks (socket handler, subscriptions, token watchdog) is left running, none was
+        # destroyed while pending, and no subscription generator was closed mid-run
+        socket_tasks = {
+            "AsyncBaseHTTPView.run",  # strawberry's handler of the socket
+            "BaseGraphQLTransportWSHandler.run_operation",  # one per subscription
+            "MailboxWSConsumer._watch",
+        }
+        left = [t for t in before & asyncio.all_tasks() if t.get_coro().__qualname__ in socket_tasks]
+        assert left == []
+        assert reports == []
+    finally:
+        loop.set_exception_handler(previous)

@@ -14,7 +14,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from core import actions
-from core.live import encode_cursor
+from core.live import SHARED, encode_cursor
+from core.live_db import live_db, release_connection
 from core.models import Event
 from core.tokens import issue_token
 from tests.graphql_client import gid
@@ -25,9 +26,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 async def _close_worker_thread_connections():
-    """Database work ran in asgiref's worker thread; close its connection so the test database can be dropped."""
+    """Database work ran in asgiref's worker thread and in the live thread; close their connections so the test
+    database can be dropped, and forget the live reader's cache of this test's log."""
     yield
     await database_sync_to_async(connections.close_all)()
+    await live_db(SHARED.clear)()
+    await release_connection()
 
 
 def thread(world, after: str) -> dict:
@@ -429,3 +433,62 @@ def test_a_batch_of_events_costs_the_same_queries_however_many_events(world):
     assert (len(small.items), len(large.items)) == (1, 20)
     assert len(many.captured_queries) == len(one.captured_queries), [q["sql"] for q in many.captured_queries]
     print(f"read_batch: {len(one.captured_queries)} queries for 1 event and for 20 events")
+
+
+def _start_counting_queries() -> None:
+    connection = connections["default"]
+    connection.ensure_connection()
+    connection.force_debug_cursor = True
+    connection.queries_log.clear()
+
+
+def _stop_counting_queries() -> list[str]:
+    connection = connections["default"]
+    connection.force_debug_cursor = False
+    return [q["sql"] for q in connection.queries_log]
+
+
+async def live_queries_while(deliver) -> list[str]:
+    """The SQL the live thread (every subscription's reads) ran while `deliver` ran."""
+    await live_db(_start_counting_queries)()
+    await deliver()
+    return await live_db(_stop_counting_queries)()
+
+
+async def test_one_event_costs_the_same_queries_for_one_or_many_subscribers_of_a_process(world, after, settings):
+    # given one subscriber of a conversation, then six (the same member on six devices, each socket with its own
+    # token), all on this process; no periodic re-check during the measurement
+    settings.MAILBOX = {**settings.MAILBOX, "LIVE_RECHECK_SECONDS": 60}
+
+    async def subscribers(count: int) -> list[LiveClient]:
+        clients = []
+        for _ in range(count):
+            client = await connected(user=world.subscriber)
+            await client.subscribe("c", CONVERSATION_EVENTS, thread(world, after))
+            clients.append(client)
+        return clients
+
+    async def one_message(clients: list[LiveClient], body: str) -> list[str]:
+        async def deliver() -> None:
+            await staff_sends(world, body)
+            for client in clients:
+                assert (await client.event("c", "conversationEvents"))["message"]["body"] == body
+
+        return await live_queries_while(deliver)
+
+    clients = await subscribers(1)
+    await one_message(clients, "warm-up")  # catches up from the cursor
+    alone = await one_message(clients, "to one")
+    for client in clients:
+        await client.close()
+    clients = await subscribers(6)
+    for client in clients:  # each replays the log from the cursor first
+        for body in ("warm-up", "to one"):
+            assert (await client.event("c", "conversationEvents"))["message"]["body"] == body
+
+    # when one more message is sent, then the process's queries do not grow with its subscribers
+    together = await one_message(clients, "to six")
+    assert len(together) == len(alone), together
+    print(f"one event: {len(alone)} live queries for 1 subscriber, {len(together)} for 6")
+    for client in clients:
+        await client.close()
