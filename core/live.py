@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -46,6 +47,8 @@ from permissions.live import (
 )
 
 BATCH_SIZE = 100
+# The objects an event can carry (`LiveItem`); a stream loads those its subscription selects.
+EVENT_OBJECTS = frozenset({"mailbox", "conversation", "message"})
 _CURSOR_PREFIX = "event:"
 
 
@@ -67,6 +70,7 @@ class LiveStream:
     token_id: int | None = None
     conversation_id: int | None = None
     via: AccessSource = AccessSource.MAILBOX
+    objects: frozenset[str] = EVENT_OBJECTS
 
     def log_filter(self) -> Q:
         if self.kind == StreamKind.CONVERSATION:
@@ -271,9 +275,14 @@ def read_batch(stream: LiveStream, after_id: int, limit: int = BATCH_SIZE) -> Ba
 
 def _load_objects(stream: LiveStream, events: list[Event]) -> list[LiveItem]:
     viewer = stream.user  # None for patients: no per-user annotations
-    mailbox_ids = {e.mailbox_id for e in events if e.mailbox_id and e.kind != EventKind.MAILBOX_DELETED}
-    conversation_ids = {e.conversation_id for e in events if e.conversation_id}
-    message_ids = {e.message_id for e in events if e.message_id}
+    load = stream.objects
+    mailbox_ids = (
+        {e.mailbox_id for e in events if e.mailbox_id and e.kind != EventKind.MAILBOX_DELETED}
+        if "mailbox" in load
+        else set()
+    )
+    conversation_ids = {e.conversation_id for e in events if e.conversation_id} if "conversation" in load else set()
+    message_ids = {e.message_id for e in events if e.message_id} if "message" in load else set()
     scope = Q(practice_id=stream.practice_id)
     mailboxes = (
         {
@@ -319,6 +328,10 @@ def _load_objects(stream: LiveStream, events: list[Event]) -> list[LiveItem]:
 
 
 # ---- the shared reader: one log read, one access decision, one object load per event and process ---
+
+
+def _event_id(event: Event) -> int:
+    return event.pk
 
 
 @dataclass
@@ -370,14 +383,15 @@ class SharedLog:
         subscribed = self._memo(
             self.access, stream.access_key(), log.head, lambda: _recheck_access(stream, token=False)
         )
-        rows = [e for e in log.rows if e.pk > after_id and stream.in_log(e)]
+        start = bisect.bisect_right(log.rows, after_id, key=_event_id)
+        rows = [e for e in log.rows[start:] if stream.in_log(e)]
         more = len(rows) > limit
         rows = rows[:limit]
         last_id = rows[-1].pk if more else max(after_id, log.head)
         visible = [event for event in rows if _visible(stream, event, subscribed)]
         if not visible:
             return Batch(last_id=last_id, more=more)
-        key = (stream.access_key(), tuple(e.pk for e in visible))
+        key = (stream.access_key(), stream.objects, tuple(e.pk for e in visible))
         items = self._memo(self.loads, key, log.head, lambda: _load_objects(stream, visible))
         return Batch(items=items, last_id=last_id, more=more)
 

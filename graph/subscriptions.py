@@ -14,6 +14,7 @@ import strawberry
 from django.conf import settings
 from strawberry import relay
 from strawberry.extensions import SchemaExtension
+from strawberry.types.nodes import SelectedField
 
 from core import live, models
 from core.errors import DomainError, ErrorCode
@@ -88,6 +89,7 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
     if consumer is None:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "Subscriptions run over WebSocket (graphql-transport-ws).")
     stream: live.LiveStream = await live_db(open_stream)()
+    stream.objects = _selected_objects(info)
     async with consumer.wakeups(stream.groups) as wakeup:
         last_seen = await live_db(live.start_position)(stream, after)
         announced: int | None = None
@@ -105,6 +107,20 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
             if not batch.more:
                 await wakeup.wait(timeout=_recheck_seconds())
             announced = wakeup.announced(stream.practice_id)
+
+
+def _selected_objects(info: Info) -> frozenset[str]:
+    """Which of the event's objects the subscription selects: the others are not loaded for its events (a
+    mailbox's unread count, say, costs queries nobody reads). Fragments are followed."""
+    wanted: set[str] = set()
+    pending = [selection for field in info.selected_fields for selection in field.selections]
+    while pending:
+        selection = pending.pop()
+        if isinstance(selection, SelectedField):
+            wanted.add(selection.name)
+        else:
+            pending.extend(selection.selections)
+    return frozenset(wanted & live.EVENT_OBJECTS)
 
 
 def _via(via: AccessSource) -> models.AccessSource:

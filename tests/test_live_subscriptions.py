@@ -492,3 +492,47 @@ async def test_one_event_costs_the_same_queries_for_one_or_many_subscribers_of_a
     print(f"one event: {len(alone)} live queries for 1 subscriber, {len(together)} for 6")
     for client in clients:
         await client.close()
+
+
+async def test_an_event_loads_only_the_objects_its_subscription_selects(world, after, settings):
+    # given two subscribers of the same conversation: one selects every object, the other only the cursor
+    settings.MAILBOX = {**settings.MAILBOX, "LIVE_RECHECK_SECONDS": 60}
+    everything = """
+    subscription($conversationId: ID!, $after: String) {
+      conversationEvents(conversationId: $conversationId, after: $after) {
+        cursor mailbox { name unreadCount } conversation { unreadCount } message { body }
+      }
+    }
+    """
+    bare = """
+    subscription($conversationId: ID!, $after: String) {
+      conversationEvents(conversationId: $conversationId, after: $after) { cursor ...Kind }
+    }
+    fragment Kind on LiveEvent { kind }
+    """
+
+    async def queries_for(query: str, body: str, cursor: str) -> tuple[dict, list[str]]:
+        client = await connected(user=world.subscriber)
+        await client.subscribe("c", query, thread(world, cursor))
+        await client.nothing_for(0.2)
+        received = {}
+
+        async def deliver() -> None:
+            await staff_sends(world, body)
+            received.update(await client.event("c", "conversationEvents"))
+
+        sql = await live_queries_while(deliver)
+        await client.close()
+        return received, sql
+
+    # when a message is sent to each
+    full, full_sql = await queries_for(everything, "first", after)
+    small, small_sql = await queries_for(bare, "second", full["cursor"])
+
+    # then each gets what it selected, and the bare one cost no object loads
+    assert full["message"] == {"body": "first"}
+    assert full["mailbox"]["name"]
+    assert full["conversation"] is not None
+    assert small["kind"] == "MESSAGE_ADDED"
+    assert len(small_sql) < len(full_sql)
+    assert not [sql for sql in small_sql if 'FROM "core_message"' in sql]
