@@ -397,16 +397,24 @@ class SharedLog:
 
     def _log(self, practice_id: int, after_id: int, wanted_id: int | None) -> _PracticeLog:
         log = self.logs.get(practice_id)
-        if log is None or (after_id < log.floor and not log.rows):
+        if log is None:
             log = self.logs[practice_id] = _PracticeLog(floor=after_id, head=after_id)
         now = time.monotonic()
         stale = log.head < after_id or (
             log.head < wanted_id if wanted_id is not None else now - log.read_at > self.FRESH_SECONDS
         )
         if stale:
-            new = list(Event.objects.filter(practice_id=practice_id, id__gt=log.head).order_by("id"))
+            new = list(
+                Event.objects.filter(practice_id=practice_id, id__gt=log.head).order_by("id")[: self.KEEP_ROWS + 1]
+            )
             log.read_at = now
-            if new:
+            if len(new) > self.KEEP_ROWS:
+                # Far behind (no stream here followed this practice for a while): start again at the newest event;
+                # streams still behind it read the log themselves until they catch up.
+                newest = new[-1].pk
+                newest = Event.objects.filter(practice_id=practice_id).aggregate(newest=Max("id"))["newest"] or newest
+                log = self.logs[practice_id] = _PracticeLog(floor=newest, head=newest, read_at=now)
+            elif new:
                 log.rows.extend(new)
                 log.head = new[-1].pk
                 if len(log.rows) > self.KEEP_ROWS:

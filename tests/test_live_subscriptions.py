@@ -536,3 +536,40 @@ async def test_an_event_loads_only_the_objects_its_subscription_selects(world, a
     assert small["kind"] == "MESSAGE_ADDED"
     assert len(small_sql) < len(full_sql)
     assert not [sql for sql in small_sql if 'FROM "core_message"' in sql]
+
+
+def test_shared_reader_delivers_every_event_in_order_when_the_log_outruns_its_window(world):
+    # given a process reader keeping only 3 rows, a subscriber's stream, and a reader of the whole log
+    from core import live
+
+    shared = live.SharedLog()
+    shared.KEEP_ROWS = 3
+    shared.FRESH_SECONDS = 0  # a re-check without a publish reads the log again
+    issue_token(user=world.subscriber)
+    stream = live.open_mailbox_stream(user=world.subscriber, token_id=None, practice_id=world.practice.pk)
+    start = live.start_position(stream, None)
+    position = start
+    delivered: list[int] = []
+
+    def follow(wanted_id: int | None) -> None:
+        nonlocal position
+        while True:
+            batch = shared.read_batch(stream, position, wanted_id)
+            delivered.extend(item.event.pk for item in batch.items)
+            position = batch.last_id
+            if not batch.more:
+                return
+
+    # when events arrive one at a time, then ten at once (more than the window), then one without a publish
+    actions.send_staff_message(acting_user=world.subscriber, conversation_id=world.conversation.pk, body="one")
+    follow(Event.objects.latest("id").pk)
+    for n in range(10):
+        actions.send_staff_message(acting_user=world.subscriber, conversation_id=world.conversation.pk, body=f"m{n}")
+    follow(Event.objects.latest("id").pk)
+    actions.send_staff_message(acting_user=world.subscriber, conversation_id=world.conversation.pk, body="last")
+    follow(None)
+
+    # then the stream got each event once, in log order, as reading the log directly gives it
+    direct = live.read_batch(stream, start)
+    assert delivered == [item.event.pk for item in direct.items]
+    assert len(delivered) == 12
