@@ -4,8 +4,11 @@ event log look like production. Each step runs only if its result does not exist
 
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import dataclass
 
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 
 from core import actions
@@ -61,6 +64,8 @@ PRACTICES = (
                         "insurance card?",
                     ),
                     (PATIENT, "Of course, I'll send it tonight. ¡Gracias!"),
+                    (PATIENT, "Here is my insurance card."),
+                    ("bella", "Thank you! Your corrected statement is attached; the balance is now $0."),
                 ),
             ),
             Thread(
@@ -128,19 +133,63 @@ def _set_up_mailboxes(practice: Practice, spec: DemoPractice, users: dict[str, U
     return mailboxes
 
 
+def _demo_png(width: int = 160, height: int = 100) -> bytes:
+    """A small card-like picture (blue band on white), built by hand so the demo needs no image library."""
+    rows = b"".join(
+        b"\x00" + b"".join(b"\x1f\x5f\xbf" if y < 28 else b"\xf4\xf6\xfa" for _ in range(width)) for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+_DEMO_PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 300 144]/Contents 4 0 R/Resources<</Font<</F1 5 0 R>>>>>>"
+    b"endobj\n4 0 obj<</Length 62>>stream\nBT /F1 16 Tf 24 96 Td (North Clinic statement: $0.00) Tj ET\n"
+    b"endstream endobj\n5 0 obj<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+)
+
+# (account, message number) → the file that message carries.
+DEMO_FILES = {
+    ("N-10001", 4): ("insurance-card.png", "image/png", _demo_png),
+    ("N-10001", 5): ("statement-march.pdf", "application/pdf", lambda: _DEMO_PDF),
+}
+
+
+def _files_for(account: str, number: int) -> list[SimpleUploadedFile]:
+    spec = DEMO_FILES.get((account, number))
+    if spec is None:
+        return []
+    name, content_type, build = spec
+    return [SimpleUploadedFile(name, build(), content_type=content_type)]
+
+
 def _write_thread(mailbox: Mailbox, patient: Patient, thread: Thread, users: dict[str, User]) -> None:
     for number, (sender, body) in enumerate(thread.messages, start=1):
         client_message_id = f"demo-{thread.account}-{number}"
+        files = _files_for(thread.account, number)
         if sender == PATIENT:
             actions.send_patient_message(
-                acting_patient=patient, mailbox_id=mailbox.pk, body=body, client_message_id=client_message_id
+                acting_patient=patient,
+                mailbox_id=mailbox.pk,
+                body=body,
+                attachments=files,
+                client_message_id=client_message_id,
             )
             continue
         conversation = actions.start_conversation(
             acting_user=users[sender], mailbox_id=mailbox.pk, patient_id=patient.pk
         )
         actions.send_staff_message(
-            acting_user=users[sender], conversation_id=conversation.pk, body=body, client_message_id=client_message_id
+            acting_user=users[sender],
+            conversation_id=conversation.pk,
+            body=body,
+            attachments=files,
+            client_message_id=client_message_id,
         )
     if thread.archived_by:
         conversation = Conversation.objects.get(mailbox=mailbox, patient=patient)
