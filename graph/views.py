@@ -8,10 +8,12 @@ import uuid
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.templatetags.static import static
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from strawberry.django.views import GraphQLView
 from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.http.ides import get_graphql_ide_html
 from strawberry.types import ExecutionResult
 
 from core.context import RequestInfo, reset_current_request, set_current_request
@@ -54,6 +56,34 @@ def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
     return CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (), {})
 
 
+# The files strawberry's page loads from unpkg (same versions, same integrity hashes), vendored from npm.
+_GRAPHIQL_ASSETS = {
+    "react@18.2.0/umd/react.production.min.js": "react.production.min.js",
+    "react-dom@18.2.0/umd/react-dom.production.min.js": "react-dom.production.min.js",
+    "js-cookie@3.0.5/dist/js.cookie.min.js": "js.cookie.min.js",
+    "graphiql@3.8.3/graphiql.min.css": "graphiql.min.css",
+    "@graphiql/plugin-explorer@1.0.2/dist/style.css": "plugin-explorer.css",
+    "graphiql@3.8.3/graphiql.min.js": "graphiql.min.js",
+    "@graphiql/plugin-explorer@1.0.2/dist/index.umd.js": "plugin-explorer.umd.js",
+}
+
+
+_GRAPHIQL_WS_FETCHER = """const fetcher = (params, options) => {
+        if (/^\\s*(#[^\\n]*\\n\\s*)*subscription\\b/.test(params.query || "")) {
+          const headers = (options && options.headers) || {};
+          const authorization = headers.Authorization || headers.authorization;
+          const client = graphqlWs.createClient({
+            url: subscriptionUrl,
+            connectionParams: authorization ? { authorization } : {},
+          });
+          const { query, variables, operationName } = params;
+          return client.iterate({ query, variables, operationName });
+        }
+        return httpFetcher(params, options);
+      };
+      const httpFetcher = GraphiQL.createFetcher({"""
+
+
 def _as_graphql_error(response: HttpResponse, code: str, message: str | None = None) -> HttpResponse:
     """Requests refused before GraphQL runs (bad body, wrong method, CSRF) still answer in the GraphQL error shape."""
     text = message or response.content.decode(errors="replace").strip()[:300] or "The request could not be read."
@@ -83,6 +113,19 @@ class MailboxGraphQLView(GraphQLView):
             response = _as_graphql_error(response, "VALIDATION_ERROR")
         response["X-Request-ID"] = info.request_id
         return response
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """Strawberry's GraphiQL page, with its scripts served from our static files instead of a CDN: the demo
+        works offline, and a practice's network does not need to trust unpkg.com."""
+        html = get_graphql_ide_html(graphql_ide=self.graphql_ide)
+        for cdn_path, local_name in _GRAPHIQL_ASSETS.items():
+            html = html.replace(f"https://unpkg.com/{cdn_path}", static(f"web/vendor/graphiql/{local_name}"))
+        # Subscriptions go over graphql-transport-ws (this view is synchronous and cannot stream over HTTP), with
+        # the Authorization header of GraphiQL's headers tab sent in connection_init.
+        ws_script = f'<script src="{static("web/vendor/graphiql/graphql-ws.min.js")}"></script>'
+        html = html.replace("</head>", f"{ws_script}\n</head>", 1)
+        return html.replace("const fetcher = GraphiQL.createFetcher({", _GRAPHIQL_WS_FETCHER, 1)
 
     def should_render_graphql_ide(self, request) -> bool:
         """GraphiQL in development only, decided per request (not when the URLconf was loaded)."""
