@@ -1,5 +1,8 @@
 """Unread counts from counters instead of scanning messages: patient-message counts on conversations and
-mailboxes, and how many of them each user has read (with the mailbox, for per-mailbox sums)."""
+mailboxes, and how many of them each user has read (with the mailbox, for per-mailbox sums).
+
+The column is made NOT NULL in the next migration: PostgreSQL refuses to ALTER a table in the transaction that
+just updated its rows ("pending trigger events")."""
 
 from django.db import migrations, models
 from django.db.models import Count, OuterRef, Subquery, Sum
@@ -51,9 +54,4 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(model_name="readstate", name="mailbox_id", field=models.BigIntegerField(null=True)),
         migrations.RunPython(fill_counters, migrations.RunPython.noop),
-        migrations.AlterField(model_name="readstate", name="mailbox_id", field=models.BigIntegerField()),
-        migrations.AddIndex(
-            model_name="readstate",
-            index=models.Index(fields=["user", "mailbox_id"], name="readstate_by_user_mailbox"),
-        ),
     ]
