@@ -380,10 +380,8 @@ def _newest_or_oldest(conversations, args: PageArgs) -> Q:
     size = args.size()
     condition = Q(pk__in=[])
     for conversation in conversations:
-        if args.backwards:
-            window = Q(sequence__gt=conversation.last_sequence - size - 1)
-        else:
-            window = Q(sequence__lte=size + 1)
+        newest = Q(sequence__gt=conversation.last_sequence - size - 1)
+        window = newest if args.backwards else Q(sequence__lte=size + 1)
         condition |= Q(conversation_id=conversation.pk) & window
     return condition
 
