@@ -26,7 +26,7 @@ def hash_token(raw: str) -> str:
 
 @dataclass(frozen=True)
 class TokenOwner:
-    token_id: int
+    token_id: int | None  # None for a browser session
     user: User | None
     patient: Patient | None
 

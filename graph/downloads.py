@@ -20,7 +20,7 @@ from core.context import RequestInfo, reset_current_request, set_current_request
 from core.downloads import open_attachment
 from core.errors import DomainError, ErrorCode
 from core.models import Attachment, Patient, User
-from core.tokens import authenticate_token
+from graph.views import request_viewer
 
 _STATUS = {
     ErrorCode.UNAUTHENTICATED: 401,
@@ -41,17 +41,10 @@ def error_response(refusal: DomainError) -> JsonResponse:
 
 
 def _viewer(request: HttpRequest) -> tuple[User | None, Patient | None]:
-    header = request.headers.get("Authorization")
-    if header is not None:
-        scheme, _, raw = header.partition(" ")
-        if scheme.lower() != "bearer" or not raw.strip():
-            raise DomainError(ErrorCode.UNAUTHENTICATED, "Send 'Authorization: Bearer <token>'.")
-        owner = authenticate_token(raw)
-        return owner.user, owner.patient
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return user, None
-    raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in or send 'Authorization: Bearer <token>'.")
+    owner = request_viewer(request)  # the same authentication as the GraphQL endpoint
+    if owner is None:
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in or send 'Authorization: Bearer <token>'.")
+    return owner.user, owner.patient
 
 
 def content_disposition(filename: str) -> str:

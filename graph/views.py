@@ -18,7 +18,7 @@ from strawberry.types import ExecutionResult
 
 from core.context import RequestInfo, reset_current_request, set_current_request
 from core.errors import DomainError
-from core.tokens import authenticate_token
+from core.tokens import TokenOwner, authenticate_token
 from graph.context import Context
 from graph.errors import format_error
 
@@ -34,19 +34,26 @@ def bearer_token(header: str | None) -> str | None:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
-def authenticate_request(request: HttpRequest, context: Context) -> None:
+def request_viewer(request: HttpRequest) -> TokenOwner | None:
+    """Who sends this HTTP request: the bearer token's owner, else the session's user, else None (anonymous).
+    A bad or expired token raises UNAUTHENTICATED rather than falling back to the session."""
     raw = bearer_token(request.headers.get("Authorization"))
     if raw is not None:
-        try:
-            owner = authenticate_token(raw)
-        except DomainError as refusal:
-            context.auth_error = refusal
-            return
-        context.user, context.patient, context.token_id = owner.user, owner.patient, owner.token_id
-        return
+        return authenticate_token(raw)
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        context.user = user
+        return TokenOwner(token_id=None, user=user, patient=None)
+    return None
+
+
+def authenticate_request(request: HttpRequest, context: Context) -> None:
+    try:
+        owner = request_viewer(request)
+    except DomainError as refusal:
+        context.auth_error = refusal
+        return
+    if owner is not None:
+        context.user, context.patient, context.token_id = owner.user, owner.patient, owner.token_id
 
 
 def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
