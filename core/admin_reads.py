@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from core.errors import DomainError, not_found
 from core.models import AuditEvent, Mailbox, MailboxSubscription, Membership, Practice, PracticeSetting, User
@@ -90,7 +90,13 @@ def audit_events(
     until: dt.datetime | None = None,
 ) -> QuerySet[AuditEvent]:
     require_practice_admin(acting_user, practice_id)
-    events = AuditEvent.objects.filter(practice_id=practice_id).select_related("actor_user", "actor_patient", "patient")
+    # A refused probe by someone of another practice is filed here too, but who they are stays theirs.
+    actor_is_member = Exists(Membership.objects.filter(user=OuterRef("actor_user"), practice_id=practice_id))
+    events = (
+        AuditEvent.objects.filter(practice_id=practice_id)
+        .select_related("actor_user", "actor_patient", "patient")
+        .annotate(actor_is_member=actor_is_member)
+    )
     if user_id is not None:
         events = events.filter(actor_user_id=user_id)
     if patient_id is not None:

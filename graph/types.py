@@ -505,11 +505,13 @@ class AuditEventType(relay.Node):
 
     @strawberry.field
     def actor_user(self: models.AuditEvent) -> UserType | None:
-        return self.actor_user
+        """Null when the actor belongs to another practice (a refused cross-practice probe)."""
+        return self.actor_user if getattr(self, "actor_is_member", False) else None
 
     @strawberry.field
     def actor_patient(self: models.AuditEvent) -> PatientType | None:
-        return self.actor_patient
+        patient = self.actor_patient
+        return patient if patient is not None and patient.practice_id == self.practice_id else None
 
     @strawberry.field
     def patient(self: models.AuditEvent) -> PatientType | None:

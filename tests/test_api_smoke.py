@@ -85,3 +85,21 @@ def test_unreadable_requests_still_answer_with_a_graphql_error_code(world):
 
 def test_anonymous_caller_is_unauthenticated_even_with_a_malformed_id(db):
     assert Api().error_code('query { practiceUsers(practiceId: "nope") { role } }') == "UNAUTHENTICATED"
+
+
+def test_a_cross_practice_probe_is_audited_without_revealing_who_probed(world):
+    # given an outsider probing one of this practice's conversations
+    outsider = Api.as_user(world.outsider)
+    probe = "query($id: ID!) { conversation(id: $id) { id } }"
+    assert outsider.error_code(probe, {"id": gid("Conversation", world.conversation.pk)}) == "NOT_FOUND"
+    # when this practice's owner reads the audit trail
+    trail = Api.as_user(world.owner).data(
+        "query($p: ID!) { auditEvents(practiceId: $p, first: 50) {"
+        " edges { node { outcome actorUser { username } } } } }",
+        {"p": gid("Practice", world.practice.pk)},
+    )
+    # then the refusal is there, but the other practice's user is not named
+    refusals = [e["node"] for e in trail["auditEvents"]["edges"] if e["node"]["outcome"] == "NOT_FOUND"]
+    assert refusals
+    assert all(r["actorUser"] is None for r in refusals)
+    assert "oscar" not in str(trail)
