@@ -191,3 +191,16 @@ def record_token_failure(*, reason: str, token_id: int | None, practice_id: int 
             outcome="UNAUTHENTICATED",
             detail={"reason": reason, **({"token_id": token_id} if token_id else {})},
         )
+
+
+def record_conversation_read(*, operation: str, user: User | None, conversation, via: AccessSource | str) -> AuditEvent:
+    """A staff member opened a conversation (HTTP read or a live stream)."""
+    return record(
+        operation=operation,
+        action=AuditAction.READ,
+        practice=conversation.practice_id,
+        actor_user=user,
+        target=conversation,
+        patient=conversation.patient_id,
+        via=via,
+    )

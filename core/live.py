@@ -185,15 +185,7 @@ def open_conversation_stream(
 ) -> LiveStream:
     conversation = Conversation.objects.select_related("mailbox").filter(pk=conversation_id).first()
     require_conversation_stream(user, conversation, via)
-    audit.record(
-        operation="conversationEvents",
-        action=AuditAction.READ,
-        practice=conversation.practice_id,
-        actor_user=user,
-        target=conversation,
-        patient=conversation.patient_id,
-        via=via,
-    )
+    audit.record_conversation_read(operation="conversationEvents", user=user, conversation=conversation, via=via)
     return LiveStream(
         kind=StreamKind.CONVERSATION,
         practice_id=conversation.practice_id,

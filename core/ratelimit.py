@@ -53,6 +53,16 @@ def _current(limit_name: str) -> tuple[int, int, int]:
     return count, window_start, retry_after
 
 
+def _count_attempt(key: str, retry_after: int) -> int:
+    """Adds one to this window's counter (created if missing) and returns the new total."""
+    cache.add(key, 0, timeout=retry_after + 1)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=retry_after + 1)
+        return 1
+
+
 def hit(limit_name: str, who: str) -> None:
     """Counts one attempt by `who`; raises RATE_LIMITED when this window's limit is already used up."""
     if not has_request():
@@ -60,14 +70,7 @@ def hit(limit_name: str, who: str) -> None:
     count, window_start, retry_after = _current(limit_name)
     if count <= 0:
         return
-    key = _key(limit_name, who, window_start)
-    cache.add(key, 0, timeout=retry_after + 1)
-    try:
-        used = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=retry_after + 1)
-        used = 1
-    if used > count:
+    if _count_attempt(_key(limit_name, who, window_start), retry_after) > count:
         raise _refusal(limit_name, retry_after)
 
 
@@ -90,9 +93,4 @@ def record_failure(limit_name: str, who: str) -> None:
     count, window_start, retry_after = _current(limit_name)
     if count <= 0:
         return
-    key = _key(limit_name, who, window_start)
-    cache.add(key, 0, timeout=retry_after + 1)
-    try:
-        cache.incr(key)
-    except ValueError:
-        cache.add(key, 1, timeout=retry_after + 1)
+    _count_attempt(_key(limit_name, who, window_start), retry_after)

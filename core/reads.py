@@ -94,15 +94,7 @@ def open_conversation(*, user: User | None, conversation_id: int, via: AccessSou
     if conversation is None:
         raise not_found("conversation")
     require_conversation_access(user, conversation, via)
-    audit.record(
-        operation="conversation",
-        action=AuditAction.READ,
-        practice=conversation.practice_id,
-        actor_user=user,
-        target=conversation,
-        patient=conversation.patient_id,
-        via=via,
-    )
+    audit.record_conversation_read(operation="conversation", user=user, conversation=conversation, via=via)
     return conversation
 
 
