@@ -5,6 +5,7 @@ GraphiQL follow the settings."""
 from __future__ import annotations
 
 import json
+import statistics
 import time
 
 import pytest
@@ -112,10 +113,14 @@ HOSTILE = {
 def test_hostile_documents_are_too_complex_refused_in_milliseconds_without_touching_the_database(db, name):
     client = Client()
     client.post("/graphql", data=json.dumps({"query": "{ __typename }"}), content_type="application/json")  # warm
+    timings = []
     with CaptureQueriesContext(connection) as queries:
-        started = time.perf_counter()
-        response = client.post("/graphql", data=json.dumps({"query": HOSTILE[name]}), content_type="application/json")
-        elapsed = time.perf_counter() - started
+        for _ in range(3):  # the median, so one scheduler hiccup on a busy CI machine does not count
+            started = time.perf_counter()
+            body = json.dumps({"query": HOSTILE[name]})
+            response = client.post("/graphql", data=body, content_type="application/json")
+            timings.append(time.perf_counter() - started)
+    elapsed = statistics.median(timings)
     errors = response.json()["errors"]
     assert [e["extensions"]["code"] for e in errors] == ["QUERY_TOO_COMPLEX"], errors
     assert response.json().get("data") is None
