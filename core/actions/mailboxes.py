@@ -120,6 +120,18 @@ def delete_mailbox(*, acting_user: User, mailbox_id: int) -> int:
     return mailbox_id
 
 
+def _own_subscription_changed(user: User, mailbox: Mailbox, operation: str, action: AuditAction) -> None:
+    audit.record(
+        operation=operation,
+        action=action,
+        practice=mailbox.practice_id,
+        actor_user=user,
+        target=mailbox,
+        via=AccessSource.MAILBOX,
+    )
+    emit(EventKind.SUBSCRIPTIONS_CHANGED, practice_id=mailbox.practice_id, mailbox_id=mailbox.pk, user_ids=[user.pk])
+
+
 def subscribe_to_mailbox(*, acting_user: User, mailbox_id: int) -> Mailbox:
     with transaction.atomic():
         mailbox = lock_mailbox(mailbox_id)
@@ -127,20 +139,7 @@ def subscribe_to_mailbox(*, acting_user: User, mailbox_id: int) -> Mailbox:
         require_active_mailbox(mailbox)
         _, created = MailboxSubscription.objects.get_or_create(mailbox=mailbox, user=acting_user)
         if created:
-            audit.record(
-                operation="subscribeToMailbox",
-                action=AuditAction.CREATE,
-                practice=mailbox.practice_id,
-                actor_user=acting_user,
-                target=mailbox,
-                via=AccessSource.MAILBOX,
-            )
-            emit(
-                EventKind.SUBSCRIPTIONS_CHANGED,
-                practice_id=mailbox.practice_id,
-                mailbox_id=mailbox.pk,
-                user_ids=[acting_user.pk],
-            )
+            _own_subscription_changed(acting_user, mailbox, "subscribeToMailbox", AuditAction.CREATE)
     return mailbox
 
 
@@ -150,20 +149,7 @@ def unsubscribe_from_mailbox(*, acting_user: User, mailbox_id: int) -> Mailbox:
         require_workbench_member(acting_user, mailbox.practice_id)
         deleted, _ = MailboxSubscription.objects.filter(mailbox=mailbox, user=acting_user).delete()
         if deleted:
-            audit.record(
-                operation="unsubscribeFromMailbox",
-                action=AuditAction.DELETE,
-                practice=mailbox.practice_id,
-                actor_user=acting_user,
-                target=mailbox,
-                via=AccessSource.MAILBOX,
-            )
-            emit(
-                EventKind.SUBSCRIPTIONS_CHANGED,
-                practice_id=mailbox.practice_id,
-                mailbox_id=mailbox.pk,
-                user_ids=[acting_user.pk],
-            )
+            _own_subscription_changed(acting_user, mailbox, "unsubscribeFromMailbox", AuditAction.DELETE)
     return mailbox
 
 
