@@ -1,0 +1,101 @@
+"""Direct resolvers for the fields that only read a loaded column, and for node ids.
+
+A page of 50 conversations with their newest messages resolves thousands of fields. strawberry-django routes
+each model column through its general field resolver (arguments, an `Info` object, sync/async checks),
+which costs several times what reading the attribute does. The rows our reads return already carry every
+column (`core.reads` loads them whole), so those fields can read the instance's `__dict__` directly; any
+value that is not there (a deferred column, a non-model source) still goes the original way. Node ids are
+`GlobalID(type name, primary key)`, as strawberry-django builds them; and where strawberry-django still
+resolves an id (a node looked up by id), it is told once that the id attribute is the primary key: it
+otherwise scans the class's annotations (with `eval`) for a `NodeID` on every id it resolves, and caches
+only a found one (a quarter of a large page's CPU time).
+
+Nothing here changes an answer: `tests/test_fast_fields.py` resolves every type both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db import models
+from django.db.models.query_utils import DeferredAttribute
+from graphql import GraphQLObjectType, GraphQLSchema
+from strawberry import relay
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry_django.fields.field import StrawberryDjangoField
+
+Resolver = Callable[..., Any]
+
+
+def _column_resolver(attname: str, fallback: Resolver) -> Resolver:
+    def resolve(source: Any, info: Any, **kwargs: Any) -> Any:
+        try:
+            return source.__dict__[attname]
+        except (KeyError, AttributeError):
+            return fallback(source, info, **kwargs)
+
+    resolve.fast_field = attname  # for the tests
+    return resolve
+
+
+def _node_id_resolver(type_name: str, fallback: Resolver) -> Resolver:
+    def resolve(source: Any, info: Any, **kwargs: Any) -> Any:
+        if isinstance(source, models.Model):
+            pk = source.__dict__.get(source._meta.pk.attname)
+            if pk is not None:
+                return relay.GlobalID(type_name=type_name, node_id=str(pk))
+        return fallback(source, info, **kwargs)
+
+    resolve.fast_field = "id"
+    return resolve
+
+
+def _column_attname(field: StrawberryDjangoField) -> str | None:
+    """The attribute a plain column field reads, or None if the field computes anything."""
+    model = getattr(field.origin_django_type, "model", None)
+    if model is None or field.base_resolver is not None or field.extensions or field.is_relation:
+        return None
+    if getattr(field, "permission_classes", None):
+        return None
+    attr = getattr(model, field.django_name or field.python_name, None)
+    if not isinstance(attr, DeferredAttribute) or isinstance(attr.field, models.FileField):
+        return None
+    return attr.field.attname
+
+
+def install(schema: GraphQLSchema) -> int:
+    """Replaces the resolvers of plain column fields and node ids; returns how many it replaced."""
+    replaced = 0
+    for graphql_type in schema.type_map.values():
+        if not isinstance(graphql_type, GraphQLObjectType) or graphql_type.name.startswith("__"):
+            continue
+        origin = getattr((graphql_type.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF), "origin", None)
+        if isinstance(origin, type) and issubclass(origin, relay.Node) and origin._id_attr is None:
+            origin._id_attr = "pk"
+        for name, graphql_field in graphql_type.fields.items():
+            definition = (graphql_field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            if graphql_field.resolve is None or definition is None:
+                continue
+            if name == "id" and _is_node_id(definition):
+                graphql_field.resolve = _node_id_resolver(graphql_type.name, graphql_field.resolve)
+                replaced += 1
+            elif isinstance(definition, StrawberryDjangoField):
+                attname = _column_attname(definition)
+                if attname is not None:
+                    graphql_field.resolve = _column_resolver(attname, graphql_field.resolve)
+                    replaced += 1
+    return replaced
+
+
+def _resolver_function(field: Any) -> Any:
+    wrapped = getattr(getattr(field, "base_resolver", None), "wrapped_func", None)
+    return getattr(wrapped, "__func__", wrapped)
+
+
+_NODE_ID = _resolver_function(next(f for f in relay.Node.__strawberry_definition__.fields if f.python_name == "_id"))
+
+
+def _is_node_id(definition: Any) -> bool:
+    """The `id` strawberry's `relay.Node` declares (not an `id` a type resolves its own way)."""
+    return _resolver_function(definition) is _NODE_ID
