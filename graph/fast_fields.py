@@ -15,6 +15,7 @@ Nothing here changes an answer: `tests/test_fast_fields.py` resolves every type 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,28 @@ def _node_id_resolver(type_name: str, fallback: Resolver) -> Resolver:
     return resolve
 
 
+def _method_resolver(function: Callable[[Any], Any], fallback: Resolver) -> Resolver:
+    def resolve(source: Any, info: Any, **kwargs: Any) -> Any:
+        return function(source)
+
+    resolve.fast_field = function.__name__
+    resolve.original = fallback  # for the tests
+    return resolve
+
+
+def _self_only_function(field: Any) -> Callable[[Any], Any] | None:
+    """The function of a `@strawberry.field` method that takes nothing but `self` (no info, no arguments)."""
+    resolver = getattr(field, "base_resolver", None)
+    if resolver is None or getattr(field, "extensions", None) or getattr(field, "permission_classes", None):
+        return None
+    if resolver.is_async or resolver.arguments or resolver.info_parameter or resolver.root_parameter:
+        return None
+    if resolver.parent_parameter or resolver.self_parameter is None:
+        return None
+    function = resolver.wrapped_func
+    return function if inspect.isfunction(function) else None
+
+
 def _column_attname(field: StrawberryDjangoField) -> str | None:
     """The attribute a plain column field reads, or None if the field computes anything."""
     model = getattr(field.origin_django_type, "model", None)
@@ -79,6 +102,9 @@ def install(schema: GraphQLSchema) -> int:
                 continue
             if name == "id" and _is_node_id(definition):
                 graphql_field.resolve = _node_id_resolver(graphql_type.name, graphql_field.resolve)
+                replaced += 1
+            elif (function := _self_only_function(definition)) is not None:
+                graphql_field.resolve = _method_resolver(function, graphql_field.resolve)
                 replaced += 1
             elif isinstance(definition, StrawberryDjangoField):
                 attname = _column_attname(definition)
