@@ -23,6 +23,8 @@ LONG_THREAD = 10_000  # messages in the main practice's long thread (floor of me
 MAIN_MAILBOXES = 100
 STAFF = 20
 BIG_TABLES = ("core_patient", "core_conversation", "core_message")
+# Filled by core_patient's triggers (migration 0007) during the patients' COPY: indexed after, like BIG_TABLES.
+SEARCH_TOKENS = "core_patient_search_token"
 
 
 def _words(text: str) -> list[str]:
@@ -189,7 +191,7 @@ def load(dsn: str, plan: Plan, seed: int = 20251126) -> dict:
                     f"{nfirst} {nlast}\t{account.lower()}\n"
                 )
 
-        saved = {t: _drop_secondary(cur, t) for t in BIG_TABLES}
+        saved = {t: _drop_secondary(cur, t) for t in (*BIG_TABLES, SEARCH_TOKENS)}
         _copy_text(
             cur,
             "core_patient",
@@ -294,7 +296,7 @@ def load(dsn: str, plan: Plan, seed: int = 20251126) -> dict:
         small = {n: _small_practice(cur, n, staff_ids[0]) for n in (10, 100, 1000)}
         _fill_unread_counters(cur)
         # Last, after the counters' UPDATEs: a fresh visibility map (index-only counts), as autovacuum keeps it.
-        for table in BIG_TABLES:
+        for table in (*BIG_TABLES, SEARCH_TOKENS):
             cur.execute(f"VACUUM ANALYZE {table}")
         cur.execute("ANALYZE")
         return {

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date, datetime
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import Q
 
 from core.models import Patient
 from core.text import normalize_search_text
@@ -31,7 +33,66 @@ def _name_token_filter(token: str) -> Q:
     return Q(search_name__startswith=token) | Q(search_name__contains=f" {token}")
 
 
-def search_patients(practice_id: int, query: str, limit: int = 20) -> QuerySet[Patient]:
+def _like_prefix(token: str) -> str:
+    return token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+# PostgreSQL (migration 0007): the words the driving token is a prefix of, one index probe each (a loose index
+# scan); per word, its patients in result order from the token index, the other tokens checked on the index
+# entry, stopped after one page; then the best page of all words and of the account-number prefix.
+_TOKEN_SEARCH = """
+WITH RECURSIVE words(token) AS (
+    SELECT min(token) FROM core_patient_search_token WHERE practice_id = %(practice)s AND token LIKE %(driver)s
+    UNION ALL
+    SELECT (
+        SELECT min(t.token) FROM core_patient_search_token t
+        WHERE t.practice_id = %(practice)s AND t.token > w.token AND t.token LIKE %(driver)s
+    )
+    FROM words w WHERE w.token IS NOT NULL
+), hits AS (
+    SELECT m.last_name, m.first_name, m.patient_id
+    FROM words w
+    CROSS JOIN LATERAL (
+        SELECT t.last_name, t.first_name, t.patient_id FROM core_patient_search_token t
+        WHERE t.practice_id = %(practice)s AND t.token = w.token{others}
+        ORDER BY t.last_name, t.first_name, t.patient_id
+        LIMIT %(limit)s
+    ) m
+    WHERE w.token IS NOT NULL
+    UNION
+    (
+        SELECT p.last_name, p.first_name, p.id FROM core_patient p
+        WHERE p.practice_id = %(practice)s AND p.search_account LIKE %(account)s
+        ORDER BY p.last_name, p.first_name, p.id
+        LIMIT %(limit)s
+    )
+), page AS (
+    SELECT * FROM hits ORDER BY last_name, first_name, patient_id LIMIT %(limit)s
+)
+SELECT p.* FROM page JOIN core_patient p ON p.id = page.patient_id AND p.practice_id = %(practice)s
+ORDER BY page.last_name, page.first_name, page.patient_id
+"""
+
+
+def _search_by_tokens(practice_id: int, tokens: list[str], account_prefix: str, limit: int) -> Iterable[Patient]:
+    # The longest token usually matches the fewest words and patients: it drives, the others filter.
+    driver = max(tokens, key=len)
+    others = [t for t in dict.fromkeys(tokens) if t != driver and not driver.startswith(t)]
+    params: dict[str, object] = {
+        "practice": practice_id,
+        "driver": _like_prefix(driver),
+        "account": _like_prefix(account_prefix),
+        "limit": limit,
+    }
+    conditions = []
+    for i, token in enumerate(others):
+        params[f"start{i}"], params[f"later{i}"] = _like_prefix(token), "% " + _like_prefix(token)
+        conditions.append(f"(t.search_name LIKE %(start{i})s OR t.search_name LIKE %(later{i})s)")
+    sql = _TOKEN_SEARCH.format(others="".join(f" AND {c}" for c in conditions))
+    return Patient.objects.raw(sql, params)
+
+
+def search_patients(practice_id: int, query: str, limit: int = 20) -> Iterable[Patient]:
     limit = max(1, min(limit, settings.MAILBOX["SEARCH_MAX_RESULTS"]))
     text = query.strip()
     patients = Patient.objects.filter(practice_id=practice_id)
@@ -44,6 +105,8 @@ def search_patients(practice_id: int, query: str, limit: int = 20) -> QuerySet[P
     tokens = normalize_search_text(text).split()
     if not tokens:  # only punctuation: it can still be an account number prefix, never every name
         return patients.filter(by_account).order_by("last_name", "first_name", "pk")[:limit]
+    if connection.vendor == "postgresql":
+        return _search_by_tokens(practice_id, tokens, text.lower(), limit)
     by_name = Q()
     for token in tokens:
         by_name &= _name_token_filter(token)
