@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
 
 from core.context import has_request
 from core.errors import DomainError, ErrorCode
@@ -55,6 +56,16 @@ def _current(limit_name: str) -> tuple[int, int, int]:
 
 def _count_attempt(key: str, retry_after: int) -> int:
     """Adds one to this window's counter (created if missing) and returns the new total."""
+    backend = caches[DEFAULT_CACHE_ALIAS]
+    if isinstance(backend, RedisCache):
+        # One round trip instead of three (Django's add, then incr's EXISTS and INCRBY): INCR creates the counter,
+        # EXPIRE NX gives it the window's lifetime once.
+        full_key = backend.make_and_validate_key(key)
+        pipe = backend._cache.get_client(full_key, write=True).pipeline(transaction=False)
+        pipe.incr(full_key)
+        pipe.expire(full_key, retry_after + 1, nx=True)
+        total, _ = pipe.execute()
+        return int(total)
     cache.add(key, 0, timeout=retry_after + 1)
     try:
         return cache.incr(key)

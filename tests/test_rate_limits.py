@@ -119,3 +119,30 @@ def test_limits_guard_the_api_not_scripts_and_commands(world, limits):
         actions.send_staff_message(acting_user=world.subscriber, conversation_id=world.conversation.pk, body="x")
 
     assert Message.objects.count() == 3
+
+
+def test_a_counted_attempt_starts_a_counter_that_expires_with_its_window(world, limits):
+    # given a search limit over an hour-long window
+    from django.core.cache import cache
+
+    from core import ratelimit
+    from core.context import RequestInfo, reset_current_request, set_current_request
+
+    limits(SEARCH_RATE_LIMIT=5)
+    token = set_current_request(RequestInfo(ip="127.0.0.1"))
+    try:
+        # when one attempt is counted twice
+        ratelimit.hit(ratelimit.SEARCHES, "user:ttl-probe")
+        ratelimit.hit(ratelimit.SEARCHES, "user:ttl-probe")
+    finally:
+        reset_current_request(token)
+    # then the window's counter holds both, and disappears by itself after the window
+    _, window_start, _ = ratelimit._current(ratelimit.SEARCHES)
+    key = ratelimit._key(ratelimit.SEARCHES, "user:ttl-probe", window_start)
+    assert cache.get(key) == 2
+    ttl = cache.ttl(key) if hasattr(cache, "ttl") else None
+    if ttl is None and hasattr(cache, "_cache") and hasattr(cache._cache, "get_client"):
+        full_key = cache.make_and_validate_key(key)
+        ttl = cache._cache.get_client(full_key).ttl(full_key)
+    if ttl is not None:
+        assert 0 < ttl <= 3601
