@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -84,13 +85,19 @@ def _failed(token: ApiToken | None, message: str, reason: str, ip: str) -> Domai
 
 def token_is_valid(token_id: int) -> bool:
     """For long-lived connections: is the token they opened with still usable?"""
+    return token_id in valid_token_ids([token_id])
+
+
+def valid_token_ids(token_ids: Iterable[int]) -> set[int]:
+    """Which of these tokens are still usable (not revoked, not expired, not idle too long): one query."""
     now = timezone.now()
-    token = ApiToken.objects.filter(pk=token_id, revoked_at__isnull=True, expires_at__gt=now).first()
-    if token is None:
-        return False
+    tokens = ApiToken.objects.filter(pk__in=set(token_ids), revoked_at__isnull=True, expires_at__gt=now)
     idle_minutes = settings.MAILBOX["TOKEN_IDLE_MINUTES"]
-    last_seen = token.last_used_at or token.created_at
-    return not (idle_minutes and now - last_seen > timedelta(minutes=idle_minutes))
+    valid = set()
+    for pk, last_used_at, created_at in tokens.values_list("pk", "last_used_at", "created_at"):
+        if not (idle_minutes and now - (last_used_at or created_at) > timedelta(minutes=idle_minutes)):
+            valid.add(pk)
+    return valid
 
 
 def revoke_tokens(*, user: User | None = None, patient: Patient | None = None) -> int:

@@ -14,6 +14,7 @@ from django.db import connections
 
 from core.live_db import release_connection
 from core.tokens import issue_token
+from graph.asgi import TokenWatch
 from tests.graphql_client import gid
 from tests.live_client import MAILBOX_EVENTS, Closed, LiveClient
 
@@ -149,7 +150,8 @@ async def test_sockets_killed_by_the_server_leave_no_task_behind(world):
             clients.append(client)
         await clients[-1].nothing_for(0.3)
         before = asyncio.all_tasks()
-        assert len([t for t in before if t.get_coro().__qualname__ == "MailboxWSConsumer._watch"]) == 5
+        assert len([t for t in before if t.get_coro().__qualname__ == "MailboxWSConsumer._keep_alive"]) == 5
+        assert [len(sockets) for sockets in TokenWatch.current().sockets.values()] == [5]  # one token, 5 sockets
 
         # when the server kills each application instance, as daphne does when one has not finished
         # `application_close_timeout` after its client left
@@ -167,10 +169,11 @@ async def test_sockets_killed_by_the_server_leave_no_task_behind(world):
         socket_tasks = {
             "AsyncBaseHTTPView.run",  # strawberry's handler of the socket
             "BaseGraphQLTransportWSHandler.run_operation",  # one per subscription
-            "MailboxWSConsumer._watch",
+            "MailboxWSConsumer._keep_alive",
         }
         left = [t for t in before & asyncio.all_tasks() if t.get_coro().__qualname__ in socket_tasks]
         assert left == []
+        assert not TokenWatch.current().sockets  # the process's token re-check forgot them
         assert reports == []
     finally:
         loop.set_exception_handler(previous)

@@ -410,6 +410,36 @@ async def test_revoked_token_closes_the_socket_within_five_seconds(world, after)
     await client.close()
 
 
+async def test_a_revoked_token_closes_only_its_own_sockets(world, after):
+    # given two sockets of the subscriber on one token and one of the mailbox admin on another
+    variables = {"practiceId": gid("Practice", world.practice.pk), "after": after}
+    token = await db(issue_token)(user=world.subscriber)
+    revoked = []
+    for _ in range(2):
+        client = LiveClient()
+        await client.open(token)
+        await client.subscribe("m", MAILBOX_EVENTS, variables)
+        revoked.append(client)
+    kept = await connected(user=world.mailbox_admin)
+    await kept.subscribe("m", MAILBOX_EVENTS, variables)
+    await kept.nothing_for(0.2)
+
+    # when the subscriber's tokens are revoked
+    from core.tokens import revoke_tokens
+
+    await db(revoke_tokens)(user=world.subscriber)
+
+    # then both of its sockets close with 4403 at the process's next re-check, and the other stays open and live
+    for client in revoked:
+        assert await client.closed_code(timeout=6) == 4403
+    await db(actions.send_patient_message)(acting_patient=world.patient, mailbox_id=world.billing.pk, body="still here")
+    event = await kept.next_for("m")
+    assert event["payload"]["data"]["mailboxEvents"]["kind"] == "MESSAGE_ADDED"
+    await kept.close()
+    for client in revoked:
+        await client.close()
+
+
 def test_a_batch_of_events_costs_the_same_queries_however_many_events(world):
     # given a subscriber's stream and one event, then twenty more
     from django.db import connection
