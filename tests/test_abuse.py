@@ -104,6 +104,18 @@ def test_depth_just_under_the_limit_still_runs(world):
     assert answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
+@pytest.mark.parametrize(("document", "allowed"), [(nested(14), False), (aliases(31), False), (aliases(30), True)])
+def test_depth_and_alias_limits_hold_on_repeated_documents(world, document, allowed):
+    """Validation results are cached per document: the second and third sending get the same answer."""
+    for _ in range(3):
+        status, answer, _, _ = send(json.dumps({"query": document}).encode())
+        assert status == 200
+        if allowed:
+            assert "errors" not in answer
+        else:
+            assert answer["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+
+
 def test_five_megabyte_variables_payload_is_refused_with_400_before_parsing(db):
     body = json.dumps({"query": "query($b: String) { __typename }", "variables": {"b": "x" * 5_000_000}}).encode()
 
