@@ -326,17 +326,18 @@ def _event_id(event: Event) -> int:
     return event.pk
 
 
-@dataclass
+@dataclass(frozen=True)
 class _PracticeLog:
-    """The practice's recent log rows: every event with `floor < id <= head` is in `rows`, in id order."""
+    """A snapshot of the practice's recent log: every event with `floor < id <= head` is in `rows`, in id order.
+    Replaced whole, never changed, so the event loop can read it while the live thread makes the next one."""
 
     floor: int
     head: int
-    rows: list[Event] = field(default_factory=list)
+    rows: tuple[Event, ...] = ()
     read_at: float = 0.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Memo:
     head: int
     at: float
@@ -348,10 +349,12 @@ class SharedLog:
     subscriber: the practice log read once per publish, access decided once per distinct viewer and event, the
     affected objects loaded once per distinct viewer and event.
 
-    Only ever used from the live thread (`core.live_db`), one call at a time: plain dicts suffice. A stream
+    Written only from the live thread (`core.live_db`), one call at a time: plain dicts suffice. The event loop
+    may read it (`cached_batch`): log snapshots and memos are immutable and replaced in one assignment. A stream
     that has fallen behind the cached window (resume from an old cursor) reads the log itself, as before.
     Decisions and loads are reused only for the same log head and for at most `REUSE_SECONDS`, so a change
-    that writes no event (a lost membership, a revoked token) is still seen at the next periodic re-check.
+    that writes no event (a lost membership, a revoked token) is still seen at the next event or periodic
+    re-check.
     """
 
     KEEP_ROWS = 1000
@@ -371,21 +374,48 @@ class SharedLog:
         log = self._log(stream.practice_id, after_id, wanted_id)
         if after_id < log.floor:
             return read_batch(stream, after_id, limit)
-        # The token is the socket's: its watchdog re-checks it every LIVE_RECHECK_SECONDS (closing with 4403).
+        # The token is the socket's: the process re-checks it every LIVE_RECHECK_SECONDS (closing with 4403).
         subscribed = self._memo(
             self.access, stream.access_key(), log.head, lambda: _recheck_access(stream, token=False)
         )
-        start = bisect.bisect_right(log.rows, after_id, key=_event_id)
-        rows = [e for e in log.rows[start:] if stream.in_log(e)]
-        more = len(rows) > limit
-        rows = rows[:limit]
-        last_id = rows[-1].pk if more else max(after_id, log.head)
+        rows, last_id, more = self._rows(stream, log, after_id, limit)
         visible = [event for event in rows if _visible(stream, event, subscribed)]
         if not visible:
             return Batch(last_id=last_id, more=more)
         key = (stream.access_key(), stream.objects, tuple(e.pk for e in visible))
         items = self._memo(self.loads, key, log.head, lambda: _load_objects(stream, visible))
         return Batch(items=items, last_id=last_id, more=more)
+
+    def cached_batch(
+        self, stream: LiveStream, after_id: int, wanted_id: int | None, limit: int = BATCH_SIZE
+    ) -> Batch | None:
+        """What `read_batch` would answer, if the log read, the access decision and the loaded objects it needs
+        are all here already; None if anything would need the database. Only reads: the event loop calls it,
+        so the many subscribers one publish wakes do not each queue for the live thread."""
+        log = self.logs.get(stream.practice_id)
+        now = time.monotonic()
+        if log is None or after_id < log.floor or log.head < after_id:
+            return None
+        if log.head < wanted_id if wanted_id is not None else now - log.read_at > self.FRESH_SECONDS:
+            return None
+        access = self._fresh(self.access, stream.access_key(), log.head, now)
+        if access is None:
+            return None
+        rows, last_id, more = self._rows(stream, log, after_id, limit)
+        visible = [event for event in rows if _visible(stream, event, access.value)]
+        if not visible:
+            return Batch(last_id=last_id, more=more)
+        key = (stream.access_key(), stream.objects, tuple(e.pk for e in visible))
+        loaded = self._fresh(self.loads, key, log.head, now)
+        return Batch(items=loaded.value, last_id=last_id, more=more) if loaded is not None else None
+
+    @staticmethod
+    def _rows(stream: LiveStream, log: _PracticeLog, after_id: int, limit: int) -> tuple[list[Event], int, bool]:
+        start = bisect.bisect_right(log.rows, after_id, key=_event_id)
+        rows = [e for e in log.rows[start:] if stream.in_log(e)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (rows[-1].pk if more else max(after_id, log.head)), more
 
     def _log(self, practice_id: int, after_id: int, wanted_id: int | None) -> _PracticeLog:
         log = self.logs.get(practice_id)
@@ -395,31 +425,38 @@ class SharedLog:
         stale = log.head < after_id or (
             log.head < wanted_id if wanted_id is not None else now - log.read_at > self.FRESH_SECONDS
         )
-        if stale:
-            new = list(
-                Event.objects.filter(practice_id=practice_id, id__gt=log.head).order_by("id")[: self.KEEP_ROWS + 1]
-            )
-            log.read_at = now
-            if len(new) > self.KEEP_ROWS:
-                # Far behind (no stream here followed this practice for a while): start again at the newest event;
-                # streams still behind it read the log themselves until they catch up.
-                newest = new[-1].pk
-                newest = Event.objects.filter(practice_id=practice_id).aggregate(newest=Max("id"))["newest"] or newest
-                log = self.logs[practice_id] = _PracticeLog(floor=newest, head=newest, read_at=now)
-            elif new:
-                log.rows.extend(new)
-                log.head = new[-1].pk
-                if len(log.rows) > self.KEEP_ROWS:
-                    dropped = log.rows[: len(log.rows) - self.KEEP_ROWS]
-                    log.rows = log.rows[len(dropped) :]
-                    log.floor = dropped[-1].pk
-                self._forget_old()
+        if not stale:
+            return log
+        new = list(Event.objects.filter(practice_id=practice_id, id__gt=log.head).order_by("id")[: self.KEEP_ROWS + 1])
+        if len(new) > self.KEEP_ROWS:
+            # Far behind (no stream here followed this practice for a while): start again at the newest event;
+            # streams still behind it read the log themselves until they catch up.
+            newest = new[-1].pk
+            newest = Event.objects.filter(practice_id=practice_id).aggregate(newest=Max("id"))["newest"] or newest
+            log = _PracticeLog(floor=newest, head=newest, read_at=now)
+        elif new:
+            rows = (*log.rows, *new)
+            floor = log.floor
+            if len(rows) > self.KEEP_ROWS:
+                floor = rows[len(rows) - self.KEEP_ROWS - 1].pk
+                rows = rows[len(rows) - self.KEEP_ROWS :]
+            log = _PracticeLog(floor=floor, head=new[-1].pk, rows=rows, read_at=now)
+            self._forget_old()
+        else:
+            log = _PracticeLog(floor=log.floor, head=log.head, rows=log.rows, read_at=now)
+        self.logs[practice_id] = log
         return log
+
+    def _fresh(self, memos: dict[tuple, _Memo], key: tuple, head: int, now: float) -> _Memo | None:
+        memo = memos.get(key)
+        if memo is not None and memo.head == head and now - memo.at <= self.REUSE_SECONDS:
+            return memo
+        return None
 
     def _memo(self, memos: dict[tuple, _Memo], key: tuple, head: int, compute):
         now = time.monotonic()
-        memo = memos.get(key)
-        if memo is not None and memo.head == head and now - memo.at <= self.REUSE_SECONDS:
+        memo = self._fresh(memos, key, head, now)
+        if memo is not None:
             return memo.value
         value = compute()  # a refusal (DomainError) is raised to this stream and not kept
         memos[key] = _Memo(head=head, at=now, value=value)
@@ -429,7 +466,7 @@ class SharedLog:
         now = time.monotonic()
         for memos in (self.access, self.loads):
             for key in [k for k, m in memos.items() if now - m.at > self.REUSE_SECONDS]:
-                del memos[key]
+                memos.pop(key, None)
 
 
 SHARED = SharedLog()

@@ -7,6 +7,7 @@ Event fields only read objects loaded in batch by `core.live.read_batch` (no que
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncGenerator, Iterator
 
@@ -80,9 +81,9 @@ def _recheck_seconds() -> float:
 async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[LiveEvent, None]:
     """Joins the groups, replays the log after `after`, then continues live; access re-checked every batch.
 
-    Every read goes through the process's shared reader (`core.live.read_shared`) on the live thread: however
-    many subscribers a publish wakes, the process reads the log, decides access and loads objects once per
-    event and distinct viewer.
+    Every read goes through the process's shared reader (`core.live.SHARED`): however many subscribers a
+    publish wakes, the process reads the log, decides access and loads objects once per event and distinct
+    viewer, on the live thread; the other subscribers take the result from memory on the event loop.
     """
     context = info.context
     consumer = getattr(context, "ws", None)
@@ -95,7 +96,7 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
         announced: int | None = None
         while True:
             try:
-                batch = await live_db(live.read_shared)(stream, last_seen, announced)
+                batch = await _next_batch(stream, last_seen, announced)
             except DomainError as refusal:
                 if refusal.code == ErrorCode.UNAUTHENTICATED:
                     await consumer.close_for_invalid_token()
@@ -107,6 +108,32 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
             if not batch.more:
                 await wakeup.wait(timeout=_recheck_seconds())
             announced = wakeup.announced(stream.practice_id)
+
+
+# The reads on the live thread now, by what they read: equal streams woken by one publish wait for the first one's
+# read and take its result from the shared reader's memory, instead of each queueing for the live thread.
+_reading: dict[tuple, asyncio.Future] = {}
+
+
+async def _next_batch(stream: live.LiveStream, last_seen: int, announced: int | None) -> live.Batch:
+    batch = live.SHARED.cached_batch(stream, last_seen, announced)
+    if batch is not None:
+        return batch
+    loop = asyncio.get_running_loop()
+    key = (id(loop), stream.access_key(), stream.objects, last_seen, announced)
+    pending = _reading.get(key)
+    if pending is not None:
+        await asyncio.shield(pending)
+        batch = live.SHARED.cached_batch(stream, last_seen, announced)
+        if batch is not None:
+            return batch
+        return await live_db(live.read_shared)(stream, last_seen, announced)
+    _reading[key] = done = loop.create_future()
+    try:
+        return await live_db(live.read_shared)(stream, last_seen, announced)
+    finally:
+        del _reading[key]
+        done.set_result(None)
 
 
 def _selected_objects(info: Info) -> frozenset[str]:

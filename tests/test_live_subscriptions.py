@@ -603,3 +603,37 @@ def test_shared_reader_delivers_every_event_in_order_when_the_log_outruns_its_wi
     direct = live.read_batch(stream, start)
     assert delivered == [item.event.pk for item in direct.items]
     assert len(delivered) == 12
+
+
+def test_cached_batch_answers_from_memory_only_what_the_live_thread_has_read_decided_and_loaded(world):
+    # given a process reader, a subscriber's stream and one new message
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from core import live
+
+    shared = live.SharedLog()
+    stream = live.open_mailbox_stream(user=world.subscriber, token_id=None, practice_id=world.practice.pk)
+    start = live.start_position(stream, None)
+    actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="one")
+    wanted = Event.objects.latest("id").pk
+
+    # when nothing was read yet, then the event loop must ask the live thread
+    assert shared.cached_batch(stream, start, wanted) is None
+
+    # when the live thread has read it, then an equal stream gets the same batch from memory, without a query
+    read = shared.read_batch(stream, start, wanted)
+    same_viewer = live.open_mailbox_stream(user=world.subscriber, token_id=None, practice_id=world.practice.pk)
+    with CaptureQueriesContext(connection) as queries:
+        cached = shared.cached_batch(same_viewer, start, wanted)
+    assert queries.captured_queries == []
+    assert [i.event.pk for i in cached.items] == [i.event.pk for i in read.items] == [wanted]
+    assert cached.last_id == read.last_id
+
+    # but another viewer (own access decision), a newer announced event, or a stale decision go to the live thread
+    other = live.open_mailbox_stream(user=world.mailbox_admin, token_id=None, practice_id=world.practice.pk)
+    assert shared.cached_batch(other, start, wanted) is None
+    actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="two")
+    assert shared.cached_batch(stream, read.last_id, Event.objects.latest("id").pk) is None
+    shared.REUSE_SECONDS = 0
+    assert shared.cached_batch(same_viewer, start, wanted) is None
