@@ -8,7 +8,7 @@ Two kinds of function:
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from core.errors import DomainError, ErrorCode, not_found
 from core.models import (
@@ -44,6 +44,10 @@ def membership_of(user: User | None, practice_id: int) -> Membership | None:
 
 def setting_enabled(practice_id: int, key: str) -> bool:
     value = PracticeSetting.objects.filter(practice_id=practice_id, key=key).values_list("value", flat=True).first()
+    return _switched_on(value)
+
+
+def _switched_on(value: str | None) -> bool:
     return (value or "F").strip().upper() == "T"
 
 
@@ -82,10 +86,14 @@ def require_member(user: User | None, practice_id: int) -> Membership:
 
 def require_workbench(practice_id: int) -> None:
     if not setting_enabled(practice_id, WORKBENCH_SETTING):
-        raise DomainError(
-            ErrorCode.FEATURE_DISABLED,
-            f"The mailbox workbench is off for this practice; an administrator can set {WORKBENCH_SETTING} = T.",
-        )
+        raise _workbench_off()
+
+
+def _workbench_off() -> DomainError:
+    return DomainError(
+        ErrorCode.FEATURE_DISABLED,
+        f"The mailbox workbench is off for this practice; an administrator can set {WORKBENCH_SETTING} = T.",
+    )
 
 
 def require_portal(practice_id: int) -> None:
@@ -97,9 +105,17 @@ def require_portal(practice_id: int) -> None:
 
 
 def require_workbench_member(user: User | None, practice_id: int) -> Membership:
-    """A staff mailbox operation: a member of the practice, with the workbench switched on."""
-    membership = require_member(user, practice_id)
-    require_workbench(practice_id)
+    """A staff mailbox operation: a member of the practice, with the workbench switched on (`require_member`
+    then `require_workbench`, read in one query: every workbench request and live re-check asks this)."""
+    require_authenticated(user)
+    switch = PracticeSetting.objects.filter(practice_id=practice_id, key=WORKBENCH_SETTING).values("value")[:1]
+    membership = (
+        Membership.objects.filter(user=user, practice_id=practice_id).annotate(_workbench=Subquery(switch)).first()
+    )
+    if membership is None:
+        raise not_found("practice")
+    if not _switched_on(membership._workbench):
+        raise _workbench_off()
     return membership
 
 
