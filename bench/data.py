@@ -23,8 +23,8 @@ LONG_THREAD = 10_000  # messages in the main practice's long thread (floor of me
 MAIN_MAILBOXES = 100
 STAFF = 20
 BIG_TABLES = ("core_patient", "core_conversation", "core_message")
-# Filled by core_patient's triggers (migration 0007) during the patients' COPY: indexed after, like BIG_TABLES.
-SEARCH_TOKENS = "core_patient_search_token"
+# Filled by core_patient's triggers (migrations 0007, 0008) during the patients' COPY: indexed after, like BIG_TABLES.
+SEARCH_TABLES = ("core_patient_search_token", "core_patient_search_pair")
 
 
 def _words(text: str) -> list[str]:
@@ -191,7 +191,7 @@ def load(dsn: str, plan: Plan, seed: int = 20251126) -> dict:
                     f"{nfirst} {nlast}\t{account.lower()}\n"
                 )
 
-        saved = {t: _drop_secondary(cur, t) for t in (*BIG_TABLES, SEARCH_TOKENS)}
+        saved = {t: _drop_secondary(cur, t) for t in (*BIG_TABLES, *SEARCH_TABLES)}
         _copy_text(
             cur,
             "core_patient",
@@ -296,7 +296,7 @@ def load(dsn: str, plan: Plan, seed: int = 20251126) -> dict:
         small = {n: _small_practice(cur, n, staff_ids[0]) for n in (10, 100, 1000)}
         _fill_unread_counters(cur)
         # Last, after the counters' UPDATEs: a fresh visibility map (index-only counts), as autovacuum keeps it.
-        for table in (*BIG_TABLES, SEARCH_TOKENS):
+        for table in (*BIG_TABLES, *SEARCH_TABLES):
             cur.execute(f"VACUUM ANALYZE {table}")
         cur.execute("ANALYZE")
         return {

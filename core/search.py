@@ -74,21 +74,64 @@ ORDER BY page.last_name, page.first_name, page.patient_id
 """
 
 
+# Two or more tokens (migration 0008): per word the first token is a prefix of, the patients whose other word
+# starts with the second token are one index range (not a walk past every patient sorted before them); only those
+# are sorted. A patient can list several such pairs, hence DISTINCT before each page.
+_PAIR_SEARCH = """
+WITH RECURSIVE words(token) AS (
+    SELECT min(word) FROM core_patient_search_pair WHERE practice_id = %(practice)s AND word LIKE %(driver)s
+    UNION ALL
+    SELECT (
+        SELECT min(t.word) FROM core_patient_search_pair t
+        WHERE t.practice_id = %(practice)s AND t.word > w.token AND t.word LIKE %(driver)s
+    )
+    FROM words w WHERE w.token IS NOT NULL
+), hits AS (
+    SELECT m.last_name, m.first_name, m.patient_id
+    FROM words w
+    CROSS JOIN LATERAL (
+        SELECT DISTINCT t.last_name, t.first_name, t.patient_id FROM core_patient_search_pair t
+        WHERE t.practice_id = %(practice)s AND t.word = w.token AND t.other LIKE %(second)s{others}
+        ORDER BY t.last_name, t.first_name, t.patient_id
+        LIMIT %(limit)s
+    ) m
+    WHERE w.token IS NOT NULL
+    UNION
+    (
+        SELECT p.last_name, p.first_name, p.id FROM core_patient p
+        WHERE p.practice_id = %(practice)s AND p.search_account LIKE %(account)s
+        ORDER BY p.last_name, p.first_name, p.id
+        LIMIT %(limit)s
+    )
+), page AS (
+    SELECT * FROM hits ORDER BY last_name, first_name, patient_id LIMIT %(limit)s
+)
+SELECT p.* FROM page JOIN core_patient p ON p.id = page.patient_id AND p.practice_id = %(practice)s
+ORDER BY page.last_name, page.first_name, page.patient_id
+"""
+
+
 def _search_by_tokens(practice_id: int, tokens: list[str], account_prefix: str, limit: int) -> Iterable[Patient]:
-    # The longest token usually matches the fewest words and patients: it drives, the others filter.
-    driver = max(tokens, key=len)
-    others = [t for t in dict.fromkeys(tokens) if t != driver and not driver.startswith(t)]
+    # A token that is a prefix of another is met by the same word: only the others need a word each. The longest
+    # usually matches the fewest words: it drives; with two or more, the next longest is sought in the pair index.
+    needed = sorted(
+        (t for t in dict.fromkeys(tokens) if not any(o != t and o.startswith(t) for o in tokens)), key=len, reverse=True
+    )
+    driver, rest = needed[0], needed[1:]
     params: dict[str, object] = {
         "practice": practice_id,
         "driver": _like_prefix(driver),
         "account": _like_prefix(account_prefix),
         "limit": limit,
     }
+    if rest:
+        params["second"] = _like_prefix(rest[0])
     conditions = []
-    for i, token in enumerate(others):
+    for i, token in enumerate(rest[1:] if rest else []):
         params[f"start{i}"], params[f"later{i}"] = _like_prefix(token), "% " + _like_prefix(token)
         conditions.append(f"(t.search_name LIKE %(start{i})s OR t.search_name LIKE %(later{i})s)")
-    sql = _TOKEN_SEARCH.format(others="".join(f" AND {c}" for c in conditions))
+    template = _PAIR_SEARCH if rest else _TOKEN_SEARCH
+    sql = template.format(others="".join(f" AND {c}" for c in conditions))
     return Patient.objects.raw(sql, params)
 
 

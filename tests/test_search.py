@@ -161,7 +161,25 @@ def test_name_and_account_searches_use_an_index_on_postgres(world, many_patients
 
 @pytest.mark.postgres
 @pytest.mark.skipif(not ON_POSTGRES, reason="needs DATABASE_URL pointing at PostgreSQL")
-@pytest.mark.parametrize("query", ["garc mar", "ka lo", "k", "kalo"])
+@pytest.mark.parametrize("query", ["garc mar", "ka lo", "lo ka su", "m g"])
+def test_two_token_searches_seek_the_second_token_in_the_pair_index_on_postgres(world, many_patients, query):
+    # Per word of the first token, the second token is a range of the pair index (an Index Cond), not a filter
+    # on a walk past every patient sorted before the matches.
+    lines = explain(world.practice.pk, query).splitlines()
+
+    (seek,) = [
+        i
+        for i, line in enumerate(lines)
+        if "Index Only Scan using patient_search_pair_order on" in line and " t " in line
+    ]
+    condition = next(line for line in lines[seek + 1 : seek + 3] if "Index Cond:" in line)
+    assert "other >=" in condition, "\n".join(lines)
+    assert "Seq Scan" not in "\n".join(lines)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not ON_POSTGRES, reason="needs DATABASE_URL pointing at PostgreSQL")
+@pytest.mark.parametrize("query", ["garc", "k", "kalo"])
 def test_name_searches_read_each_word_in_result_order_on_postgres(world, many_patients, query):
     # The token index lists each word's patients already sorted: no sort of every patient a prefix matches,
     # only of the few pages the matching words contribute.
@@ -181,7 +199,7 @@ def test_the_first_page_of_a_common_prefix_matches_the_plain_query(world, many_p
     # The token search returns exactly what the LIKE filter would, in the same order.
     from core.search import _name_token_filter
 
-    for query in ("ka", "ka lo", "lo ka", "mi", "kalo ne", "su ta re"):
+    for query in ("ka", "ka lo", "lo ka", "mi", "kalo ne", "su ta re", "k l", "ka kalo lo", "mo mo"):
         expected = Patient.objects.filter(practice=world.practice)
         for token in query.split():
             expected = expected.filter(_name_token_filter(token))
@@ -207,6 +225,33 @@ def expected_token_rows(practice_id: int) -> set[tuple]:
     return {(p.pk, w, p.last_name, p.first_name) for p in patients for w in set(p.search_name.split())}
 
 
+def pair_rows(practice_id: int) -> set[tuple]:
+    """What the pair table holds for a practice, or, on SQLite (no table), what it should hold."""
+    if not ON_POSTGRES:
+        return expected_pair_rows(practice_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT patient_id, word, other, last_name, first_name FROM core_patient_search_pair "
+            "WHERE practice_id = %s",
+            [practice_id],
+        )
+        return set(cursor.fetchall())
+
+
+def expected_pair_rows(practice_id: int) -> set[tuple]:
+    rows = set()
+    for p in Patient.objects.filter(practice_id=practice_id):
+        words = set(p.search_name.split())
+        rows |= {(p.pk, a, b, p.last_name, p.first_name) for a in words for b in words if a != b}
+    return rows
+
+
+def search_tables_follow(practice_id: int) -> bool:
+    return token_rows(practice_id) == expected_token_rows(practice_id) and pair_rows(practice_id) == expected_pair_rows(
+        practice_id
+    )
+
+
 def test_search_tokens_follow_every_kind_of_patient_write(world):
     # given patients created one by one and in bulk
     one = make_patient(world.practice, "T-1", "Renée", "Dubois")
@@ -219,7 +264,7 @@ def test_search_tokens_follow_every_kind_of_patient_write(world):
     )
     bulk.refresh_search_columns()
     (bulk,) = Patient.objects.bulk_create([bulk])
-    assert token_rows(world.practice.pk) == expected_token_rows(world.practice.pk)
+    assert search_tables_follow(world.practice.pk)
     # when one is renamed by save(), another by bulk_update, a third has only its pronoun changed
     one.last_name = "Lefèvre"
     one.save()
@@ -228,14 +273,14 @@ def test_search_tokens_follow_every_kind_of_patient_write(world):
     Patient.objects.bulk_update([bulk], ["first_name", "search_name"])
     Patient.objects.filter(pk=world.patient.pk).update(preferred_pronoun="they/them")
     # then the search follows the new names only
-    assert token_rows(world.practice.pk) == expected_token_rows(world.practice.pk)
+    assert search_tables_follow(world.practice.pk)
     assert found(world, "dubois") == []
     assert found(world, "lef ren") == ["Renée Lefèvre"]
     assert found(world, "ana ruiz") == []
     assert found(world, "zoe ruiz") == ["Zoé Ruiz"]
     # and a deleted patient leaves nothing behind
     one.delete()
-    assert token_rows(world.practice.pk) == expected_token_rows(world.practice.pk)
+    assert search_tables_follow(world.practice.pk)
     assert found(world, "lef") == []
 
 
