@@ -60,8 +60,7 @@ def require_conversation_stream(user: User | None, conversation: Conversation | 
     """`conversationEvents`: the same rule as opening the conversation from that place."""
     if conversation is None:
         raise not_found("conversation")
-    require_workbench_member(user, conversation.practice_id)
-    require_conversation_access(user, conversation, via)
+    require_conversation_access(user, conversation, via)  # a workbench member first, then the place's rule
 
 
 def conversation_stream_visible(event: Event, user: User) -> bool:
