@@ -48,7 +48,8 @@ from permissions.live import (
 
 BATCH_SIZE = 100
 # The objects an event can carry (`LiveItem`); a stream loads those its subscription selects.
-EVENT_OBJECTS = frozenset({"mailbox", "conversation", "message"})
+MESSAGE_ATTACHMENTS = "message.attachments"
+EVENT_OBJECTS = frozenset({"mailbox", "conversation", "message", MESSAGE_ATTACHMENTS})
 _CURSOR_PREFIX = "event:"
 
 
@@ -298,11 +299,14 @@ def _load_objects(stream: LiveStream, events: list[Event]) -> list[LiveItem]:
     )
     for conversation in conversations.values():
         conversation._via = stream.via
+    in_practice = Message.objects.filter(conversation__practice_id=stream.practice_id, pk__in=message_ids)
     messages = (
         {
             m.pk: m
-            for m in messages_with_details(
-                Message.objects.filter(conversation__practice_id=stream.practice_id, pk__in=message_ids)
+            for m in (
+                messages_with_details(in_practice)
+                if MESSAGE_ATTACHMENTS in load
+                else in_practice.select_related("sender_user", "sender_patient")
             )
         }
         if message_ids

@@ -138,15 +138,20 @@ async def _next_batch(stream: live.LiveStream, last_seen: int, announced: int | 
 
 def _selected_objects(info: Info) -> frozenset[str]:
     """Which of the event's objects the subscription selects: the others are not loaded for its events (a
-    mailbox's unread count, say, costs queries nobody reads). Fragments are followed."""
+    mailbox's unread count, say, costs queries nobody reads), nor a message's attachments unless selected.
+    Fragments are followed."""
     wanted: set[str] = set()
-    pending = [selection for field in info.selected_fields for selection in field.selections]
+    pending = [("", selection) for field in info.selected_fields for selection in field.selections]
     while pending:
-        selection = pending.pop()
-        if isinstance(selection, SelectedField):
+        parent, selection = pending.pop()
+        if not isinstance(selection, SelectedField):  # a fragment: its selections belong to the same parent
+            pending.extend((parent, inner) for inner in selection.selections)
+        elif not parent:
             wanted.add(selection.name)
-        else:
-            pending.extend(selection.selections)
+            if selection.name == "message":
+                pending.extend(("message", inner) for inner in selection.selections)
+        elif selection.name == "attachments":
+            wanted.add(live.MESSAGE_ATTACHMENTS)
     return frozenset(wanted & live.EVENT_OBJECTS)
 
 

@@ -568,6 +568,53 @@ async def test_an_event_loads_only_the_objects_its_subscription_selects(world, a
     assert not [sql for sql in small_sql if 'FROM "core_message"' in sql]
 
 
+async def test_a_message_s_attachments_are_loaded_only_for_subscriptions_that_select_them(world, after, settings):
+    # given two subscribers of the same conversation: one selects attachments through a fragment, one does not
+    from tests.attachment_samples import pdf_bytes, upload
+
+    settings.MAILBOX = {**settings.MAILBOX, "LIVE_RECHECK_SECONDS": 60}
+    with_files = """
+    subscription($conversationId: ID!, $after: String) {
+      conversationEvents(conversationId: $conversationId, after: $after) { cursor message { body ...Files } }
+    }
+    fragment Files on Message { attachments { filename contentType } }
+    """
+    bare = """
+    subscription($conversationId: ID!, $after: String) {
+      conversationEvents(conversationId: $conversationId, after: $after) { cursor message { body } }
+    }
+    """
+
+    async def delivered(query: str, cursor: str) -> tuple[dict, list[str]]:
+        client = await connected(user=world.subscriber)
+        await client.subscribe("c", query, thread(world, cursor))
+        await client.nothing_for(0.2)
+        received = {}
+
+        async def deliver() -> None:
+            await db(actions.send_staff_message)(
+                acting_user=world.subscriber,
+                conversation_id=world.conversation.pk,
+                body="your statement",
+                attachments=[upload("statement.pdf", pdf_bytes(), "application/pdf")],
+            )
+            received.update(await client.event("c", "conversationEvents"))
+
+        sql = await live_queries_while(deliver)
+        await client.close()
+        return received, sql
+
+    # when a message with a PDF is sent to each
+    full, full_sql = await delivered(with_files, after)
+    small, small_sql = await delivered(bare, full["cursor"])
+
+    # then the first gets the file, and only its delivery read the attachment table
+    assert full["message"]["attachments"] == [{"filename": "statement.pdf", "contentType": "application/pdf"}]
+    assert small["message"] == {"body": "your statement"}
+    assert [sql for sql in full_sql if 'FROM "core_attachment"' in sql]
+    assert not [sql for sql in small_sql if 'FROM "core_attachment"' in sql]
+
+
 def test_shared_reader_delivers_every_event_in_order_when_the_log_outruns_its_window(world):
     # given a process reader keeping only 3 rows, a subscriber's stream, and a reader of the whole log
     from core import live
