@@ -231,8 +231,7 @@ def _recheck_access(stream: LiveStream, *, token: bool = True) -> set[int]:
     """The current access decision; returns the subscribed active mailboxes for the mailbox stream."""
     if token:
         require_token(stream.token_id)
-    if stream.user is not None:
-        stream.user.refresh_from_db(fields=["is_active"])
+    # Staff streams: require_workbench_member reads the account's current is_active with the membership.
     if stream.kind == StreamKind.MAILBOX:
         require_mailbox_stream(stream.user, stream.practice_id)
         return subscribed_active_mailbox_ids(stream.user, stream.practice_id)

@@ -8,7 +8,7 @@ Two kinds of function:
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 
 from core.errors import DomainError, ErrorCode, not_found
 from core.models import (
@@ -72,8 +72,12 @@ def is_subscribed(user: User, mailbox_id: int) -> bool:
 
 def require_authenticated(user: User | None) -> User:
     if user is None or not user.is_authenticated or not user.is_active:
-        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in or send a valid 'Authorization: Bearer <token>' header.")
+        raise _not_signed_in()
     return user
+
+
+def _not_signed_in() -> DomainError:
+    return DomainError(ErrorCode.UNAUTHENTICATED, "Sign in or send a valid 'Authorization: Bearer <token>' header.")
 
 
 def require_member(user: User | None, practice_id: int) -> Membership:
@@ -105,13 +109,18 @@ def require_portal(practice_id: int) -> None:
 
 
 def require_workbench_member(user: User | None, practice_id: int) -> Membership:
-    """A staff mailbox operation: a member of the practice, with the workbench switched on (`require_member`
-    then `require_workbench`, read in one query: every workbench request and live re-check asks this)."""
+    """A staff mailbox operation: an active member of the practice, with the workbench switched on
+    (`require_member` then `require_workbench`, with the account's current `is_active`, read in one query: every
+    workbench request and live re-check asks this)."""
     require_authenticated(user)
     switch = PracticeSetting.objects.filter(practice_id=practice_id, key=WORKBENCH_SETTING).values("value")[:1]
     membership = (
-        Membership.objects.filter(user=user, practice_id=practice_id).annotate(_workbench=Subquery(switch)).first()
+        Membership.objects.filter(user=user, practice_id=practice_id)
+        .annotate(_workbench=Subquery(switch), _user_active=F("user__is_active"))
+        .first()
     )
+    if membership is not None and not membership._user_active:  # disabled since the request or socket began
+        raise _not_signed_in()
     if membership is None:
         raise not_found("practice")
     if not _switched_on(membership._workbench):

@@ -19,7 +19,7 @@ from core.live_db import live_db, release_connection
 from core.models import Event
 from core.tokens import issue_token
 from tests.graphql_client import gid
-from tests.live_client import CONVERSATION_EVENTS, MAILBOX_EVENTS, PORTAL_EVENTS, LiveClient
+from tests.live_client import CONVERSATION_EVENTS, MAILBOX_EVENTS, PORTAL_EVENTS, Closed, LiveClient
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -407,6 +407,30 @@ async def test_revoked_token_closes_the_socket_within_five_seconds(world, after)
     elapsed = time.perf_counter() - started
     assert elapsed < 5
     print(f"revoked token: socket closed after {elapsed:.2f} s")
+    await client.close()
+
+
+async def test_a_disabled_account_s_socket_is_closed_at_the_next_event(world, after):
+    # given a subscriber following the mailbox events
+    client = await connected(user=world.subscriber)
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk), "after": after})
+    await client.nothing_for(0.2)
+
+    # when the account is disabled, then a message arrives
+    from core.models import User
+
+    await db(User.objects.filter(pk=world.subscriber.pk).update)(is_active=False)
+    await patient_sends(world, "after disabling")
+
+    # then the message is not delivered: the socket is closed as for a dead token
+    received, code = [], None
+    while code is None:
+        try:
+            received.append(await client.receive(timeout=6))
+        except Closed as closed:
+            code = closed.code
+    assert code == 4403
+    assert "after disabling" not in str(received)
     await client.close()
 
 
