@@ -37,24 +37,27 @@ def _like_prefix(token: str) -> str:
     return token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-# PostgreSQL (migration 0007): the words the driving token is a prefix of, one index probe each (a loose index
-# scan); per word, its patients in result order from the token index, the other tokens checked on the index
-# entry, stopped after one page; then the best page of all words and of the account-number prefix.
-_TOKEN_SEARCH = """
+# PostgreSQL: the words the driving token is a prefix of, one index probe each (a loose index scan); per word, a
+# page of its patients in result order; then the best page of all words and of the account-number prefix.
+# One token (migration 0007): the token index lists each word's patients in result order, the walk stops after
+# a page. Two or more (migration 0008): per word, the patients whose other word starts with the second token are
+# one range of the pair index (not a walk past every patient sorted before them), and only those are sorted; a
+# patient can list several such pairs, hence DISTINCT. Further tokens are checked on the index entry.
+_NAME_SEARCH = """
 WITH RECURSIVE words(token) AS (
-    SELECT min(token) FROM core_patient_search_token WHERE practice_id = %(practice)s AND token LIKE %(driver)s
+    SELECT min({word}) FROM {table} WHERE practice_id = %(practice)s AND {word} LIKE %(driver)s
     UNION ALL
     SELECT (
-        SELECT min(t.token) FROM core_patient_search_token t
-        WHERE t.practice_id = %(practice)s AND t.token > w.token AND t.token LIKE %(driver)s
+        SELECT min(t.{word}) FROM {table} t
+        WHERE t.practice_id = %(practice)s AND t.{word} > w.token AND t.{word} LIKE %(driver)s
     )
     FROM words w WHERE w.token IS NOT NULL
 ), hits AS (
     SELECT m.last_name, m.first_name, m.patient_id
     FROM words w
     CROSS JOIN LATERAL (
-        SELECT t.last_name, t.first_name, t.patient_id FROM core_patient_search_token t
-        WHERE t.practice_id = %(practice)s AND t.token = w.token{others}
+        SELECT {distinct}t.last_name, t.first_name, t.patient_id FROM {table} t
+        WHERE t.practice_id = %(practice)s AND t.{word} = w.token{others}
         ORDER BY t.last_name, t.first_name, t.patient_id
         LIMIT %(limit)s
     ) m
@@ -72,43 +75,8 @@ WITH RECURSIVE words(token) AS (
 SELECT p.* FROM page JOIN core_patient p ON p.id = page.patient_id AND p.practice_id = %(practice)s
 ORDER BY page.last_name, page.first_name, page.patient_id
 """
-
-
-# Two or more tokens (migration 0008): per word the first token is a prefix of, the patients whose other word
-# starts with the second token are one index range (not a walk past every patient sorted before them); only those
-# are sorted. A patient can list several such pairs, hence DISTINCT before each page.
-_PAIR_SEARCH = """
-WITH RECURSIVE words(token) AS (
-    SELECT min(word) FROM core_patient_search_pair WHERE practice_id = %(practice)s AND word LIKE %(driver)s
-    UNION ALL
-    SELECT (
-        SELECT min(t.word) FROM core_patient_search_pair t
-        WHERE t.practice_id = %(practice)s AND t.word > w.token AND t.word LIKE %(driver)s
-    )
-    FROM words w WHERE w.token IS NOT NULL
-), hits AS (
-    SELECT m.last_name, m.first_name, m.patient_id
-    FROM words w
-    CROSS JOIN LATERAL (
-        SELECT DISTINCT t.last_name, t.first_name, t.patient_id FROM core_patient_search_pair t
-        WHERE t.practice_id = %(practice)s AND t.word = w.token AND t.other LIKE %(second)s{others}
-        ORDER BY t.last_name, t.first_name, t.patient_id
-        LIMIT %(limit)s
-    ) m
-    WHERE w.token IS NOT NULL
-    UNION
-    (
-        SELECT p.last_name, p.first_name, p.id FROM core_patient p
-        WHERE p.practice_id = %(practice)s AND p.search_account LIKE %(account)s
-        ORDER BY p.last_name, p.first_name, p.id
-        LIMIT %(limit)s
-    )
-), page AS (
-    SELECT * FROM hits ORDER BY last_name, first_name, patient_id LIMIT %(limit)s
-)
-SELECT p.* FROM page JOIN core_patient p ON p.id = page.patient_id AND p.practice_id = %(practice)s
-ORDER BY page.last_name, page.first_name, page.patient_id
-"""
+_BY_TOKEN = {"table": "core_patient_search_token", "word": "token", "distinct": ""}
+_BY_PAIR = {"table": "core_patient_search_pair", "word": "word", "distinct": "DISTINCT "}
 
 
 def _search_by_tokens(practice_id: int, tokens: list[str], account_prefix: str, limit: int) -> Iterable[Patient]:
@@ -124,14 +92,15 @@ def _search_by_tokens(practice_id: int, tokens: list[str], account_prefix: str, 
         "account": _like_prefix(account_prefix),
         "limit": limit,
     }
+    conditions = []
     if rest:
         params["second"] = _like_prefix(rest[0])
-    conditions = []
-    for i, token in enumerate(rest[1:] if rest else []):
+        conditions.append("t.other LIKE %(second)s")
+    for i, token in enumerate(rest[1:]):
         params[f"start{i}"], params[f"later{i}"] = _like_prefix(token), "% " + _like_prefix(token)
         conditions.append(f"(t.search_name LIKE %(start{i})s OR t.search_name LIKE %(later{i})s)")
-    template = _PAIR_SEARCH if rest else _TOKEN_SEARCH
-    sql = template.format(others="".join(f" AND {c}" for c in conditions))
+    tables = _BY_PAIR if rest else _BY_TOKEN
+    sql = _NAME_SEARCH.format(others="".join(f" AND {c}" for c in conditions), **tables)
     return Patient.objects.raw(sql, params)
 
 
