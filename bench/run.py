@@ -507,9 +507,9 @@ def chart(rows: list[dict], path: Path) -> None:
     ax.set_xscale("log")
     ax.invert_yaxis()
     ax.set_xlabel("ratio to the floor measured in the same run (log scale; black tick = goal)")
-    ax.set_title("Patient Messages Mailbox benchmarks (green: goal met, red: missed)")
+    ax.set_title("Benchmarks: ratio to floor (green: goal met, red: missed)", loc="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
