@@ -43,6 +43,7 @@ from permissions.live import (
     require_conversation_stream,
     require_mailbox_stream,
     require_portal_stream,
+    stream_conversation,
     subscribed_active_mailbox_ids,
 )
 
@@ -184,7 +185,7 @@ def open_mailbox_stream(*, user: User | None, token_id: int | None, practice_id:
 def open_conversation_stream(
     *, user: User | None, token_id: int | None, conversation_id: int, via: AccessSource
 ) -> LiveStream:
-    conversation = Conversation.objects.select_related("mailbox").filter(pk=conversation_id).first()
+    conversation = stream_conversation(user, conversation_id)
     require_conversation_stream(user, conversation, via)
     audit.record_conversation_read(operation="conversationEvents", user=user, conversation=conversation, via=via)
     return LiveStream(
@@ -236,8 +237,7 @@ def _recheck_access(stream: LiveStream, *, token: bool = True) -> set[int]:
         require_mailbox_stream(stream.user, stream.practice_id)
         return subscribed_active_mailbox_ids(stream.user, stream.practice_id)
     if stream.kind == StreamKind.CONVERSATION:
-        conversation = Conversation.objects.select_related("mailbox").filter(pk=stream.conversation_id).first()
-        require_conversation_stream(stream.user, conversation, stream.via)
+        require_conversation_stream(stream.user, stream_conversation(stream.user, stream.conversation_id), stream.via)
         return set()
     require_portal_stream(stream.patient)
     return set()

@@ -174,7 +174,8 @@ def require_conversation_access(user: User | None, conversation: Conversation, v
     """Read or act on a conversation: from the mailbox view as a subscriber, from the chart as any staff member."""
     membership = require_workbench_member(user, conversation.practice_id)
     if via == AccessSource.MAILBOX:
-        require_mailbox_view(user, conversation.mailbox)
+        # A live stream's conversation comes with the viewer's subscription (permissions.live.stream_conversation).
+        require_mailbox_view(user, conversation.mailbox, subscribed=getattr(conversation, "_viewer_subscribed", None))
     elif via != AccessSource.CHART_SUMMARY:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "via must be MAILBOX or CHART_SUMMARY.")
     return membership

@@ -7,7 +7,7 @@ flow at the next event.
 
 from __future__ import annotations
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from core.errors import not_found
 from core.models import AccessSource, Conversation, Event, EventKind, MailboxSubscription, Patient, User
@@ -54,6 +54,20 @@ def mailbox_stream_visible(event: Event, user: User, subscribed_active: set[int]
     if event.kind == EventKind.CONVERSATION_READ:
         return user.pk in (event.user_ids or []) and event.mailbox_id in subscribed_active
     return event.mailbox_id in subscribed_active
+
+
+def stream_conversation(user: User | None, conversation_id: int) -> Conversation | None:
+    """The conversation a stream follows, with its mailbox and whether the viewer is subscribed to that mailbox,
+    in one query (asked again at every event)."""
+    subscribed = MailboxSubscription.objects.filter(
+        user_id=getattr(user, "pk", None), mailbox_id=OuterRef("mailbox_id")
+    )
+    return (
+        Conversation.objects.select_related("mailbox")
+        .annotate(_viewer_subscribed=Exists(subscribed))
+        .filter(pk=conversation_id)
+        .first()
+    )
 
 
 def require_conversation_stream(user: User | None, conversation: Conversation | None, via: AccessSource) -> None:

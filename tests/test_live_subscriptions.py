@@ -264,6 +264,23 @@ async def test_unsubscribing_stops_mailbox_events(world, after):
     await client.close()
 
 
+async def test_unsubscribing_ends_conversation_events_from_the_mailbox_view(world, after):
+    # given a subscriber following one Billing conversation from the mailbox view, and a message delivered
+    client = await connected(user=world.subscriber)
+    await client.subscribe("c", CONVERSATION_EVENTS, thread(world, after))
+    await client.nothing_for(0.2)
+    await patient_sends(world, "one")
+    assert (await client.event("c", "conversationEvents"))["message"]["body"] == "one"
+
+    # when they unsubscribe from Billing and the patient writes again
+    await db(actions.unsubscribe_from_mailbox)(acting_user=world.subscriber, mailbox_id=world.billing.pk)
+    await patient_sends(world, "two")
+
+    # then the stream ends with NOT_SUBSCRIBED instead of delivering
+    assert await client.refusal("c") == "NOT_SUBSCRIBED"
+    await client.close()
+
+
 async def test_deactivated_mailbox_ends_conversation_events(world, after):
     # given a subscriber following one Billing conversation
     client = await connected(user=world.subscriber)
