@@ -1,9 +1,11 @@
-"""Direct resolvers for the fields that only read a loaded column, and for node ids.
+"""Direct resolvers for the fields that only read a loaded column, methods that need nothing but the row, and
+node ids.
 
-A page of 50 conversations with their newest messages resolves thousands of fields. strawberry-django routes
-each model column through its general field resolver (arguments, an `Info` object, sync/async checks),
-which costs several times what reading the attribute does. The rows our reads return already carry every
-column (`core.reads` loads them whole), so those fields can read the instance's `__dict__` directly; any
+A page of 50 conversations with their newest messages resolves thousands of fields. strawberry and
+strawberry-django route each of them through a general resolver chain (arguments, an `Info` object, extensions,
+sync/async checks), which costs several times what reading the attribute or calling the method does. A method
+taking only `self` (`fullName`, `senderName`, `unreadCount`) is called directly. The rows our reads return
+already carry every column (`core.reads` loads them whole), so column fields read the instance's `__dict__`; any
 value that is not there (a deferred column, a non-model source) still goes the original way. Node ids are
 `GlobalID(type name, primary key)`, as strawberry-django builds them; and where strawberry-django still
 resolves an id (a node looked up by id), it is told once that the id attribute is the primary key: it
@@ -88,7 +90,7 @@ def _column_attname(field: StrawberryDjangoField) -> str | None:
 
 
 def install(schema: GraphQLSchema) -> int:
-    """Replaces the resolvers of plain column fields and node ids; returns how many it replaced."""
+    """Replaces the resolvers of plain column fields, self-only methods and node ids; returns how many."""
     replaced = 0
     for graphql_type in schema.type_map.values():
         if not isinstance(graphql_type, GraphQLObjectType) or graphql_type.name.startswith("__"):
