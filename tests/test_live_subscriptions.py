@@ -16,7 +16,7 @@ from django.utils import timezone
 from core import actions
 from core.live import SHARED, encode_cursor
 from core.live_db import live_db, release_connection
-from core.models import Event
+from core.models import AccessSource, Event
 from core.tokens import issue_token
 from tests.graphql_client import gid
 from tests.live_client import CONVERSATION_EVENTS, MAILBOX_EVENTS, PORTAL_EVENTS, Closed, LiveClient
@@ -725,3 +725,29 @@ def test_cached_batch_answers_from_memory_only_what_the_live_thread_has_read_dec
     assert shared.cached_batch(stream, read.last_id, Event.objects.latest("id").pk) is None
     shared.REUSE_SECONDS = 0
     assert shared.cached_batch(same_viewer, start, wanted) is None
+
+
+def test_an_event_to_a_conversation_subscriber_costs_four_queries(world):
+    # given a process reader and a subscriber's conversation stream that selects the message (not its files)
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from core import live
+
+    shared = live.SharedLog()
+    stream = live.open_conversation_stream(
+        user=world.subscriber, token_id=None, conversation_id=world.conversation.pk, via=AccessSource.MAILBOX
+    )
+    stream.objects = frozenset({"message"})
+    start = live.start_position(stream, None)
+
+    # when a message is sent and the reader delivers it
+    actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="one")
+    announced = Event.objects.latest("id").pk
+    with CaptureQueriesContext(connection) as queries:
+        batch = shared.read_batch(stream, start, announced)
+
+    # then: the log, the conversation with the viewer's subscription, the membership with the workbench switch
+    # and the account's state, and the message with its sender
+    assert [item.message.body for item in batch.items] == ["one"]
+    assert len(queries.captured_queries) == 4, [q["sql"][:80] for q in queries.captured_queries]
