@@ -124,15 +124,7 @@ def audit_mailbox_conversation_reads(*, user: User, rows: dict[Mailbox, list[Con
 def audit_messages_in_answer(*, user: User, conversation: Conversation, via: AccessSource, operation: str) -> None:
     """A change that answers with the conversation (archive, mark read, start…) can show its messages: that is
     a read of them too, recorded once per conversation and request when the messages are actually asked for."""
-    audit.record(
-        operation=f"{operation}.messages",
-        action=AuditAction.READ,
-        practice=conversation.practice_id,
-        actor_user=user,
-        target=conversation,
-        patient=conversation.patient_id,
-        via=via,
-    )
+    audit.record_conversation_read(operation=f"{operation}.messages", user=user, conversation=conversation, via=via)
 
 
 def get_patient(*, user: User | None, patient_id: int) -> Patient:

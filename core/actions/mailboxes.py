@@ -30,16 +30,22 @@ def _ensure_unique_name(practice_id: int, name: str, *, exclude_id: int | None =
         raise _duplicate_name(name)
 
 
-def _admin_audit(user: User, mailbox: Mailbox, operation: str, action: AuditAction, **detail) -> None:
+def _mailbox_audit(
+    user: User, mailbox: Mailbox, operation: str, action: AuditAction, via: AccessSource, **detail
+) -> None:
     audit.record(
         operation=operation,
         action=action,
         practice=mailbox.practice_id,
         actor_user=user,
         target=mailbox,
-        via=AccessSource.ADMIN,
+        via=via,
         detail=detail,
     )
+
+
+def _admin_audit(user: User, mailbox: Mailbox, operation: str, action: AuditAction, **detail) -> None:
+    _mailbox_audit(user, mailbox, operation, action, AccessSource.ADMIN, **detail)
 
 
 def create_mailbox(*, acting_user: User, practice_id: int, name: str) -> Mailbox:
@@ -121,14 +127,7 @@ def delete_mailbox(*, acting_user: User, mailbox_id: int) -> int:
 
 
 def _own_subscription_changed(user: User, mailbox: Mailbox, operation: str, action: AuditAction) -> None:
-    audit.record(
-        operation=operation,
-        action=action,
-        practice=mailbox.practice_id,
-        actor_user=user,
-        target=mailbox,
-        via=AccessSource.MAILBOX,
-    )
+    _mailbox_audit(user, mailbox, operation, action, AccessSource.MAILBOX)
     emit(EventKind.SUBSCRIPTIONS_CHANGED, practice_id=mailbox.practice_id, mailbox_id=mailbox.pk, user_ids=[user.pk])
 
 
