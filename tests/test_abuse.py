@@ -116,6 +116,24 @@ def test_depth_and_alias_limits_hold_on_repeated_documents(world, document, allo
             assert answer["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
 
 
+def test_a_repeated_document_is_validated_once(world, monkeypatch):
+    """The validation cache keys on the rule classes: limits built per request made every request a miss."""
+    import strawberry.schema.schema as strawberry_schema
+
+    calls = []
+    validate = strawberry_schema.validate
+    monkeypatch.setattr(strawberry_schema, "validate", lambda *args, **kw: calls.append(1) or validate(*args, **kw))
+    document = "query RepeatedForTheCache { a1: __typename b2: __typename c3: __typename }"
+    validated = []
+    for _ in range(3):
+        status, answer, _, _ = send(json.dumps({"query": document}).encode())
+        assert status == 200
+        assert "errors" not in answer
+        validated.append(len(calls))
+    assert validated[0] > 0  # the first sending is validated
+    assert validated[2] == validated[0], validated  # the next two come from the cache
+
+
 def test_five_megabyte_variables_payload_is_refused_with_400_before_parsing(db):
     body = json.dumps({"query": "query($b: String) { __typename }", "variables": {"b": "x" * 5_000_000}}).encode()
 
