@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.db import models
@@ -45,15 +47,38 @@ def build(
     )
 
 
+# Set while a live event is executed (graph.live_exec): reads are collected, to be written as live deliveries.
+_collector: ContextVar[list[dict[str, Any]] | None] = ContextVar("audit_collector", default=None)
+
+
+@contextmanager
+def collecting(entries: list[dict[str, Any]]) -> Iterator[None]:
+    """Within: `record` and `record_many` append their keywords to `entries` instead of writing."""
+    token = _collector.set(entries)
+    try:
+        yield
+    finally:
+        _collector.reset(token)
+
+
 def record(**fields: Any) -> AuditEvent:
     """Writes one audit row; takes the keywords of `build`."""
     event = build(**fields)
+    collector = _collector.get()
+    if collector is not None:
+        collector.append(fields)
+        return event
     event.save(force_insert=True)
     return event
 
 
 def record_many(entries: Iterable[dict[str, Any]]) -> list[AuditEvent]:
     """One INSERT for the rows of a page read at once (each entry takes the keywords of `build`)."""
+    collector = _collector.get()
+    if collector is not None:
+        entries = list(entries)
+        collector.extend(entries)
+        return [build(**entry) for entry in entries]
     return AuditEvent.objects.bulk_create([build(**entry) for entry in entries])
 
 

@@ -1,9 +1,9 @@
 """Live streams read from the event log (the `Event` outbox), never from the publish itself.
 
 A publish on the channel layer only wakes a stream up; the stream then reads every logged event after the
-last one it delivered, checks access, and loads the affected objects in one batch. So a lost publish is
-repaired by the next wake-up (or the periodic re-check), and a client resuming with `after: cursor` gets
-exactly the events it missed, in log order.
+last one it delivered and checks access. So a lost publish is repaired by the next wake-up (or the periodic
+re-check), and a client resuming with `after: cursor` gets exactly the events it missed, in log order. What an
+event shows of its objects is executed per cohort of subscribers by `graph.live_exec`, as over HTTP.
 """
 
 from __future__ import annotations
@@ -22,18 +22,7 @@ from django.utils import timezone
 from core import audit
 from core.errors import DomainError, ErrorCode
 from core.events import conversation_group, patient_group, practice_group
-from core.models import (
-    AccessSource,
-    AuditAction,
-    Conversation,
-    Event,
-    EventKind,
-    Mailbox,
-    Message,
-    Patient,
-    User,
-)
-from core.reads import annotate_conversations, annotate_mailboxes, messages_with_details
+from core.models import AccessSource, AuditAction, Event, Patient, User
 from core.tokens import token_is_valid
 from permissions.live import (
     conversation_stream_visible,
@@ -48,9 +37,6 @@ from permissions.live import (
 )
 
 BATCH_SIZE = 100
-# The objects an event can carry (`LiveItem`); a stream loads those its subscription selects.
-MESSAGE_ATTACHMENTS = "message.attachments"
-EVENT_OBJECTS = frozenset({"mailbox", "conversation", "message", MESSAGE_ATTACHMENTS})
 _CURSOR_PREFIX = "event:"
 
 
@@ -72,7 +58,6 @@ class LiveStream:
     token_id: int | None = None
     conversation_id: int | None = None
     via: AccessSource = AccessSource.MAILBOX
-    objects: frozenset[str] = EVENT_OBJECTS
 
     def log_filter(self) -> Q:
         if self.kind == StreamKind.CONVERSATION:
@@ -100,18 +85,14 @@ class LiveStream:
             self.via,
         )
 
-
-@dataclass
-class LiveItem:
-    event: Event
-    mailbox: Mailbox | None = None
-    conversation: Conversation | None = None
-    message: Message | None = None
+    def cohort_key(self) -> tuple:
+        """Subscribers whose events execute to the same answer (same viewer, same place, same stream)."""
+        return self.access_key()
 
 
 @dataclass
 class Batch:
-    items: list[LiveItem] = field(default_factory=list)
+    items: list[Event] = field(default_factory=list)
     last_id: int = 0
     # The log had more rows than one batch: read again without waiting for a wake-up.
     more: bool = False
@@ -146,19 +127,21 @@ def decode_cursor(cursor: str) -> int:
     return event_id
 
 
-def start_position(stream: LiveStream, after: str | None) -> int:
-    """The id after which the stream delivers. Call it after joining the groups, so nothing falls in between.
+def start_position(stream: LiveStream, after: str | None) -> tuple[int, int]:
+    """The id after which the stream delivers, and the newest logged id of the practice now. Call it after
+    joining the groups, so nothing falls in between.
 
     Without a cursor: the newest logged event of the practice (live only). With one: its event must still be
     in the log (pruning removes oldest first, so everything after it is still there) and be of this practice.
+    The first read must reach the newest id, so a resume replays at once whatever this process read before.
     """
+    newest = Event.objects.filter(practice_id=stream.practice_id).aggregate(newest=Max("id"))["newest"] or 0
     if after is None:
-        newest = Event.objects.filter(practice_id=stream.practice_id).aggregate(newest=Max("id"))["newest"]
-        return newest or 0
+        return newest, newest
     event_id = decode_cursor(after)
     if not Event.objects.filter(pk=event_id, practice_id=stream.practice_id).exists():
         raise _invalid_cursor()
-    return event_id
+    return event_id, newest
 
 
 # ---- opening a stream (checked and audited once) ---------------------------------------------------
@@ -252,8 +235,7 @@ def _visible(stream: LiveStream, event: Event, subscribed: set[int]) -> bool:
 
 
 def read_batch(stream: LiveStream, after_id: int, limit: int = BATCH_SIZE) -> Batch:
-    """Access re-checked, then the next logged events after `after_id` that this viewer may see, with their
-    objects loaded in a constant number of queries (however many events)."""
+    """Access re-checked, then the next logged events after `after_id` that this viewer may see."""
     subscribed = _recheck_access(stream)
     rows = list(Event.objects.filter(stream.log_filter(), id__gt=after_id).order_by("id")[: limit + 1])
     more = len(rows) > limit
@@ -261,65 +243,7 @@ def read_batch(stream: LiveStream, after_id: int, limit: int = BATCH_SIZE) -> Ba
     if not rows:
         return Batch(last_id=after_id)
     visible = [event for event in rows if _visible(stream, event, subscribed)]
-    items = _load_objects(stream, visible)
-    return Batch(items=items, last_id=rows[-1].pk, more=more)
-
-
-def _load_objects(stream: LiveStream, events: list[Event]) -> list[LiveItem]:
-    viewer = stream.user  # None for patients: no per-user annotations
-    load = stream.objects
-    mailbox_ids = (
-        {e.mailbox_id for e in events if e.mailbox_id and e.kind != EventKind.MAILBOX_DELETED}
-        if "mailbox" in load
-        else set()
-    )
-    conversation_ids = {e.conversation_id for e in events if e.conversation_id} if "conversation" in load else set()
-    message_ids = {e.message_id for e in events if e.message_id} if "message" in load else set()
-    scope = Q(practice_id=stream.practice_id)
-    mailboxes = (
-        {
-            m.pk: m
-            for m in annotate_mailboxes(Mailbox.objects.filter(scope, pk__in=mailbox_ids), viewer).select_related(
-                "practice"
-            )
-        }
-        if mailbox_ids
-        else {}
-    )
-    conversations = (
-        {
-            c.pk: c
-            for c in annotate_conversations(
-                Conversation.objects.filter(scope, pk__in=conversation_ids), viewer
-            ).select_related("mailbox__practice")
-        }
-        if conversation_ids
-        else {}
-    )
-    for conversation in conversations.values():
-        conversation._via = stream.via
-    in_practice = Message.objects.filter(conversation__practice_id=stream.practice_id, pk__in=message_ids)
-    messages = (
-        {
-            m.pk: m
-            for m in (
-                messages_with_details(in_practice)
-                if MESSAGE_ATTACHMENTS in load
-                else in_practice.select_related("sender_user", "sender_patient")
-            )
-        }
-        if message_ids
-        else {}
-    )
-    return [
-        LiveItem(
-            event=e,
-            mailbox=mailboxes.get(e.mailbox_id),
-            conversation=conversations.get(e.conversation_id),
-            message=messages.get(e.message_id),
-        )
-        for e in events
-    ]
+    return Batch(items=visible, last_id=rows[-1].pk, more=more)
 
 
 # ---- the shared reader: one log read, one access decision, one object load per event and process ---
@@ -349,13 +273,12 @@ class _Memo:
 
 class SharedLog:
     """What every subscription of one server process shares, so fan-out costs queries per event, not per
-    subscriber: the practice log read once per publish, access decided once per distinct viewer and event, the
-    affected objects loaded once per distinct viewer and event.
+    subscriber: the practice log read once per publish, access decided once per distinct viewer and event.
 
     Written only from the live thread (`core.live_db`), one call at a time: plain dicts suffice. The event loop
     may read it (`cached_batch`): log snapshots and memos are immutable and replaced in one assignment. A stream
     that has fallen behind the cached window (resume from an old cursor) reads the log itself, as before.
-    Decisions and loads are reused only for the same log head and for at most `REUSE_SECONDS`, so a change
+    Decisions are reused only for the same log head and for at most `REUSE_SECONDS`, so a change
     that writes no event (a lost membership, a revoked token) is still seen at the next event or periodic
     re-check.
     """
@@ -371,7 +294,6 @@ class SharedLog:
     def clear(self) -> None:
         self.logs: dict[int, _PracticeLog] = {}
         self.access: dict[tuple, _Memo] = {}
-        self.loads: dict[tuple, _Memo] = {}
 
     def read_batch(self, stream: LiveStream, after_id: int, wanted_id: int | None, limit: int = BATCH_SIZE) -> Batch:
         log = self._log(stream.practice_id, after_id, wanted_id)
@@ -383,17 +305,13 @@ class SharedLog:
         )
         rows, last_id, more = self._rows(stream, log, after_id, limit)
         visible = [event for event in rows if _visible(stream, event, subscribed)]
-        if not visible:
-            return Batch(last_id=last_id, more=more)
-        key = (stream.access_key(), stream.objects, tuple(e.pk for e in visible))
-        items = self._memo(self.loads, key, log.head, lambda: _load_objects(stream, visible))
-        return Batch(items=items, last_id=last_id, more=more)
+        return Batch(items=visible, last_id=last_id, more=more)
 
     def cached_batch(
         self, stream: LiveStream, after_id: int, wanted_id: int | None, limit: int = BATCH_SIZE
     ) -> Batch | None:
-        """What `read_batch` would answer, if the log read, the access decision and the loaded objects it needs
-        are all here already; None if anything would need the database. Only reads: the event loop calls it,
+        """What `read_batch` would answer, if the log read and the access decision it needs are here already;
+        None if anything would need the database. Only reads: the event loop calls it,
         so the many subscribers one publish wakes do not each queue for the live thread."""
         log = self.logs.get(stream.practice_id)
         now = time.monotonic()
@@ -406,11 +324,7 @@ class SharedLog:
             return None
         rows, last_id, more = self._rows(stream, log, after_id, limit)
         visible = [event for event in rows if _visible(stream, event, access.value)]
-        if not visible:
-            return Batch(last_id=last_id, more=more)
-        key = (stream.access_key(), stream.objects, tuple(e.pk for e in visible))
-        loaded = self._fresh(self.loads, key, log.head, now)
-        return Batch(items=loaded.value, last_id=last_id, more=more) if loaded is not None else None
+        return Batch(items=visible, last_id=last_id, more=more)
 
     @staticmethod
     def _rows(stream: LiveStream, log: _PracticeLog, after_id: int, limit: int) -> tuple[list[Event], int, bool]:
@@ -467,9 +381,8 @@ class SharedLog:
 
     def _forget_old(self) -> None:
         now = time.monotonic()
-        for memos in (self.access, self.loads):
-            for key in [k for k, m in memos.items() if now - m.at > self.REUSE_SECONDS]:
-                memos.pop(key, None)
+        for key in [k for k, m in self.access.items() if now - m.at > self.REUSE_SECONDS]:
+            self.access.pop(key, None)
 
 
 SHARED = SharedLog()

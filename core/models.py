@@ -27,6 +27,8 @@ class AccessSource(models.TextChoices):
     CHART_SUMMARY = "CHART_SUMMARY"
     PORTAL = "PORTAL"
     ADMIN = "ADMIN"
+    # What a live subscription delivered to its viewer (not a person opening a record).
+    LIVE = "LIVE"
 
 
 class ConversationStatus(models.TextChoices):

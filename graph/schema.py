@@ -17,6 +17,7 @@ from graph import fast_fields
 from graph.audit_refusals import AuditRefusals
 from graph.errors import DomainErrors
 from graph.limits import IntrospectionSwitch, MaxFieldsLimiter
+from graph.live_exec import LiveExecutor
 from graph.mutations import Mutation
 from graph.queries import Query
 
@@ -81,5 +82,7 @@ schema = MailboxSchema(
     mutation=Mutation,
     subscription=_subscription_type(),
     extensions=[*_extensions(), *_stream_extensions()],
+    # Subscription events execute on the live database thread, once per cohort (graph.live_exec).
+    execution_context_class=LiveExecutor,
 )
 fast_fields.install(schema._schema)

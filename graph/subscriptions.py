@@ -2,7 +2,7 @@
 
 The resolvers parse arguments and hand over to `follow`, which joins the stream's channel-layer groups
 first, then reads the log after the cursor, then waits for wake-ups (publishes) or the periodic re-check.
-Event fields only read objects loaded in batch by `core.live.read_batch` (no query per field).
+Each event's fields are executed by `graph.live_exec` on the live database thread, as over HTTP.
 """
 
 from __future__ import annotations
@@ -15,30 +15,62 @@ import strawberry
 from django.conf import settings
 from strawberry import relay
 from strawberry.extensions import SchemaExtension
-from strawberry.types.nodes import SelectedField
 
 from core import live, models
 from core.errors import DomainError, ErrorCode
 from core.live_db import live_db
+from graph import event_objects
 from graph.errors import format_error
 from graph.ids import decode_id
+from graph.live_exec import LiveDelivery, SocketOrigin
 from graph.types import AccessSource, ConversationType, EventKind, Info, MailboxType, MessageType
 
 
-@strawberry.type(description="One change from the event log. `cursor` resumes after it (`after:`).")
+@strawberry.type(
+    description="One change from the event log. `cursor` resumes after it (`after:`). Its objects answer every "
+    "field as the same field would over HTTP for this viewer at this moment."
+)
 class LiveEvent:
-    cursor: str
-    kind: EventKind
-    occurred_at: dt.datetime
-    mailbox_id: relay.GlobalID | None = strawberry.field(description="Set even when the mailbox is deleted.")
-    conversation_id: relay.GlobalID | None
-    mailbox: MailboxType | None
-    conversation: ConversationType | None
-    message: MessageType | None
-    mailbox_name: str | None = strawberry.field(description="The name of a deleted mailbox.")
-    user_ids: list[relay.GlobalID] = strawberry.field(
-        description="Users whose own view changed (subscriptions, reads)."
-    )
+    @strawberry.field
+    def cursor(self: LiveDelivery) -> str:
+        return live.encode_cursor(self.event.pk)
+
+    @strawberry.field
+    def kind(self: LiveDelivery) -> EventKind:
+        return models.EventKind(self.event.kind)
+
+    @strawberry.field
+    def occurred_at(self: LiveDelivery) -> dt.datetime:
+        return self.event.created_at
+
+    @strawberry.field(description="Set even when the mailbox is deleted.")
+    def mailbox_id(self: LiveDelivery) -> relay.GlobalID | None:
+        return relay.GlobalID("Mailbox", str(self.event.mailbox_id)) if self.event.mailbox_id else None
+
+    @strawberry.field
+    def conversation_id(self: LiveDelivery) -> relay.GlobalID | None:
+        event = self.event
+        return relay.GlobalID("Conversation", str(event.conversation_id)) if event.conversation_id else None
+
+    @strawberry.field
+    def mailbox(self: LiveDelivery, info: Info) -> MailboxType | None:
+        return event_objects.mailbox(self, info.context)
+
+    @strawberry.field
+    def conversation(self: LiveDelivery, info: Info) -> ConversationType | None:
+        return event_objects.conversation(self, info.context)
+
+    @strawberry.field
+    def message(self: LiveDelivery, info: Info) -> MessageType | None:
+        return event_objects.message(self, info.context)
+
+    @strawberry.field(description="The name of a deleted mailbox.")
+    def mailbox_name(self: LiveDelivery) -> str | None:
+        return (self.event.data or {}).get("name")
+
+    @strawberry.field(description="Users whose own view changed (subscriptions, reads).")
+    def user_ids(self: LiveDelivery) -> list[relay.GlobalID]:
+        return [relay.GlobalID("User", str(pk)) for pk in self.event.user_ids or []]
 
 
 class StreamedDomainErrors(SchemaExtension):
@@ -50,60 +82,35 @@ class StreamedDomainErrors(SchemaExtension):
         yield
 
 
-def _to_event(item: live.LiveItem) -> LiveEvent:
-    event = item.event
-    return LiveEvent(
-        cursor=live.encode_cursor(event.pk),
-        kind=models.EventKind(event.kind),
-        occurred_at=event.created_at,
-        mailbox_id=relay.GlobalID("Mailbox", str(event.mailbox_id)) if event.mailbox_id else None,
-        conversation_id=relay.GlobalID("Conversation", str(event.conversation_id)) if event.conversation_id else None,
-        mailbox=item.mailbox,
-        conversation=item.conversation,
-        message=item.message,
-        mailbox_name=(event.data or {}).get("name"),
-        user_ids=[relay.GlobalID("User", str(pk)) for pk in event.user_ids or []],
-    )
-
-
-def _prime_cache(context, item: live.LiveItem) -> None:
-    """Memoized decisions live for one event, never for the connection; the practice is preloaded."""
-    context.cache.clear()
-    for mailbox in (item.mailbox, item.conversation.mailbox if item.conversation else None):
-        if mailbox is not None:
-            context.cache[("practice", mailbox.practice_id)] = mailbox.practice
-
-
 def _recheck_seconds() -> float:
     return float(settings.MAILBOX.get("LIVE_RECHECK_SECONDS", 4))
 
 
-async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[LiveEvent, None]:
+async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[LiveDelivery, None]:
     """Joins the groups, replays the log after `after`, then continues live; access re-checked every batch.
 
     Every read goes through the process's shared reader (`core.live.SHARED`): however many subscribers a
-    publish wakes, the process reads the log, decides access and loads objects once per event and distinct
-    viewer, on the live thread; the other subscribers take the result from memory on the event loop.
+    publish wakes, the process reads the log and decides access once per event and distinct viewer, on the
+    live thread; the other subscribers take the result from memory on the event loop. What each event shows is
+    executed by `graph.live_exec`, once per cohort of subscribers.
     """
     context = info.context
     consumer = getattr(context, "ws", None)
     if consumer is None:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "Subscriptions run over WebSocket (graphql-transport-ws).")
     stream: live.LiveStream = await live_db(open_stream)()
-    stream.objects = _selected_objects(info)
+    origin = SocketOrigin(consumer.scope)
     async with consumer.wakeups(stream.groups) as wakeup:
-        last_seen = await live_db(live.start_position)(stream, after)
-        announced: int | None = None
+        last_seen, announced = await live_db(live.start_position)(stream, after)
         while True:
             try:
-                batch = await _next_batch(stream, last_seen, announced)
+                batch = await _next_batch(stream, last_seen, announced or None)
             except DomainError as refusal:
                 if refusal.code == ErrorCode.UNAUTHENTICATED:
                     await consumer.close_for_invalid_token()
                 raise
-            for item in batch.items:
-                _prime_cache(context, item)
-                yield _to_event(item)
+            for event in batch.items:
+                yield LiveDelivery(event=event, stream=stream, origin=origin)
             last_seen = batch.last_id
             if not batch.more:
                 await wakeup.wait(timeout=_recheck_seconds())
@@ -120,7 +127,7 @@ async def _next_batch(stream: live.LiveStream, last_seen: int, announced: int | 
     if batch is not None:
         return batch
     loop = asyncio.get_running_loop()
-    key = (id(loop), stream.access_key(), stream.objects, last_seen, announced)
+    key = (id(loop), stream.access_key(), last_seen, announced)
     pending = _reading.get(key)
     if pending is not None:
         await asyncio.shield(pending)
@@ -134,25 +141,6 @@ async def _next_batch(stream: live.LiveStream, last_seen: int, announced: int | 
     finally:
         del _reading[key]
         done.set_result(None)
-
-
-def _selected_objects(info: Info) -> frozenset[str]:
-    """Which of the event's objects the subscription selects: the others are not loaded for its events (a
-    mailbox's unread count, say, costs queries nobody reads), nor a message's attachments unless selected.
-    Fragments are followed."""
-    wanted: set[str] = set()
-    pending = [("", selection) for field in info.selected_fields for selection in field.selections]
-    while pending:
-        parent, selection = pending.pop()
-        if not isinstance(selection, SelectedField):  # a fragment: its selections belong to the same parent
-            pending.extend((parent, inner) for inner in selection.selections)
-        elif not parent:
-            wanted.add(selection.name)
-            if selection.name == "message":
-                pending.extend(("message", inner) for inner in selection.selections)
-        elif selection.name == "attachments":
-            wanted.add(live.MESSAGE_ATTACHMENTS)
-    return frozenset(wanted & live.EVENT_OBJECTS)
 
 
 def _via(via: AccessSource) -> models.AccessSource:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import enum
 from collections import defaultdict
@@ -165,18 +164,9 @@ class PracticeSettingType:
 # ---- mailboxes -------------------------------------------------------------------------------------
 
 
-def _in_event_loop() -> bool:
-    """Subscription payloads resolve on the event loop, where no query may run: they come preloaded."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 def _mailbox_facts(mailbox: models.Mailbox, info: Info) -> models.Mailbox:
     """The mailbox with the viewer's annotations (subscription, counts), loaded for its whole list at once."""
-    if hasattr(mailbox, "subscriber_count") or _in_event_loop():
+    if hasattr(mailbox, "subscriber_count"):
         return mailbox
     batch = batch_of(mailbox)
 
@@ -301,7 +291,7 @@ class ConversationType(relay.Node):
 
     @strawberry.field
     def mailbox(self: models.Conversation, info: Info) -> Annotated[MailboxType, strawberry.lazy("graph.types")]:
-        if hasattr(self.mailbox, "subscriber_count") or _in_event_loop():
+        if hasattr(self.mailbox, "subscriber_count"):
             return self.mailbox
         batch = batch_of(self)
 

@@ -1,0 +1,201 @@
+"""Executing a subscription's selection for one event, as the same selection would run over HTTP.
+
+graphql-core executes each event's selection set on the event loop, where no resolver may touch the database
+(Django raises `SynchronousOnlyOperation`): nested fields of an event (`conversation { messages { … } }`,
+`mailbox { subscribers { … } }`) could not answer. Here each event runs on the live database thread through
+the same types, resolvers and guards as an HTTP request, with a fresh per-event context for the viewer, so
+every field a subscription can select answers what HTTP would answer at that moment.
+
+An event is executed once per cohort: subscribers with the same document, variables and viewer access
+(`core.live.LiveStream.cohort_key`) share one execution and one encoded payload. PHI a live event carries is
+audited as a live delivery (operation `<stream>.live`, via `LIVE`), batched and written after the frames
+are sent, never as a person opening a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
+from graphql import ExecutionResult
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from core import audit, live
+from core.live_db import live_db
+from core.models import AccessSource, AuditAction, AuditEvent, Event
+from graph.context import Context
+
+# Results of recent (event, cohort) executions, shared by the cohort's subscribers on this process.
+_COHORT_MEMO_SIZE = 4096
+LIVE_VIA = AccessSource.LIVE
+
+
+class SocketOrigin:
+    """What a resolver may ask of "the request" over a socket: absolute URLs on the host the client used."""
+
+    def __init__(self, scope: dict) -> None:
+        scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "ws"), "http")
+        self._request = ASGIRequest({**scope, "type": "http", "method": "GET", "scheme": scheme}, io.BytesIO())
+
+    def build_absolute_uri(self, location: str) -> str:
+        try:
+            return self._request.build_absolute_uri(location)
+        except DisallowedHost:
+            return location
+
+
+@dataclass
+class LiveDelivery:
+    """The root value of one event for one subscriber: the event, whose stream it is, and how to run it."""
+
+    event: Event
+    stream: live.LiveStream
+    origin: SocketOrigin | None
+
+    def context(self) -> Context:
+        stream = self.stream
+        context = Context(request=self.origin, user=stream.user, patient=stream.patient, token_id=stream.token_id)
+        context.live_stream = stream
+        return context
+
+
+class _Cohorts:
+    """Executions in flight or just done, by (operation, variables, cohort, event): one per cohort and event."""
+
+    def __init__(self) -> None:
+        self.results: OrderedDict[tuple, asyncio.Future] = OrderedDict()
+
+    def get_or_start(self, key: tuple, start) -> asyncio.Future:
+        future = self.results.get(key)
+        if future is None:
+            future = self.results[key] = asyncio.ensure_future(start())
+            while len(self.results) > _COHORT_MEMO_SIZE:
+                self.results.popitem(last=False)
+        return future
+
+
+_cohorts: dict[asyncio.AbstractEventLoop, _Cohorts] = {}
+
+
+def _cohorts_of_loop() -> _Cohorts:
+    loop = asyncio.get_running_loop()
+    cohorts = _cohorts.get(loop)
+    if cohorts is None:
+        for old in [other for other in _cohorts if other.is_closed()]:
+            del _cohorts[old]
+        cohorts = _cohorts[loop] = _Cohorts()
+    return cohorts
+
+
+def _variables_key(executor) -> str:
+    values = getattr(executor.variable_values, "coerced", executor.variable_values)
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+class LiveExecutor(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor, with subscription events run on the live thread (once per cohort)."""
+
+    def execute_operation(self, serially: bool | None = None):
+        delivery = self.root_value
+        if not isinstance(delivery, LiveDelivery) or getattr(self, "_on_live_thread", False):
+            return super().execute_operation(serially)
+        key = (
+            id(self.operation),
+            _variables_key(self),
+            delivery.stream.cohort_key(),
+            delivery.event.pk,
+        )
+        return _shared_result(self, key, serially)
+
+
+async def _shared_result(executor: LiveExecutor, key: tuple, serially: bool | None) -> ExecutionResult:
+    future = _cohorts_of_loop().get_or_start(key, lambda: _execute_on_live_thread(executor, serially))
+    return await asyncio.shield(future)
+
+
+async def _execute_on_live_thread(executor: LiveExecutor, serially: bool | None) -> ExecutionResult:
+    operation = executor.operation  # kept referenced while its id is part of memo keys
+    result, entries = await live_db(_execute)(executor, serially)
+    if entries:
+        AUDIT.add(entries)
+    del operation
+    return result
+
+
+def _execute(executor: LiveExecutor, serially: bool | None) -> tuple[ExecutionResult, list[dict]]:
+    delivery: LiveDelivery = executor.root_value
+    executor.context_value = delivery.context()
+    executor._on_live_thread = True
+    entries: list[dict] = []
+    with audit.collecting(entries):
+        result = executor.execute_operation(serially)
+    if asyncio.iscoroutine(result):  # no resolver of the schema is async; this would be a programming error
+        result.close()
+        raise RuntimeError("A subscription field resolved asynchronously on the live thread.")
+    return result, _live_audit_rows(delivery, entries)
+
+
+def _live_audit_rows(delivery: LiveDelivery, entries: list[dict]) -> list[dict]:
+    """The delivery itself (the event's patient), plus what nested reads showed (their patients), as live."""
+    stream, event = delivery.stream, delivery.event
+    operation = f"{stream.kind}.live"
+    rows: list[dict] = []
+    if event.patient_id is not None:
+        rows.append(
+            {
+                "operation": operation,
+                "action": AuditAction.READ,
+                "practice": stream.practice_id,
+                "actor_user": stream.user,
+                "actor_patient": stream.patient,
+                "patient": event.patient_id,
+                "via": LIVE_VIA,
+                "detail": {"event_id": event.pk, "kind": event.kind},
+            }
+        )
+    for entry in entries:
+        rows.append(
+            {
+                **entry,
+                "operation": f"{operation}:{entry.get('operation', '')}",
+                "via": LIVE_VIA,
+                "detail": {**(entry.get("detail") or {}), "event_id": event.pk, "read_via": str(entry.get("via", ""))},
+            }
+        )
+    return rows
+
+
+class _LiveAudit:
+    """Live-delivery audit rows of a process, written in one INSERT after the frames of an event went out."""
+
+    def __init__(self) -> None:
+        self.pending: list[dict] = []
+        self.flushing: asyncio.Task | None = None
+
+    def add(self, entries: list[dict]) -> None:
+        self.pending.extend(entries)
+        if self.flushing is None or self.flushing.done():
+            self.flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let the woken subscribers send their frames first
+        while self.pending:
+            rows, self.pending = self.pending, []
+            await live_db(_write_audit)(rows)
+
+    async def drain(self) -> None:
+        """Waits until every collected row is written (tests, shutdown)."""
+        while self.flushing is not None and not self.flushing.done():
+            await self.flushing
+
+
+def _write_audit(entries: list[dict]) -> None:
+    AuditEvent.objects.bulk_create([audit.build(**entry) for entry in entries])
+
+
+AUDIT = _LiveAudit()
