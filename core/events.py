@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from core.models import Event, EventKind
+from core.models import Event, EventKind, Membership, Patient, User
 
 log = logging.getLogger(__name__)
 # First key of the two-key advisory lock that orders a practice's event log (arbitrary, fixed).
@@ -69,6 +69,29 @@ def emit(
     )
     transaction.on_commit(lambda: publish(event))
     return event
+
+
+def emit_access_changed(
+    *, practice_id: int, reason: str, user_ids: Iterable[int] = (), patient_id: int | None = None, **data
+) -> Event:
+    """Who may see what changed in this practice (no user or patient named: everyone). Live streams concerned
+    decide their access again at their next event (`core.live.SharedLog`)."""
+    return emit(
+        EventKind.ACCESS_CHANGED,
+        practice_id=practice_id,
+        user_ids=user_ids,
+        patient_id=patient_id,
+        data={"reason": reason, **data},
+    )
+
+
+def emit_account_access_changed(*, reason: str, user: User | None = None, patient: Patient | None = None) -> None:
+    """A user's or patient's credentials or account changed: one event in each practice they belong to."""
+    if patient is not None:
+        emit_access_changed(practice_id=patient.practice_id, patient_id=patient.pk, reason=reason)
+        return
+    for practice_id in Membership.objects.filter(user=user).values_list("practice_id", flat=True):
+        emit_access_changed(practice_id=practice_id, user_ids=[user.pk], reason=reason)
 
 
 def publish(event: Event) -> None:

@@ -23,8 +23,10 @@ from core import audit
 from core.errors import DomainError, ErrorCode
 from core.events import conversation_group, patient_group, practice_group
 from core.models import AccessSource, AuditAction, Event, Patient, User
-from core.tokens import token_is_valid
+from core.tokens import token_is_valid, valid_session_keys
 from permissions.live import (
+    ACCESS_CHANGES,
+    PRACTICE_WIDE_ACCESS,
     conversation_stream_visible,
     mailbox_stream_visible,
     portal_event_filter,
@@ -58,6 +60,8 @@ class LiveStream:
     token_id: int | None = None
     conversation_id: int | None = None
     via: AccessSource = AccessSource.MAILBOX
+    # The browser session a cookie-authenticated socket signed in with (signing out ends the stream).
+    session_key: str | None = None
 
     def log_filter(self) -> Q:
         if self.kind == StreamKind.CONVERSATION:
@@ -75,7 +79,11 @@ class LiveStream:
         return True
 
     def access_key(self) -> tuple:
-        """Streams with equal keys get the same access decision and the same loaded objects."""
+        """Streams with equal keys get the same access decision (same viewer and credential, same place)."""
+        return (*self.cohort_key(), self.token_id, self.session_key)
+
+    def cohort_key(self) -> tuple:
+        """Subscribers whose events execute to the same answer (same viewer, same place, same stream)."""
         return (
             self.kind,
             self.practice_id,
@@ -85,14 +93,20 @@ class LiveStream:
             self.via,
         )
 
-    def cohort_key(self) -> tuple:
-        """Subscribers whose events execute to the same answer (same viewer, same place, same stream)."""
-        return self.access_key()
+    def concerned_by(self, change: Event) -> bool:
+        """Whether an access-changing event of this practice may change this stream's access decision."""
+        if change.kind in PRACTICE_WIDE_ACCESS or not (change.user_ids or change.patient_id):
+            return True
+        if self.user is not None and self.user.pk in (change.user_ids or ()):
+            return True
+        return self.patient is not None and self.patient.pk == change.patient_id
 
 
 @dataclass
 class Batch:
     items: list[Event] = field(default_factory=list)
+    # The access decision the items were filtered with (a mailbox stream: its subscribed, active mailboxes).
+    access: frozenset[int] = frozenset()
     last_id: int = 0
     # The log had more rows than one batch: read again without waiting for a wake-up.
     more: bool = False
@@ -211,10 +225,15 @@ def require_token(token_id: int | None) -> None:
         )
 
 
-def _recheck_access(stream: LiveStream, *, token: bool = True) -> set[int]:
+def require_session(session_key: str | None) -> None:
+    if session_key is not None and not valid_session_keys([session_key]):
+        raise DomainError(ErrorCode.UNAUTHENTICATED, "This session has ended; sign in again.")
+
+
+def _recheck_access(stream: LiveStream) -> set[int]:
     """The current access decision; returns the subscribed active mailboxes for the mailbox stream."""
-    if token:
-        require_token(stream.token_id)
+    require_token(stream.token_id)
+    require_session(stream.session_key)
     # Staff streams: require_workbench_member reads the account's current is_active with the membership.
     if stream.kind == StreamKind.MAILBOX:
         require_mailbox_stream(stream.user, stream.practice_id)
@@ -243,7 +262,7 @@ def read_batch(stream: LiveStream, after_id: int, limit: int = BATCH_SIZE) -> Ba
     if not rows:
         return Batch(last_id=after_id)
     visible = [event for event in rows if _visible(stream, event, subscribed)]
-    return Batch(items=visible, last_id=rows[-1].pk, more=more)
+    return Batch(items=visible, last_id=rows[-1].pk, more=more, access=frozenset(subscribed))
 
 
 # ---- the shared reader: one log read, one access decision, one object load per event and process ---
@@ -269,26 +288,30 @@ class _Memo:
     head: int
     at: float
     value: object
+    stream: LiveStream | None = None
 
 
 class SharedLog:
     """What every subscription of one server process shares, so fan-out costs queries per event, not per
-    subscriber: the practice log read once per publish, access decided once per distinct viewer and event.
+    subscriber: the practice log read once per publish, access decided once per distinct viewer.
 
     Written only from the live thread (`core.live_db`), one call at a time: plain dicts suffice. The event loop
     may read it (`cached_batch`): log snapshots and memos are immutable and replaced in one assignment. A stream
     that has fallen behind the cached window (resume from an old cursor) reads the log itself, as before.
-    Decisions are reused only for the same log head and for at most `REUSE_SECONDS`, so a change
-    that writes no event (a lost membership, a revoked token) is still seen at the next event or periodic
-    re-check.
+
+    Access changes are events too (`permissions.live.ACCESS_CHANGES`: settings, permissions, memberships,
+    subscriptions, mailbox status, token revocation, sign-out): reading one drops the decisions it concerns,
+    so the next event is decided afresh, and an event costs no access query otherwise. Decisions are also
+    dropped after `LIVE_RECHECK_SECONDS`, the safety net for changes made outside the
+    actions (raw SQL, the admin shell) and for tokens that simply expire.
     """
 
     KEEP_ROWS = 1000
-    REUSE_SECONDS = 1.0
     # A wake-up without an event id (the periodic re-check) accepts a log read this recent.
     FRESH_SECONDS = 0.5
 
     def __init__(self) -> None:
+        self.reuse_seconds: float | None = None  # None: LIVE_RECHECK_SECONDS
         self.clear()
 
     def clear(self) -> None:
@@ -300,12 +323,10 @@ class SharedLog:
         if after_id < log.floor:
             return read_batch(stream, after_id, limit)
         # The token is the socket's: the process re-checks it every LIVE_RECHECK_SECONDS (closing with 4403).
-        subscribed = self._memo(
-            self.access, stream.access_key(), log.head, lambda: _recheck_access(stream, token=False)
-        )
+        subscribed = self._memo(self.access, stream.access_key(), log.head, lambda: _recheck_access(stream), stream)
         rows, last_id, more = self._rows(stream, log, after_id, limit)
         visible = [event for event in rows if _visible(stream, event, subscribed)]
-        return Batch(items=visible, last_id=last_id, more=more)
+        return Batch(items=visible, last_id=last_id, more=more, access=frozenset(subscribed))
 
     def cached_batch(
         self, stream: LiveStream, after_id: int, wanted_id: int | None, limit: int = BATCH_SIZE
@@ -324,7 +345,7 @@ class SharedLog:
             return None
         rows, last_id, more = self._rows(stream, log, after_id, limit)
         visible = [event for event in rows if _visible(stream, event, access.value)]
-        return Batch(items=visible, last_id=last_id, more=more)
+        return Batch(items=visible, last_id=last_id, more=more, access=frozenset(access.value))
 
     @staticmethod
     def _rows(stream: LiveStream, log: _PracticeLog, after_id: int, limit: int) -> tuple[list[Event], int, bool]:
@@ -359,29 +380,43 @@ class SharedLog:
                 rows = rows[len(rows) - self.KEEP_ROWS :]
             log = _PracticeLog(floor=floor, head=new[-1].pk, rows=rows, read_at=now)
             self._forget_old()
+            self._forget_changed(practice_id, [e for e in new if e.kind in ACCESS_CHANGES])
         else:
             log = _PracticeLog(floor=log.floor, head=log.head, rows=log.rows, read_at=now)
         self.logs[practice_id] = log
         return log
 
+    def reuse_for(self) -> float:
+        """How long an access decision stands without an access change (read per use: settings may change)."""
+        return self.reuse_seconds if self.reuse_seconds is not None else _recheck_seconds()
+
     def _fresh(self, memos: dict[tuple, _Memo], key: tuple, head: int, now: float) -> _Memo | None:
         memo = memos.get(key)
-        if memo is not None and memo.head == head and now - memo.at <= self.REUSE_SECONDS:
+        if memo is not None and memo.head <= head and now - memo.at <= self.reuse_for():
             return memo
         return None
 
-    def _memo(self, memos: dict[tuple, _Memo], key: tuple, head: int, compute):
+    def _forget_changed(self, practice_id: int, changes: list[Event]) -> None:
+        """Drops the decisions an access change of the practice concerns (the next event decides afresh)."""
+        if not changes:
+            return
+        for key, memo in list(self.access.items()):
+            stream = memo.stream
+            if stream.practice_id == practice_id and any(stream.concerned_by(change) for change in changes):
+                del self.access[key]
+
+    def _memo(self, memos: dict[tuple, _Memo], key: tuple, head: int, compute, stream: LiveStream | None = None):
         now = time.monotonic()
         memo = self._fresh(memos, key, head, now)
         if memo is not None:
             return memo.value
         value = compute()  # a refusal (DomainError) is raised to this stream and not kept
-        memos[key] = _Memo(head=head, at=now, value=value)
+        memos[key] = _Memo(head=head, at=now, value=value, stream=stream)
         return value
 
     def _forget_old(self) -> None:
         now = time.monotonic()
-        for key in [k for k, m in self.access.items() if now - m.at > self.REUSE_SECONDS]:
+        for key in [k for k, m in self.access.items() if now - m.at > self.reuse_for()]:
             self.access.pop(key, None)
 
 
@@ -390,6 +425,10 @@ SHARED = SharedLog()
 
 def read_shared(stream: LiveStream, after_id: int, wanted_id: int | None) -> Batch:
     return SHARED.read_batch(stream, after_id, wanted_id)
+
+
+def _recheck_seconds() -> float:
+    return float(settings.MAILBOX.get("LIVE_RECHECK_SECONDS", 4))
 
 
 # ---- retention -------------------------------------------------------------------------------------

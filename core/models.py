@@ -327,6 +327,9 @@ class EventKind(models.TextChoices):
     MAILBOX_ACTIVATED = "MAILBOX_ACTIVATED"
     MAILBOX_DELETED = "MAILBOX_DELETED"
     SUBSCRIPTIONS_CHANGED = "SUBSCRIPTIONS_CHANGED"
+    # Who may see what changed: a practice setting, a role, a permission, a membership, an account, a token or a
+    # browser session (`data.reason`). Live streams decide their access again; no object is attached.
+    ACCESS_CHANGED = "ACCESS_CHANGED"
 
 
 class Event(models.Model):

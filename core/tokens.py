@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from core import audit, ratelimit
 from core.context import current_request
 from core.errors import DomainError, ErrorCode
+from core.events import emit_account_access_changed
 from core.models import ApiToken, Patient, User
 
 TOKEN_PREFIX = "pmm_"
@@ -106,4 +108,19 @@ def revoke_tokens(*, user: User | None = None, patient: Patient | None = None) -
         raise ValueError("Revoke the tokens of exactly one user or one patient.")
     tokens = ApiToken.objects.filter(revoked_at__isnull=True)
     tokens = tokens.filter(user=user) if user is not None else tokens.filter(patient=patient)
-    return tokens.update(revoked_at=timezone.now())
+    with transaction.atomic():
+        revoked = tokens.update(revoked_at=timezone.now())
+        if revoked:  # open sockets of these tokens close at their next event (or the periodic re-check)
+            emit_account_access_changed(reason="token", user=user, patient=patient)
+    return revoked
+
+
+def valid_session_keys(keys: Iterable[str]) -> set[str]:
+    """The browser sessions among `keys` that are still signed in."""
+    from django.contrib.sessions.models import Session
+
+    return set(
+        Session.objects.filter(session_key__in=set(keys), expire_date__gt=timezone.now()).values_list(
+            "session_key", flat=True
+        )
+    )

@@ -30,7 +30,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from core.context import RequestInfo, set_current_request
 from core.errors import DomainError
 from core.live_db import live_db
-from core.tokens import authenticate_token, valid_token_ids
+from core.tokens import authenticate_token, valid_session_keys, valid_token_ids
 from graph.context import Context
 from graph.views import bearer_token
 
@@ -80,15 +80,17 @@ def _setting(name: str, default: float) -> float:
 
 
 class TokenWatch:
-    """Re-checks the tokens of every open socket of this process (event loop) every `LIVE_RECHECK_SECONDS` in one
-    query, and closes the sockets of revoked or expired ones with 4403. One query per interval per process
-    instead of one per socket: 500 sockets made 125 queries a second, queued on the live thread ahead of event
-    reads."""
+    """Re-checks the credentials of every open socket of this process (event loop) every `LIVE_RECHECK_SECONDS`,
+    tokens in one query and browser sessions in another, and closes the sockets of revoked or expired tokens and
+    ended sessions with 4403. One query per interval per process instead of one per socket: 500 sockets made 125
+    queries a second, queued on the live thread ahead of event reads. (Streams also end at once when the
+    revocation or sign-out event reaches them, `core.live`.)"""
 
     _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TokenWatch] = weakref.WeakKeyDictionary()
 
     def __init__(self) -> None:
-        self.sockets: dict[int, set[MailboxWSConsumer]] = defaultdict(set)
+        # ("token", id) or ("session", key) → the sockets signed in with it
+        self.sockets: dict[tuple[str, int | str], set[MailboxWSConsumer]] = defaultdict(set)
         self.task: asyncio.Task | None = None
 
     @classmethod
@@ -99,34 +101,41 @@ class TokenWatch:
             watch = cls._by_loop[loop] = cls()
         return watch
 
-    def add(self, token_id: int, consumer: MailboxWSConsumer) -> None:
-        self.sockets[token_id].add(consumer)
+    def add(self, credential: tuple[str, int | str], consumer: MailboxWSConsumer) -> None:
+        self.sockets[credential].add(consumer)
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run())
 
-    def discard(self, token_id: int, consumer: MailboxWSConsumer) -> None:
-        consumers = self.sockets.get(token_id)
+    def discard(self, credential: tuple[str, int | str], consumer: MailboxWSConsumer) -> None:
+        consumers = self.sockets.get(credential)
         if consumers is not None:
             consumers.discard(consumer)
             if not consumers:
-                del self.sockets[token_id]
+                del self.sockets[credential]
 
     async def _run(self) -> None:
         while self.sockets:
             await asyncio.sleep(_setting("LIVE_RECHECK_SECONDS", 4))
-            token_ids = list(self.sockets)
-            if not token_ids:
+            credentials = list(self.sockets)
+            if not credentials:
                 break
             try:
-                valid = await live_db(valid_token_ids)(token_ids)
+                valid = await live_db(_valid_credentials)(credentials)
             except Exception:  # the database is away: keep the sockets, check again next round
-                logger.exception("Token re-check of live sockets failed")
+                logger.exception("Credential re-check of live sockets failed")
                 continue
-            for token_id in token_ids:
-                if token_id not in valid:
-                    for consumer in list(self.sockets.pop(token_id, ())):
+            for credential in credentials:
+                if credential not in valid:
+                    for consumer in list(self.sockets.pop(credential, ())):
                         with contextlib.suppress(Exception):
                             await consumer.close_for_invalid_token()
+
+
+def _valid_credentials(credentials: list[tuple[str, int | str]]) -> set[tuple[str, int | str]]:
+    tokens = [value for kind, value in credentials if kind == "token"]
+    sessions = [value for kind, value in credentials if kind == "session"]
+    valid = {("token", pk) for pk in valid_token_ids(tokens)} if tokens else set()
+    return valid | ({("session", key) for key in valid_session_keys(sessions)} if sessions else set())
 
 
 class MailboxWSConsumer(GraphQLWSConsumer):
@@ -135,7 +144,9 @@ class MailboxWSConsumer(GraphQLWSConsumer):
         # Read per connection, so deployments (and tests) tune it in settings.MAILBOX.
         self.connection_init_wait_timeout = dt.timedelta(seconds=_setting("WS_CONNECTION_INIT_SECONDS", 10))
         self._watchdog: asyncio.Task | None = None
-        self._watched_token: int | None = None
+        self._watched: tuple[str, int | str] | None = None
+        # The browser session of a cookie-authenticated socket (signing out closes it).
+        self.session_key: str | None = None
         self._closing = False
         # The operation tasks of the subscriptions streaming now (strawberry keeps them out of reach).
         self._stream_tasks: set[asyncio.Task] = set()
@@ -164,9 +175,9 @@ class MailboxWSConsumer(GraphQLWSConsumer):
     def _stop_watching(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
-        if self._watched_token is not None:
-            TokenWatch.current().discard(self._watched_token, self)
-            self._watched_token = None
+        if self._watched is not None:
+            TokenWatch.current().discard(self._watched, self)
+            self._watched = None
 
     def _cancel_tasks(self) -> None:
         for task in (*self._stream_tasks, self.run_task, self._watchdog):
@@ -192,9 +203,14 @@ class MailboxWSConsumer(GraphQLWSConsumer):
                 raise ConnectionRejectionError({"reason": 'Send {"authorization": "Bearer <token>"}.'})
             # Strawberry refused the handshake already if a page of another origin opened it (allowed_origins).
             context.user = user
+            session = self.scope.get("session")
+            self.session_key = getattr(session, "session_key", None)
         if context.token_id is not None:
-            self._watched_token = context.token_id
-            TokenWatch.current().add(context.token_id, self)
+            self._watched = ("token", context.token_id)
+        elif self.session_key is not None:
+            self._watched = ("session", self.session_key)
+        if self._watched is not None:
+            TokenWatch.current().add(self._watched, self)
         self._watchdog = asyncio.create_task(self._keep_alive())
 
     async def _keep_alive(self) -> None:

@@ -28,6 +28,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from core import audit, live
 from core.live_db import live_db
 from core.models import AccessSource, AuditAction, AuditEvent, Event
+from graph import guards
 from graph.context import Context
 
 # Results of recent (event, cohort) executions, shared by the cohort's subscribers on this process.
@@ -56,11 +57,20 @@ class LiveDelivery:
     event: Event
     stream: live.LiveStream
     origin: SocketOrigin | None
+    # The stream's access decision for this event (a mailbox stream: the viewer's subscribed, active mailboxes).
+    access: frozenset[int] = frozenset()
 
     def context(self) -> Context:
         stream = self.stream
         context = Context(request=self.origin, user=stream.user, patient=stream.patient, token_id=stream.token_id)
-        context.live_stream = stream
+        # What the stream has just decided for this event holds for its fields too (as a root read's decision
+        # holds for its fields over HTTP): they need not ask the database again.
+        if stream.user is not None:
+            guards.note_workbench_staff(context, stream.practice_id)
+            for mailbox_id in self.access:
+                guards.note_mailbox_view(context, mailbox_id)
+            if stream.kind == live.StreamKind.CONVERSATION and stream.via == AccessSource.MAILBOX:
+                guards.note_mailbox_view(context, self.event.mailbox_id)
         return context
 
 

@@ -99,6 +99,7 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
     if consumer is None:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "Subscriptions run over WebSocket (graphql-transport-ws).")
     stream: live.LiveStream = await live_db(open_stream)()
+    stream.session_key = consumer.session_key
     origin = SocketOrigin(consumer.scope)
     async with consumer.wakeups(stream.groups) as wakeup:
         last_seen, announced = await live_db(live.start_position)(stream, after)
@@ -110,7 +111,7 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
                     await consumer.close_for_invalid_token()
                 raise
             for event in batch.items:
-                yield LiveDelivery(event=event, stream=stream, origin=origin)
+                yield LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
             last_seen = batch.last_id
             if not batch.more:
                 await wakeup.wait(timeout=_recheck_seconds())

@@ -28,6 +28,12 @@ MAILBOX_LIFECYCLE = (
 )
 # Changes that concern one user's own view (whose ids the event lists).
 PERSONAL = (EventKind.SUBSCRIPTIONS_CHANGED, EventKind.CONVERSATION_READ)
+# Events after which a stream's access decision must be made again: a process keeps each viewer's decision in
+# memory until one of these concerns it (`core.live.SharedLog`). Mailbox status changes concern everyone.
+PRACTICE_WIDE_ACCESS = frozenset(
+    {EventKind.MAILBOX_DEACTIVATED, EventKind.MAILBOX_ACTIVATED, EventKind.MAILBOX_DELETED}
+)
+ACCESS_CHANGES = frozenset({EventKind.ACCESS_CHANGED, EventKind.SUBSCRIPTIONS_CHANGED, *PRACTICE_WIDE_ACCESS})
 # What a patient sees of their own threads in the portal.
 PORTAL_KINDS = (EventKind.MESSAGE_ADDED, EventKind.CONVERSATION_STARTED)
 
@@ -51,6 +57,8 @@ def mailbox_stream_visible(event: Event, user: User, subscribed_active: set[int]
         return True
     if event.kind == EventKind.SUBSCRIPTIONS_CHANGED:
         return user.pk in (event.user_ids or [])
+    if event.kind == EventKind.ACCESS_CHANGED:  # a practice setting (everyone) or this user's role/permissions
+        return not event.user_ids or user.pk in event.user_ids
     if event.kind == EventKind.CONVERSATION_READ:
         return user.pk in (event.user_ids or []) and event.mailbox_id in subscribed_active
     return event.mailbox_id in subscribed_active
@@ -80,7 +88,7 @@ def require_conversation_stream(user: User | None, conversation: Conversation | 
 def conversation_stream_visible(event: Event, user: User) -> bool:
     if event.kind == EventKind.CONVERSATION_READ:
         return user.pk in (event.user_ids or [])
-    return event.kind not in (EventKind.SUBSCRIPTIONS_CHANGED,)
+    return event.kind not in (EventKind.SUBSCRIPTIONS_CHANGED, EventKind.ACCESS_CHANGED)
 
 
 def require_portal_stream(patient: Patient) -> None:

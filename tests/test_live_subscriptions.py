@@ -433,10 +433,12 @@ async def test_a_disabled_account_s_socket_is_closed_at_the_next_event(world, af
     await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk), "after": after})
     await client.nothing_for(0.2)
 
-    # when the account is disabled, then a message arrives
-    from core.models import User
+    # when the account is disabled (as the admin does: the user saved), then a message arrives
+    def disable() -> None:
+        world.subscriber.is_active = False
+        world.subscriber.save()
 
-    await db(User.objects.filter(pk=world.subscriber.pk).update)(is_active=False)
+    await db(disable)()
     await patient_sends(world, "after disabling")
 
     # then the message is not delivered: the socket is closed as for a dead token
@@ -448,6 +450,23 @@ async def test_a_disabled_account_s_socket_is_closed_at_the_next_event(world, af
             code = closed.code
     assert code == 4403
     assert "after disabling" not in str(received)
+    await client.close()
+
+
+async def test_an_account_disabled_behind_the_actions_back_is_closed_by_the_periodic_re_check(world, after, settings):
+    # given a subscriber following the mailbox events, and a short safety-net interval
+    settings.MAILBOX = {**settings.MAILBOX, "LIVE_RECHECK_SECONDS": 1}
+    client = await connected(user=world.subscriber)
+    await client.subscribe("m", MAILBOX_EVENTS, {"practiceId": gid("Practice", world.practice.pk), "after": after})
+    await client.nothing_for(0.2)
+
+    # when the account is switched off in raw SQL (no event is written)
+    from core.models import User
+
+    await db(User.objects.filter(pk=world.subscriber.pk).update)(is_active=False)
+
+    # then the socket closes within a few intervals, without any event arriving
+    assert await client.closed_code(timeout=5) == 4403
     await client.close()
 
 
@@ -723,7 +742,7 @@ def test_cached_batch_answers_from_memory_only_what_the_live_thread_has_read_dec
     assert shared.cached_batch(other, start, wanted) is None
     actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="two")
     assert shared.cached_batch(stream, read.last_id, Event.objects.latest("id").pk) is None
-    shared.REUSE_SECONDS = 0
+    shared.reuse_seconds = 0
     assert shared.cached_batch(same_viewer, start, wanted) is None
 
 

@@ -6,6 +6,7 @@ from django.db import transaction
 
 from core import audit
 from core.errors import DomainError, ErrorCode, not_found
+from core.events import emit_access_changed
 from core.models import (
     AccessSource,
     AuditAction,
@@ -43,6 +44,7 @@ def grant_permission(*, acting_user: User, practice_id: int, user_id: int, permi
         membership = _target_membership(practice_id, user_id)
         _, created = PermissionGrant.objects.get_or_create(membership=membership, permission=permission)
         if created:
+            emit_access_changed(practice_id=practice_id, user_ids=[user_id], reason="permission")
             audit.record(
                 operation="grantPermission",
                 action=AuditAction.UPDATE,
@@ -62,6 +64,7 @@ def revoke_permission(*, acting_user: User, practice_id: int, user_id: int, perm
         membership = _target_membership(practice_id, user_id)
         deleted, _ = PermissionGrant.objects.filter(membership=membership, permission=permission).delete()
         if deleted:
+            emit_access_changed(practice_id=practice_id, user_ids=[user_id], reason="permission")
             audit.record(
                 operation="revokePermission",
                 action=AuditAction.UPDATE,
@@ -96,6 +99,7 @@ def set_practice_setting(*, acting_user: User, practice_id: int, key: str, value
         if not created:
             setting.value = value
             setting.save(update_fields=["value"])
+        emit_access_changed(practice_id=practice_id, reason="setting", key=key)
         audit.record(
             operation="setPracticeSetting",
             action=AuditAction.UPDATE,

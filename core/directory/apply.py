@@ -12,6 +12,7 @@ from django.db import connection, models, transaction
 
 from core import audit
 from core.directory.records import PatientRecord, PracticeRecord, StaffRecord
+from core.events import emit_access_changed
 from core.models import (
     AccessSource,
     AuditAction,
@@ -196,6 +197,8 @@ class _Writer:
         tally.unchanged += len(staff) - len(created_ids | touched)
         if new or touched or any(p.username in self.changed_usernames for p in staff):
             self.changed_practices.add(practice.pk)
+        if created_ids | touched:
+            emit_access_changed(practice_id=practice.pk, user_ids=created_ids | touched, reason="membership")
         self.advance(len(staff))
 
     def patients(self, practice: Practice, records: list[PatientRecord]) -> None:
