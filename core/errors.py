@@ -34,5 +34,11 @@ class DomainError(Exception):
         return f"DomainError({self.code.value}, {self.message!r})"
 
 
+NOT_FOUND_MESSAGE = "No such record, or you do not have access to it."
+
+
 def not_found(what: str = "record") -> DomainError:
-    return DomainError(ErrorCode.NOT_FOUND, f"No such {what}, or you do not have access to it.")
+    """`what` names, for the reader of the call site, the record that was looked up. The message is the same for
+    every kind: which check refuses first differs between another practice's record (its practice) and a made-up
+    id (the record itself), and naming it would tell the two apart, i.e. count other practices' records."""
+    return DomainError(ErrorCode.NOT_FOUND, NOT_FOUND_MESSAGE)

@@ -248,7 +248,8 @@ class Attachment(models.Model):
         return self.download_path_for(None)
 
     def download_path_for(self, via: str | None) -> str:
-        """The same path with `?via=MAILBOX|CHART_SUMMARY`: that source's rules apply and it is audited."""
+        """The same path with `?via=MAILBOX|CHART_SUMMARY`: the place the url was handed out, recorded in the audit
+        trail (the url opens for everyone the message is visible to, from any place)."""
         path = reverse("attachment-download", kwargs={"attachment_id": self.pk})
         return f"{path}?{urlencode({'via': via})}" if via else path
 

@@ -9,8 +9,10 @@ Anything unexpected is masked, logged with a correlation id, and the answer carr
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
+from django.conf import settings
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
@@ -28,11 +30,20 @@ _TOO_COMPLEX_MARKERS = (
 )
 
 
+# graphql-core's "Did you mean 'mailbox' or 'mailboxes'?" (fields, arguments, types, enum values, input fields).
+# Its `hide_suggestions` switch is not reachable through strawberry's validation and execution calls.
+_SUGGESTION = re.compile(r" Did you mean [^?]*\?")
+
+
 def _classify_document_error(error: GraphQLError) -> tuple[str, str]:
     text = error.message.lower()
+    message = error.message
+    if not settings.MAILBOX["GRAPHQL_INTROSPECTION"]:
+        # Suggestions describe the schema to anyone who sends a typo, anonymous callers included.
+        message = _SUGGESTION.sub("", message)
     if any(marker in text for marker in _TOO_COMPLEX_MARKERS):
-        return ErrorCode.QUERY_TOO_COMPLEX, f"{error.message} Simplify the query (fewer aliases, less nesting)."
-    return ErrorCode.VALIDATION_ERROR, error.message
+        return ErrorCode.QUERY_TOO_COMPLEX, f"{message} Simplify the query (fewer aliases, less nesting)."
+    return ErrorCode.VALIDATION_ERROR, message
 
 
 def format_error(error: GraphQLError) -> GraphQLError:

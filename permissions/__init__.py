@@ -201,9 +201,13 @@ def require_attachment_access(
     patient: Patient | None = None,
     via: AccessSource | str | None = None,
 ) -> AccessSource:
-    """Download a file: the same rules as reading its message. Returns the access source to audit.
+    """Download a file: everyone its message is visible to, from whichever place. Returns the access source to
+    audit.
 
-    Staff: from the chart (the default) any member of the practice, or from the mailbox view a subscriber.
+    Staff: any member of the practice with the workbench on, since every such member may read the message from
+    the patient's chart. `via` (default CHART_SUMMARY) only labels the audit row: a url handed out by the mailbox
+    view must open for a colleague who reads the same message from the chart, or for the subscriber after they
+    unsubscribed or the mailbox was deactivated (its history stays part of the record).
     Patients: their own conversations, with the portal switched on. Unknown, unattached (no committed
     message) and other people's attachments are all the same NOT_FOUND.
     """
@@ -221,9 +225,8 @@ def require_attachment_access(
         raise not_found("attachment")
     if via and via not in (AccessSource.MAILBOX, AccessSource.CHART_SUMMARY):
         raise DomainError(ErrorCode.VALIDATION_ERROR, "via must be MAILBOX or CHART_SUMMARY.")
-    source = AccessSource(via or AccessSource.CHART_SUMMARY)
-    require_conversation_access(user, conversation, source)
-    return source
+    require_conversation_access(user, conversation, AccessSource.CHART_SUMMARY)
+    return AccessSource(via or AccessSource.CHART_SUMMARY)
 
 
 # ---- scoped querysets ----------------------------------------------------------------------------

@@ -83,6 +83,45 @@ def test_unreadable_requests_still_answer_with_a_graphql_error_code(world):
     assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 
+def test_a_post_without_any_cookie_is_unauthenticated_not_a_csrf_refusal(db, settings):
+    from django.test import Client
+
+    # given a client that enforces CSRF like a browser-facing server, with no session cookie at all
+    # as in development, where GraphiQL's own requests take this path too
+    settings.DEBUG = True
+    settings.MAILBOX = {**settings.MAILBOX, "GRAPHQL_INTROSPECTION": True}
+    bare = Client(enforce_csrf_checks=True)
+    only_csrf_cookie = Client(enforce_csrf_checks=True)
+    only_csrf_cookie.cookies["csrftoken"] = "x" * 32
+
+    # when each posts an operation
+    answers = [
+        client.post("/graphql", data='{"query": "{ me { id } }"}', content_type="application/json")
+        for client in (bare, only_csrf_cookie)
+    ]
+    introspection = bare.post(
+        "/graphql", data='{"query": "{ __schema { queryType { name } } }"}', content_type="application/json"
+    )
+
+    # then the answer says to sign in: nothing was there for a forged request to ride on
+    for answer in answers:
+        assert answer.status_code == 200
+        assert answer.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert introspection.json() == {"data": {"__schema": {"queryType": {"name": "Query"}}}}
+
+
+def test_a_session_cookie_without_its_csrf_token_is_still_refused_even_when_stale(world):
+    from django.test import Client
+
+    stale = Client(enforce_csrf_checks=True)
+    stale.cookies["sessionid"] = "no-such-session"
+
+    refused = stale.post("/graphql", data='{"query": "{ me { id } }"}', content_type="application/json")
+
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
 def test_anonymous_caller_is_unauthenticated_even_with_a_malformed_id(db):
     assert Api().error_code('query { practiceUsers(practiceId: "nope") { role } }') == "UNAUTHENTICATED"
 

@@ -42,6 +42,7 @@ from tests.attachment_samples import (
     upload,
     windows_exe_bytes,
 )
+from tests.graphql_client import Api, gid
 
 
 @pytest.fixture
@@ -372,18 +373,65 @@ def test_a_file_whose_message_never_committed_is_not_found(world, storage_dir):
     assert json.loads(response.content)["error"]["code"] == "NOT_FOUND"
 
 
-def test_from_the_mailbox_view_only_subscribers_download(world, sent):
+ATTACHMENT_URLS = """
+query($id: ID!, $via: AccessSource) {
+  conversation(id: $id, via: $via) { messages(last: 5) { edges { node { attachments { url } } } } }
+}
+"""
+
+
+def attachment_url(world, user, via: str) -> str:
+    answer = Api.as_user(user).data(ATTACHMENT_URLS, {"id": gid("Conversation", world.conversation.pk), "via": via})
+    [edge] = answer["conversation"]["messages"]["edges"]
+    [attachment] = edge["node"]["attachments"]
+    return attachment["url"]
+
+
+def test_a_url_from_the_mailbox_view_opens_for_a_colleague_reading_the_chart(world, sent):
+    # given the url a subscriber was handed by the mailbox view
+    url = attachment_url(world, world.subscriber, "MAILBOX")
+    assert url.endswith("?via=MAILBOX")
+
+    # when a staff member who is not subscribed (and reads the message from the chart) opens it
+    response = download(Client(), url, issue_token(user=world.staff))
+
+    # then the file opens, and the audit row keeps the place the url came from
+    assert response.status_code == 200
+    assert body_of(response) == pdf_bytes()
+    success = AuditEvent.objects.get(operation="downloadAttachment", outcome="SUCCESS")
+    assert (success.actor_user_id, success.via) == (world.staff.pk, "MAILBOX")
+
+
+def test_a_url_from_the_chart_opens_for_a_subscriber_and_after_the_mailbox_is_deactivated(world, sent):
+    # given a chart url and a mailbox url, then the mailbox deactivated (its history stays part of the record)
+    chart_url = attachment_url(world, world.staff, "CHART_SUMMARY")
+    mailbox_url = attachment_url(world, world.subscriber, "MAILBOX")
+    actions.deactivate_mailbox(acting_user=world.mailbox_admin, mailbox_id=world.billing.pk)
     client = Client()
-    path = sent.download_path_for(AccessSource.MAILBOX)
 
-    unsubscribed = download(client, path, issue_token(user=world.staff))
-    subscribed = download(client, path, issue_token(user=world.subscriber))
+    # when the subscriber opens both
+    responses = [download(client, url, issue_token(user=world.subscriber)) for url in (chart_url, mailbox_url)]
 
-    assert unsubscribed.status_code == 403
-    assert json.loads(unsubscribed.content)["error"]["code"] == "NOT_SUBSCRIBED"
-    assert subscribed.status_code == 200
-    body_of(subscribed)
-    assert AuditEvent.objects.filter(operation="downloadAttachment", outcome="SUCCESS").get().via == "MAILBOX"
+    # then both open, each audited with its own place
+    assert [r.status_code for r in responses] == [200, 200]
+    for response in responses:
+        body_of(response)
+    rows = AuditEvent.objects.filter(operation="downloadAttachment", outcome="SUCCESS").order_by("id")
+    assert [row.via for row in rows] == ["CHART_SUMMARY", "MAILBOX"]
+
+
+def test_a_download_still_needs_the_practice_and_a_known_place(world, sent):
+    client = Client()
+    outsider = download(client, sent.download_path_for(AccessSource.MAILBOX), issue_token(user=world.outsider))
+    nowhere = download(client, f"{sent.download_path}?via=ADMIN", issue_token(user=world.staff))
+
+    assert outsider.status_code == 404
+    assert json.loads(outsider.content)["error"]["code"] == "NOT_FOUND"
+    assert nowhere.status_code == 400
+    assert json.loads(nowhere.content)["error"] == {
+        "code": "VALIDATION_ERROR",
+        "message": "via must be MAILBOX or CHART_SUMMARY.",
+    }
 
 
 def test_a_patient_cannot_download_while_the_portal_is_off(world, sent):
