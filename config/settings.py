@@ -37,6 +37,9 @@ ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()
 ]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+# How many reverse proxies in front of the service append to X-Forwarded-For (0: the header is ignored, the
+# socket's peer is the caller). Rate limits and the audit trail count callers by this address.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 INSTALLED_APPS = [
     "daphne",
@@ -180,7 +183,8 @@ MAILBOX = {
     "TOKEN_IDLE_MINUTES": env_int("TOKEN_IDLE_MINUTES", 0),
     "EVENT_RETENTION_DAYS": env_int("EVENT_RETENTION_DAYS", 30),
     "GRAPHQL_INTROSPECTION": env_flag("GRAPHQL_INTROSPECTION", DEBUG),
-    # Rate limits as (attempts, window seconds): sends and searches per user or patient, failed tokens per IP.
+    # Rate limits as (attempts, window seconds): sends and searches per user or patient, failed tokens per
+    # address and per token prefix.
     "SEND_RATE_LIMIT": (env_int("SEND_RATE_LIMIT", 60), 60),
     "SEARCH_RATE_LIMIT": (env_int("SEARCH_RATE_LIMIT", 120), 60),
     "TOKEN_FAILURE_RATE_LIMIT": (env_int("TOKEN_FAILURE_RATE_LIMIT", 20), 60),

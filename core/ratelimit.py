@@ -23,7 +23,7 @@ TOKEN_FAILURES = "TOKEN_FAILURE_RATE_LIMIT"
 _WHAT = {
     SENDS: "You are sending messages too quickly",
     SEARCHES: "You are searching too quickly",
-    TOKEN_FAILURES: "Too many failed sign-ins from your address",
+    TOKEN_FAILURES: "Too many failed sign-ins with this token or from your address",
 }
 
 

@@ -27,10 +27,10 @@ from strawberry.channels import GraphQLWSConsumer
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from core.context import RequestInfo, set_current_request
-from core.errors import DomainError
+from core.context import RequestInfo, client_address, set_current_request
+from core.errors import DomainError, ErrorCode
 from core.live_db import live_db
-from core.tokens import authenticate_token, valid_token_ids
+from core.tokens import INVALID_TOKEN_MESSAGE, authenticate_token, valid_token_ids
 from graph.context import Context
 from graph.views import bearer_token
 
@@ -142,8 +142,9 @@ class MailboxWSConsumer(GraphQLWSConsumer):
 
     async def connect(self) -> None:
         client = self.scope.get("client") or (None, None)
+        forwarded = b",".join(value for name, value in self.scope.get("headers", ()) if name == b"x-forwarded-for")
         # Set before the run task starts, so every operation task (and the audit rows) inherits it.
-        set_current_request(RequestInfo(ip=client[0]))
+        set_current_request(RequestInfo(ip=client_address(client[0], forwarded.decode("latin-1") or None)))
         await super().connect()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -183,8 +184,10 @@ class MailboxWSConsumer(GraphQLWSConsumer):
         if raw is not None:
             try:
                 owner = await live_db(authenticate_token)(raw)
-            except DomainError:
-                raise ConnectionRejectionError({"reason": "This token is not valid."})
+            except DomainError as refusal:
+                # The same single answer as over HTTP; only a flood past the failure limit is told apart.
+                message = refusal.message if refusal.code == ErrorCode.RATE_LIMITED else INVALID_TOKEN_MESSAGE
+                raise ConnectionRejectionError({"reason": message})
             context.user, context.patient, context.token_id = owner.user, owner.patient, owner.token_id
         else:
             user = self.scope.get("user")
