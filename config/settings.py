@@ -60,6 +60,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.sessions.SessionTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -184,11 +185,16 @@ MAILBOX = {
     "EVENT_RETENTION_DAYS": env_int("EVENT_RETENTION_DAYS", 30),
     "GRAPHQL_INTROSPECTION": env_flag("GRAPHQL_INTROSPECTION", DEBUG),
     # Rate limits as (attempts, window seconds): sends and searches per user or patient, failed tokens per
-    # address and per token prefix.
+    # address and per token prefix, failed password sign-ins per account and per address.
     "SEND_RATE_LIMIT": (env_int("SEND_RATE_LIMIT", 60), 60),
     "SEARCH_RATE_LIMIT": (env_int("SEARCH_RATE_LIMIT", 120), 60),
     "TOKEN_FAILURE_RATE_LIMIT": (env_int("TOKEN_FAILURE_RATE_LIMIT", 20), 60),
+    "LOGIN_ACCOUNT_FAILURE_RATE_LIMIT": (env_int("LOGIN_ACCOUNT_FAILURE_RATE_LIMIT", 10), 900),
+    "LOGIN_ADDRESS_FAILURE_RATE_LIMIT": (env_int("LOGIN_ADDRESS_FAILURE_RATE_LIMIT", 50), 900),
 }
+# Browser sessions follow the token rules: they last TOKEN_TTL_HOURS from sign-in (core.sessions enforces it
+# from the sign-in time, since Django's expiry moves on every save) and end after TOKEN_IDLE_MINUTES idle.
+SESSION_COOKIE_AGE = MAILBOX["TOKEN_TTL_HOURS"] * 3600
 
 LOGGING = {
     "version": 1,

@@ -27,6 +27,7 @@ from strawberry.channels import GraphQLWSConsumer
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from core import sessions
 from core.context import RequestInfo, client_address, set_current_request
 from core.errors import DomainError, ErrorCode
 from core.live_db import live_db
@@ -193,6 +194,9 @@ class MailboxWSConsumer(GraphQLWSConsumer):
             user = self.scope.get("user")
             if user is None or not user.is_authenticated:
                 raise ConnectionRejectionError({"reason": 'Send {"authorization": "Bearer <token>"}.'})
+            # A session past its lifetime or idle limit does not open sockets either (HTTP logs it off).
+            if not await live_db(sessions.session_is_current)(self.scope["session"]):
+                raise ConnectionRejectionError({"reason": "Your session has ended; sign in again."})
             # Strawberry refused the handshake already if a page of another origin opened it (allowed_origins).
             context.user = user
         if context.token_id is not None:
