@@ -37,6 +37,9 @@ ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()
 ]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+# How many reverse proxies in front of the service append to X-Forwarded-For (0: the header is ignored, the
+# socket's peer is the caller). Rate limits and the audit trail count callers by this address.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 INSTALLED_APPS = [
     "daphne",
@@ -57,6 +60,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.sessions.SessionTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -180,11 +184,17 @@ MAILBOX = {
     "TOKEN_IDLE_MINUTES": env_int("TOKEN_IDLE_MINUTES", 0),
     "EVENT_RETENTION_DAYS": env_int("EVENT_RETENTION_DAYS", 30),
     "GRAPHQL_INTROSPECTION": env_flag("GRAPHQL_INTROSPECTION", DEBUG),
-    # Rate limits as (attempts, window seconds): sends and searches per user or patient, failed tokens per IP.
+    # Rate limits as (attempts, window seconds): sends and searches per user or patient, failed tokens per
+    # address and per token prefix, failed password sign-ins per account and per address.
     "SEND_RATE_LIMIT": (env_int("SEND_RATE_LIMIT", 60), 60),
     "SEARCH_RATE_LIMIT": (env_int("SEARCH_RATE_LIMIT", 120), 60),
     "TOKEN_FAILURE_RATE_LIMIT": (env_int("TOKEN_FAILURE_RATE_LIMIT", 20), 60),
+    "LOGIN_ACCOUNT_FAILURE_RATE_LIMIT": (env_int("LOGIN_ACCOUNT_FAILURE_RATE_LIMIT", 10), 900),
+    "LOGIN_ADDRESS_FAILURE_RATE_LIMIT": (env_int("LOGIN_ADDRESS_FAILURE_RATE_LIMIT", 50), 900),
 }
+# Browser sessions follow the token rules: they last TOKEN_TTL_HOURS from sign-in (core.sessions enforces it
+# from the sign-in time, since Django's expiry moves on every save) and end after TOKEN_IDLE_MINUTES idle.
+SESSION_COOKIE_AGE = MAILBOX["TOKEN_TTL_HOURS"] * 3600
 
 LOGGING = {
     "version": 1,

@@ -6,4 +6,6 @@ class CoreConfig(AppConfig):
     verbose_name = "Patient messages mailbox"
 
     def ready(self) -> None:
-        from core import signals  # noqa: F401 (connects the receivers)
+        # Connects the receivers: access changes as events, and the sign-in receiver that starts a session's
+        # lifetime and idle clocks.
+        from core import sessions, signals  # noqa: F401

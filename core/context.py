@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+
+from django.conf import settings
 
 
 @dataclass(frozen=True)
@@ -35,3 +38,24 @@ def set_current_request(info: RequestInfo):
 
 def reset_current_request(token) -> None:
     _current.reset(token)
+
+
+def client_address(remote_addr: str | None, forwarded_for: str | None) -> str | None:
+    """The caller's address: the socket's peer, or behind `TRUSTED_PROXY_COUNT` reverse proxies the address the
+    outermost of them was reached from.
+
+    Each proxy appends the address it was reached from to X-Forwarded-For, so that address is the entry
+    `TRUSTED_PROXY_COUNT` places from the right; entries further left were written by the caller and would let
+    anyone pick the address their failures are counted against. A header shorter than that, or an entry that is
+    no IP address, means the request did not come through the proxies as configured: the peer address stands.
+    """
+    proxies = int(getattr(settings, "TRUSTED_PROXY_COUNT", 0) or 0)
+    if proxies <= 0 or not forwarded_for:
+        return remote_addr or None
+    entries = [entry.strip() for entry in forwarded_for.split(",")]
+    if len(entries) < proxies:
+        return remote_addr or None
+    try:
+        return str(ipaddress.ip_address(entries[-proxies]))
+    except ValueError:
+        return remote_addr or None

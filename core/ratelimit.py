@@ -19,11 +19,15 @@ from core.errors import DomainError, ErrorCode
 SENDS = "SEND_RATE_LIMIT"
 SEARCHES = "SEARCH_RATE_LIMIT"
 TOKEN_FAILURES = "TOKEN_FAILURE_RATE_LIMIT"
+LOGIN_ACCOUNT_FAILURES = "LOGIN_ACCOUNT_FAILURE_RATE_LIMIT"
+LOGIN_ADDRESS_FAILURES = "LOGIN_ADDRESS_FAILURE_RATE_LIMIT"
 
 _WHAT = {
     SENDS: "You are sending messages too quickly",
     SEARCHES: "You are searching too quickly",
-    TOKEN_FAILURES: "Too many failed sign-ins from your address",
+    TOKEN_FAILURES: "Too many failed sign-ins with this token or from your address",
+    LOGIN_ACCOUNT_FAILURES: "Too many failed sign-ins for this account",
+    LOGIN_ADDRESS_FAILURES: "Too many failed sign-ins from your address",
 }
 
 

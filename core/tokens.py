@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -45,44 +45,71 @@ def issue_token(*, user: User | None = None, patient: Patient | None = None, ttl
     return raw
 
 
-def _unauthenticated(reason: str) -> DomainError:
-    return DomainError(ErrorCode.UNAUTHENTICATED, f"{reason} Ask for a new token (manage.py issue_token).")
+# One answer for every unusable token: telling expired, idle, revoked, disabled and unknown apart would tell a
+# caller holding someone else's token whether it was ever real. The audit row keeps the reason.
+INVALID_TOKEN_MESSAGE = (
+    "This token cannot be used: it may be unknown, expired, revoked or logged off after inactivity. "
+    "Ask for a new token (manage.py issue_token)."
+)
 
 
 def authenticate_token(raw: str) -> TokenOwner:
-    """The token's owner, or UNAUTHENTICATED (audited with the caller's IP, no actor). An address with too
-    many failures in the window is refused with RATE_LIMITED before the token is even looked at."""
+    """The token's owner, or UNAUTHENTICATED (audited with the caller's IP and the reason, no actor).
+
+    Failures are counted per caller address and per presented token prefix. A valid token always passes: tokens
+    carry 256 random bits, so the limits are there to stop floods of bad tokens (and their audit rows), and
+    refusing valid ones would let one caller behind a shared address, or one who knows a token's prefix, lock
+    other people out. Past a limit a bad token is refused with RATE_LIMITED, neither counted nor audited."""
+    raw = raw.strip()
     ip = current_request().ip or "unknown"
-    ratelimit.check(ratelimit.TOKEN_FAILURES, ip)
     # Staff tokens are most requests: join only the user (the patient joins made this query 1.9 ms instead of
     # 1.1); a patient token loads its patient with a second query.
-    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw.strip())).first()
+    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
     if token is not None and token.patient_id is not None:
         token.patient = Patient.objects.select_related("practice").get(pk=token.patient_id)
-    if token is None or token.revoked_at is not None:
-        raise _failed(token, "This token is not valid.", "revoked" if token is not None else "unknown", ip)
     now = timezone.now()
+    reason = _refusal_reason(token, now)
+    if reason is None:
+        if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        return TokenOwner(token_id=token.pk, user=token.user, patient=token.patient)
+    raise _failed(token, reason, ip, raw)
+
+
+def _refusal_reason(token: ApiToken | None, now: datetime) -> str | None:
+    """Why this token cannot be used (for the audit trail only), or None when it can."""
+    if token is None:
+        return "unknown"
+    if token.revoked_at is not None:
+        return "revoked"
     if token.expires_at <= now:
-        raise _failed(token, "This token has expired.", "expired", ip)
+        return "expired"
     idle_minutes = settings.MAILBOX["TOKEN_IDLE_MINUTES"]
-    last_seen = token.last_used_at or token.created_at
-    if idle_minutes and now - last_seen > timedelta(minutes=idle_minutes):
-        raise _failed(token, "This token was logged off after inactivity.", "idle", ip)
+    if idle_minutes and now - (token.last_used_at or token.created_at) > timedelta(minutes=idle_minutes):
+        return "idle"
     if token.user is not None and not token.user.is_active:
-        raise _failed(token, "This account is disabled.", "disabled", ip)
-    if token.last_used_at is None or now - token.last_used_at > _TOUCH_EVERY:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return TokenOwner(token_id=token.pk, user=token.user, patient=token.patient)
+        return "disabled"
+    return None
 
 
-def _failed(token: ApiToken | None, message: str, reason: str, ip: str) -> DomainError:
-    ratelimit.record_failure(ratelimit.TOKEN_FAILURES, ip)
+def _failure_counters(ip: str, raw: str) -> tuple[str, str]:
+    # The prefix (as long as the one stored with each token) is caller input: hashed, it makes a well-formed cache
+    # key whatever was sent.
+    return f"ip:{ip}", f"prefix:{hash_token(raw[:12])[:32]}"
+
+
+def _failed(token: ApiToken | None, reason: str, ip: str, raw: str) -> DomainError:
+    counters = _failure_counters(ip, raw)
+    for who in counters:
+        ratelimit.check(ratelimit.TOKEN_FAILURES, who)
+    for who in counters:
+        ratelimit.record_failure(ratelimit.TOKEN_FAILURES, who)
     audit.record_token_failure(
         reason=reason,
         token_id=token.pk if token is not None else None,
         practice_id=token.patient.practice_id if token is not None and token.patient is not None else None,
     )
-    return _unauthenticated(message)
+    return DomainError(ErrorCode.UNAUTHENTICATED, INVALID_TOKEN_MESSAGE)
 
 
 def token_is_valid(token_id: int) -> bool:

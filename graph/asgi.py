@@ -27,10 +27,11 @@ from strawberry.channels import GraphQLWSConsumer
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from core.context import RequestInfo, set_current_request
-from core.errors import DomainError
+from core import sessions
+from core.context import RequestInfo, client_address, set_current_request
+from core.errors import DomainError, ErrorCode
 from core.live_db import live_db
-from core.tokens import authenticate_token, valid_session_keys, valid_token_ids
+from core.tokens import INVALID_TOKEN_MESSAGE, authenticate_token, valid_session_keys, valid_token_ids
 from graph.context import Context
 from graph.views import bearer_token
 
@@ -153,8 +154,9 @@ class MailboxWSConsumer(GraphQLWSConsumer):
 
     async def connect(self) -> None:
         client = self.scope.get("client") or (None, None)
+        forwarded = b",".join(value for name, value in self.scope.get("headers", ()) if name == b"x-forwarded-for")
         # Set before the run task starts, so every operation task (and the audit rows) inherits it.
-        set_current_request(RequestInfo(ip=client[0]))
+        set_current_request(RequestInfo(ip=client_address(client[0], forwarded.decode("latin-1") or None)))
         await super().connect()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -194,13 +196,18 @@ class MailboxWSConsumer(GraphQLWSConsumer):
         if raw is not None:
             try:
                 owner = await live_db(authenticate_token)(raw)
-            except DomainError:
-                raise ConnectionRejectionError({"reason": "This token is not valid."})
+            except DomainError as refusal:
+                # The same single answer as over HTTP; only a flood past the failure limit is told apart.
+                message = refusal.message if refusal.code == ErrorCode.RATE_LIMITED else INVALID_TOKEN_MESSAGE
+                raise ConnectionRejectionError({"reason": message})
             context.user, context.patient, context.token_id = owner.user, owner.patient, owner.token_id
         else:
             user = self.scope.get("user")
             if user is None or not user.is_authenticated:
                 raise ConnectionRejectionError({"reason": 'Send {"authorization": "Bearer <token>"}.'})
+            # A session past its lifetime or idle limit does not open sockets either (HTTP logs it off).
+            if not await live_db(sessions.session_is_current)(self.scope["session"]):
+                raise ConnectionRejectionError({"reason": "Your session has ended; sign in again."})
             # Strawberry refused the handshake already if a page of another origin opened it (allowed_origins).
             context.user = user
             session = self.scope.get("session")

@@ -20,7 +20,7 @@ from core.context import RequestInfo, reset_current_request, set_current_request
 from core.downloads import open_attachment
 from core.errors import DomainError, ErrorCode
 from core.models import Attachment, Patient, User
-from graph.views import request_viewer
+from graph.views import client_ip, request_viewer
 
 _STATUS = {
     ErrorCode.UNAUTHENTICATED: 401,
@@ -70,7 +70,7 @@ def _file_response(attachment: Attachment, file: File) -> FileResponse:
 @require_safe
 def download_attachment(request: HttpRequest, attachment_id: int) -> HttpResponse:
     info = RequestInfo(
-        ip=request.META.get("REMOTE_ADDR") or None,
+        ip=client_ip(request),
         request_id=request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex,
     )
     token = set_current_request(info)

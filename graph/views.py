@@ -16,7 +16,7 @@ from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.http.ides import get_graphql_ide_html
 from strawberry.types import ExecutionResult
 
-from core.context import RequestInfo, reset_current_request, set_current_request
+from core.context import RequestInfo, client_address, reset_current_request, set_current_request
 from core.errors import DomainError
 from core.tokens import TokenOwner, authenticate_token
 from graph.context import Context
@@ -24,7 +24,7 @@ from graph.errors import format_error
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    return client_address(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"))
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
+from django.utils import timezone
 
 from core.live_db import release_connection
-from core.tokens import issue_token
+from core.models import ApiToken, AuditEvent
+from core.tokens import hash_token, issue_token
 from graph.asgi import TokenWatch
 from tests.graphql_client import gid
 from tests.live_client import MAILBOX_EVENTS, Closed, LiveClient
@@ -177,3 +180,64 @@ async def test_sockets_killed_by_the_server_leave_no_task_behind(world):
         assert reports == []
     finally:
         loop.set_exception_handler(previous)
+
+
+async def close_frame(client: LiveClient, payload: dict) -> dict:
+    """The server's answer to a connection_init that it refuses: the close frame itself."""
+    connected, _ = await client.ws.connect()
+    assert connected
+    await client.send({"type": "connection_init", "payload": payload})
+    output = await client._output(timeout=5)
+    assert output["type"] == "websocket.close", output
+    return output
+
+
+async def test_every_unusable_token_is_closed_the_same_way_and_audited_with_its_reason(world, settings):
+    # given an unknown, a revoked, an expired and an idle token
+    settings.MAILBOX = {**settings.MAILBOX, "TOKEN_IDLE_MINUTES": 15}
+
+    def make_tokens() -> list[str]:
+        revoked, expired, idle = (issue_token(user=world.subscriber) for _ in range(3))
+        now = timezone.now()
+        ApiToken.objects.filter(key_hash=hash_token(revoked)).update(revoked_at=now)
+        ApiToken.objects.filter(key_hash=hash_token(expired)).update(expires_at=now - timedelta(seconds=1))
+        ApiToken.objects.filter(key_hash=hash_token(idle)).update(last_used_at=now - timedelta(minutes=16))
+        return ["pmm_never-issued", revoked, expired, idle]
+
+    tokens = await database_sync_to_async(make_tokens)()
+
+    # when each opens a socket
+    frames = [await close_frame(LiveClient(), {"authorization": f"Bearer {raw}"}) for raw in tokens]
+
+    # then every socket gets the same close, and only the audit trail tells why
+    assert all(frame == frames[0] for frame in frames), frames
+    assert frames[0]["code"] == 4403
+
+    def reasons() -> list[str]:
+        return [e.detail["reason"] for e in AuditEvent.objects.filter(operation="authenticate").order_by("pk")]
+
+    assert await database_sync_to_async(reasons)() == ["unknown", "revoked", "expired", "idle"]
+
+
+async def test_valid_token_opens_a_socket_while_its_forwarded_address_is_locked_out(world, settings):
+    # given a trusted proxy, and a client address behind it that used up its failed-token limit
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.MAILBOX = {**settings.MAILBOX, "TOKEN_FAILURE_RATE_LIMIT": (2, 3600)}
+    forwarded = [(b"x-forwarded-for", b"203.0.113.7")]
+    for attempt in range(2):
+        await close_frame(LiveClient(headers=forwarded), {"authorization": f"Bearer pmm_guess{attempt}-xyz"})
+
+    # when that address sends another bad token, then a valid one
+    await close_frame(LiveClient(headers=forwarded), {"authorization": "Bearer pmm_guess9-xyz"})
+    token = await database_sync_to_async(issue_token)(user=world.subscriber)
+    client = LiveClient(headers=forwarded)
+    acknowledged = await client.open(token)
+    await client.close()
+
+    # then the valid token is acknowledged, and only the failures under the limit were audited, by that address
+    assert acknowledged["type"] == "connection_ack"
+
+    def audited() -> list[str | None]:
+        return list(AuditEvent.objects.filter(operation="authenticate").values_list("ip", flat=True))
+
+    assert await database_sync_to_async(audited)() == ["203.0.113.7", "203.0.113.7"]

@@ -1,4 +1,4 @@
-"""Rate limits over HTTP: sends and searches per user or patient, failed tokens per IP address."""
+"""Rate limits over HTTP: sends and searches per user or patient, failed tokens per address and token prefix."""
 
 from __future__ import annotations
 
@@ -83,25 +83,108 @@ def test_searches_past_the_limit_are_refused(world, limits):
     Api.as_user(world.subscriber).data(SEARCH, practice)  # another user searches on
 
 
-def test_failed_tokens_past_the_limit_block_the_address_but_not_others(world, limits):
+def test_failed_tokens_past_the_limit_block_bad_tokens_from_the_address_but_never_a_valid_token(world, limits):
+    # given an address that used up its failed-token limit
     limits(TOKEN_FAILURE_RATE_LIMIT=3)
     attacker = Client(REMOTE_ADDR="203.0.113.7")
     for attempt in range(3):
-        assert Api(f"pmm_guess-{attempt}", client=attacker).error_code(ME) == "UNAUTHENTICATED"
+        assert Api(f"pmm_guess{attempt}-xyz", client=attacker).error_code(ME) == "UNAUTHENTICATED"
 
-    blocked = refusal(Api("pmm_guess-4", client=attacker).post(ME))
-    valid_from_blocked = refusal(Api(issue_token(user=world.staff), client=attacker).post(ME))
+    # when it sends another bad token, and a valid token comes from the same (shared) address and from another
+    blocked = refusal(Api("pmm_guess4-xyz", client=attacker).post(ME))
+    valid_from_blocked = Api(issue_token(user=world.staff), client=attacker).data(ME)
     other_address = Api(issue_token(user=world.staff), client=Client(REMOTE_ADDR="198.51.100.2")).data(ME)
 
+    # then only the bad token is refused
     assert blocked["extensions"]["code"] == "RATE_LIMITED"
     assert blocked["extensions"]["retryAfter"] > 0
-    assert valid_from_blocked["extensions"]["code"] == "RATE_LIMITED"
+    assert valid_from_blocked == {"me": {"username": world.staff.username}}
     assert other_address == {"me": {"username": world.staff.username}}
     # Three failures audited; the refused flood itself writes nothing.
     assert (
         list(AuditEvent.objects.filter(operation="authenticate").values_list("ip", "outcome"))
         == [("203.0.113.7", "UNAUTHENTICATED")] * 3
     )
+
+
+def test_failed_tokens_are_counted_per_token_prefix_across_addresses(world, limits):
+    # given one token prefix guessed from three addresses, up to the limit
+    limits(TOKEN_FAILURE_RATE_LIMIT=3)
+    for octet in (1, 2, 3):
+        client = Client(REMOTE_ADDR=f"203.0.113.{octet}")
+        assert Api(f"pmm_AAAAAAAA-guess-{octet}", client=client).error_code(ME) == "UNAUTHENTICATED"
+
+    # when a fourth address tries the same prefix, and another prefix
+    fresh = Client(REMOTE_ADDR="203.0.113.4")
+    same_prefix = refusal(Api("pmm_AAAAAAAA-guess-4", client=fresh).post(ME))
+    other_prefix = refusal(Api("pmm_BBBBBBBB-guess-4", client=fresh).post(ME))
+
+    # then the prefix is locked whatever the address, other prefixes are not, and valid tokens still work
+    assert same_prefix["extensions"]["code"] == "RATE_LIMITED"
+    assert other_prefix["extensions"]["code"] == "UNAUTHENTICATED"
+    assert Api(issue_token(user=world.staff), client=fresh).data(ME) == {"me": {"username": world.staff.username}}
+
+
+def test_behind_a_trusted_proxy_failures_count_per_forwarded_address(world, limits, settings):
+    # given one proxy in front of the service: every request comes from its address
+    settings.TRUSTED_PROXY_COUNT = 1
+    limits(TOKEN_FAILURE_RATE_LIMIT=3)
+    proxy = Client(REMOTE_ADDR="10.0.0.2")
+    for attempt in range(3):
+        api = Api(f"pmm_guess{attempt}-xyz", client=proxy)
+        assert api.post(ME, **{"X-Forwarded-For": "203.0.113.7"})["errors"][0]["extensions"]["code"] == (
+            "UNAUTHENTICATED"
+        )
+
+    # when the attacker forges an earlier X-Forwarded-For entry, and another client of the proxy mistypes a token
+    forged = refusal(Api("pmm_guess4-xyz", client=proxy).post(ME, **{"X-Forwarded-For": "192.0.2.9, 203.0.113.7"}))
+    neighbour = refusal(Api("pmm_typo0000-xyz", client=proxy).post(ME, **{"X-Forwarded-For": "198.51.100.2"}))
+
+    # then the attacker's own address is locked, the neighbour's is not, and the audit names the real callers
+    assert forged["extensions"]["code"] == "RATE_LIMITED"
+    assert neighbour["extensions"]["code"] == "UNAUTHENTICATED"
+    assert list(AuditEvent.objects.filter(operation="authenticate").values_list("ip", flat=True)) == [
+        "203.0.113.7",
+        "203.0.113.7",
+        "203.0.113.7",
+        "198.51.100.2",
+    ]
+
+
+def test_forwarded_for_is_ignored_without_a_trusted_proxy(world, limits):
+    # given no trusted proxy (the default): X-Forwarded-For is whatever the caller wrote
+    limits(TOKEN_FAILURE_RATE_LIMIT=2)
+    caller = Client(REMOTE_ADDR="203.0.113.7")
+    for attempt in range(2):
+        Api(f"pmm_guess{attempt}-xyz", client=caller).post(ME, **{"X-Forwarded-For": f"192.0.2.{attempt}"})
+
+    # when the caller claims yet another address
+    answer = refusal(Api("pmm_guess2-xyz", client=caller).post(ME, **{"X-Forwarded-For": "192.0.2.99"}))
+
+    # then its failures were counted against the socket's address all along
+    assert answer["extensions"]["code"] == "RATE_LIMITED"
+    assert set(AuditEvent.objects.filter(operation="authenticate").values_list("ip", flat=True)) == {"203.0.113.7"}
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded_for", "expected"),
+    [
+        (0, "192.0.2.1", "10.0.0.2"),
+        (1, None, "10.0.0.2"),
+        (1, "192.0.2.1", "192.0.2.1"),
+        (1, "198.51.100.1 , 192.0.2.1", "192.0.2.1"),
+        (2, "198.51.100.1, 192.0.2.1, 10.0.0.1", "192.0.2.1"),
+        (2, "192.0.2.1", "10.0.0.2"),  # fewer entries than proxies: not through the proxies
+        (1, "not-an-address", "10.0.0.2"),
+        (1, "2001:db8::1", "2001:db8::1"),
+    ],
+)
+def test_client_address_takes_the_entry_the_trusted_proxies_appended(settings, proxies, forwarded_for, expected):
+    from core.context import client_address
+
+    settings.TRUSTED_PROXY_COUNT = proxies
+
+    assert client_address("10.0.0.2", forwarded_for) == expected
 
 
 def test_valid_tokens_do_not_count_as_failures(world, limits):

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from core.models import ApiToken, AuditEvent
-from core.tokens import hash_token, issue_token
+from core.tokens import INVALID_TOKEN_MESSAGE, hash_token, issue_token
 from tests.graphql_client import Api
 
 ME = "query { me { username } }"
@@ -30,7 +30,7 @@ def test_expired_token_is_unauthenticated(world):
     answer = Api(raw).post(ME)
 
     assert answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-    assert "expired" in answer["errors"][0]["message"]
+    assert answer["errors"][0]["message"] == INVALID_TOKEN_MESSAGE
     assert failure_reasons() == ["expired"]
 
 
@@ -45,7 +45,7 @@ def test_idle_token_is_logged_off_and_a_busy_one_is_not(world, settings):
     busy_answer = Api(busy).data(ME)
 
     assert idle_answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-    assert "inactivity" in idle_answer["errors"][0]["message"]
+    assert idle_answer["errors"][0]["message"] == INVALID_TOKEN_MESSAGE
     assert busy_answer == {"me": {"username": world.subscriber.username}}
     assert token_row(busy).last_used_at > now - timedelta(minutes=1), "use refreshes the idle clock"
     assert failure_reasons() == ["idle"]
@@ -89,3 +89,24 @@ def test_revoked_patient_token_is_unauthenticated_on_the_portal(world):
     # A patient's failed token is filed under the patient's practice, still without an actor.
     event = AuditEvent.objects.get(operation="authenticate")
     assert (event.practice_id, event.actor_patient_id, event.detail["reason"]) == (world.practice.pk, None, "revoked")
+
+
+def test_every_unusable_token_gets_one_answer_and_the_audit_keeps_the_reason(world, settings):
+    # given a revoked, an expired, an idle and a disabled account's token, and one that never existed
+    settings.MAILBOX = {**settings.MAILBOX, "TOKEN_IDLE_MINUTES": 15}
+    revoked, expired, idle = (issue_token(user=world.staff) for _ in range(3))
+    disabled = issue_token(user=world.subscriber)
+    ApiToken.objects.filter(pk=token_row(revoked).pk).update(revoked_at=timezone.now())
+    ApiToken.objects.filter(pk=token_row(expired).pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    ApiToken.objects.filter(pk=token_row(idle).pk).update(last_used_at=timezone.now() - timedelta(minutes=16))
+    world.subscriber.is_active = False
+    world.subscriber.save(update_fields=["is_active"])
+
+    # when each is presented
+    answers = [Api(raw).post(ME) for raw in ("pmm_never-issued", revoked, expired, idle, disabled)]
+
+    # then the caller cannot tell them apart, and the audit trail can
+    assert all(answer == answers[0] for answer in answers), answers
+    assert answers[0]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert answers[0]["errors"][0]["message"] == INVALID_TOKEN_MESSAGE
+    assert failure_reasons() == ["unknown", "revoked", "expired", "idle", "disabled"]
