@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 from channels.db import database_sync_to_async
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
 from django.test import Client, override_settings
 
@@ -422,3 +424,29 @@ def test_http_refuses_an_operation_it_cannot_choose_with_a_validation_error(worl
     assert {error["extensions"]["code"] for error in errors} == {"VALIDATION_ERROR"}
     assert text in errors[0]["message"]
     assert Message.objects.count() == 0
+
+
+async def test_a_browser_session_socket_answers_queries_until_the_session_ends(world):
+    # given a socket opened with a signed-in browser session (no token)
+    def make_session() -> SessionStore:
+        session = SessionStore()
+        session[SESSION_KEY] = str(world.subscriber.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = world.subscriber.get_session_auth_hash()
+        session.save()
+        return session
+
+    session = await database_sync_to_async(make_session)()
+    headers = [(b"cookie", f"sessionid={session.session_key}".encode()), *HOST, (b"origin", b"http://testserver")]
+    client = LiveClient(headers=headers)
+    assert (await client.open(payload={}))["type"] == "connection_ack"
+    v = Viewer(token="", http=Api(), ws=client)
+
+    # then its queries run as that user
+    assert (await v.over_ws(ME, {}, "a"))["data"]["me"]["username"] == world.subscriber.username
+
+    # and once the session is signed out, they are UNAUTHENTICATED, as an HTTP request with that cookie would be
+    await database_sync_to_async(session.delete)()
+    answer = await v.over_ws(ME, {}, "b")
+    assert answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    await client.close()
