@@ -4,6 +4,10 @@ The consumer authenticates once, on `connection_init` (`{"authorization": "Beare
 session cookie; handshakes from pages of other origins are refused), then watches the token: revoked or
 expired closes the socket with 4403 within `LIVE_RECHECK_SECONDS`. It also pings idle clients
 (graphql-transport-ws `ping`).
+
+Queries and mutations sent on the socket (graphql-transport-ws allows them) run as over HTTP: synchronously, in
+Django's worker thread, each with its own request (the socket's host and scheme, ws→http, wss→https), request id
+and context, authenticated per operation as an HTTP request is. Only subscriptions stream on the event loop.
 """
 
 from __future__ import annotations
@@ -11,29 +15,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import json
 import logging
+import uuid
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.conf import settings
+from django.contrib.auth import get_user
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
 from django.urls import re_path
+from graphql import GraphQLError, OperationType
 from strawberry.channels import GraphQLWSConsumer
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from core import sessions
-from core.context import RequestInfo, client_address, set_current_request
+from core.context import RequestInfo, client_address, current_request, reset_current_request, set_current_request
 from core.errors import DomainError, ErrorCode
 from core.live_db import live_db
 from core.tokens import INVALID_TOKEN_MESSAGE, authenticate_token, valid_session_keys, valid_token_ids
 from graph.context import Context
-from graph.views import bearer_token
+from graph.errors import format_error
+from graph.operations import DocumentRefused, operation_type, validation_error
+from graph.views import authenticate_request, bearer_token
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +157,45 @@ def _valid_credentials(credentials: list[tuple[str, int | str]]) -> set[tuple[st
     return valid | ({("session", key) for key in valid_session_keys(sessions)} if sessions else set())
 
 
+def _is_pre_execution(result: ExecutionResult) -> bool:
+    """Refused before any field ran (invalid document, abuse limits): field errors always carry a path."""
+    return result.data is None and bool(result.errors) and all(not error.path for error in result.errors)
+
+
+class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
+    """Strawberry's graphql-transport-ws handler, with queries and mutations run as the HTTP view runs them and
+    documents that cannot run answered with the protocol's `error` message (codes as over HTTP) instead of a
+    close, a bare `complete` or a logged traceback."""
+
+    view: MailboxWSConsumer
+
+    async def run_operation(self, operation: Operation) -> None:
+        from graph.schema import MAX_TOKENS
+
+        try:
+            kind = operation_type(operation.query, operation.operation_name, max_tokens=MAX_TOKENS)
+            if operation.variables is not None and not isinstance(operation.variables, dict):
+                raise DocumentRefused([validation_error("variables must be an object or null.")])
+        except DocumentRefused as refusal:
+            await operation.send_initial_errors(refusal.errors)
+            return
+        if kind == OperationType.SUBSCRIPTION:
+            await super().run_operation(operation)
+            return
+        try:
+            result = await database_sync_to_async(self.view.execute_operation_sync)(operation)
+        except Exception as error:  # a fault outside GraphQL execution (which masks its own)
+            result = ExecutionResult(data=None, errors=[format_error(GraphQLError(str(error), original_error=error))])
+        if _is_pre_execution(result):
+            await operation.send_initial_errors(result.errors)
+            return
+        await operation.send_next(result)
+        await operation.send_operation_message({"id": operation.id, "type": "complete"})
+
+
 class MailboxWSConsumer(GraphQLWSConsumer):
+    graphql_transport_ws_handler_class = MailboxTransportWSHandler
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Read per connection, so deployments (and tests) tune it in settings.MAILBOX.
@@ -151,6 +207,7 @@ class MailboxWSConsumer(GraphQLWSConsumer):
         self._closing = False
         # The operation tasks of the subscriptions streaming now (strawberry keeps them out of reach).
         self._stream_tasks: set[asyncio.Task] = set()
+        self._authorization: str | None = None  # connection_init's, sent again with every query and mutation
 
     async def connect(self) -> None:
         client = self.scope.get("client") or (None, None)
@@ -194,6 +251,7 @@ class MailboxWSConsumer(GraphQLWSConsumer):
         header = params.get("authorization") or params.get("Authorization")
         raw = bearer_token(header if isinstance(header, str) else None)
         if raw is not None:
+            self._authorization = header
             try:
                 owner = await live_db(authenticate_token)(raw)
             except DomainError as refusal:
@@ -219,6 +277,51 @@ class MailboxWSConsumer(GraphQLWSConsumer):
         if self._watched is not None:
             TokenWatch.current().add(self._watched, self)
         self._watchdog = asyncio.create_task(self._keep_alive())
+
+    def operation_request(self) -> ASGIRequest:
+        """The HTTP request a query or mutation on this socket stands for: same client, host and headers (so
+        absolute URLs and `X-Forwarded-Proto` behave as over HTTP), the connection_init credentials as its
+        Authorization header, and the browser session re-read, as each HTTP request re-reads it."""
+        scheme = {"ws": "http", "wss": "https"}.get(self.scope.get("scheme", "ws"), "http")
+        request = ASGIRequest({**self.scope, "type": "http", "method": "POST", "scheme": scheme}, io.BytesIO())
+        request.user = AnonymousUser()
+        if self._authorization is not None:
+            request.META["HTTP_AUTHORIZATION"] = self._authorization
+        else:
+            session = self.scope.get("session")
+            key = getattr(session, "session_key", None)
+            request.session = import_module(settings.SESSION_ENGINE).SessionStore(key)
+            request.user = get_user(request)
+        return request
+
+    def execute_operation_sync(self, operation: Operation) -> ExecutionResult:
+        """Runs in Django's worker thread, as the HTTP view does: resolvers are synchronous ORM code."""
+        from graph.schema import schema
+
+        # The caller's address as the socket's connect read it (behind a trusted proxy: the forwarded one).
+        token = set_current_request(RequestInfo(ip=current_request().ip, request_id=uuid.uuid4().hex))
+        try:
+            request = self.operation_request()
+            try:
+                request.get_host()
+            except DisallowedHost:
+                message = "This server does not serve that host name; connect to the address of its site."
+                return ExecutionResult(data=None, errors=[validation_error(message)])
+            context = Context(request=request)
+            authenticate_request(request, context)
+            result = schema.execute_sync(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=context,
+                operation_name=operation.operation_name,
+                allowed_operation_types=(StrawberryOperationType.QUERY, StrawberryOperationType.MUTATION),
+            )
+            # As the HTTP view's process_result: errors raised before the operation hooks ran get their code too.
+            if result.errors:
+                result.errors = [format_error(error) for error in result.errors]
+            return result
+        finally:
+            reset_current_request(token)
 
     async def _keep_alive(self) -> None:
         keepalive = _setting("WS_KEEPALIVE_SECONDS", 20)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from cross_web import HTTPException
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -12,15 +13,19 @@ from django.templatetags.static import static
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from strawberry.django.views import GraphQLView
+from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from core.context import RequestInfo, client_address, reset_current_request, set_current_request
 from core.errors import DomainError
 from core.tokens import TokenOwner, authenticate_token
 from graph.context import Context
 from graph.errors import format_error
+from graph.operations import SUBSCRIPTIONS_OVER_HTTP, operation_choice_message
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -147,6 +152,35 @@ class MailboxGraphQLView(GraphQLView):
         if result.errors:
             result.errors = [format_error(error) for error in result.errors]
         return process_result(result)
+
+    def execute_single(
+        self, request, request_adapter, sub_response, context, root_value, request_data
+    ) -> ExecutionResult:
+        """Strawberry's, minus subscriptions: this synchronous view cannot run their resolvers (they answered
+        INTERNAL_SERVER_ERROR), so they are refused before execution; the 400 becomes VALIDATION_ERROR in
+        `dispatch`, with messages saying what to send instead."""
+        method = request_adapter.method
+        allowed = OperationType.from_http(method) - {OperationType.SUBSCRIPTION}
+        if not self.allow_queries_via_get and method == "GET":
+            allowed -= {OperationType.QUERY}
+        try:
+            return self.schema.execute_sync(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as error:
+            raise HTTPException(400, operation_choice_message(error.operation_name))
+        except InvalidOperationTypeError as error:
+            if error.operation_type == OperationType.SUBSCRIPTION:
+                raise HTTPException(400, SUBSCRIPTIONS_OVER_HTTP)
+            raise HTTPException(400, error.as_http_error_reason(method))
+        except MissingQueryError:
+            raise HTTPException(400, "Send the GraphQL document in query.")
 
     def get_context(self, request: HttpRequest, response: HttpResponse) -> Context:
         context = Context(request=request, response=response)
