@@ -318,7 +318,7 @@ def _fill_unread_counters(cur) -> None:
     )
     cur.execute(
         "UPDATE core_mailbox m SET patient_message_count = s.n FROM (SELECT mailbox_id, sum(patient_message_count) "
-        "AS n FROM core_conversation GROUP BY mailbox_id) s WHERE s.mailbox_id = m.id"
+        "AS n FROM core_conversation WHERE status = 'ACTIVE' GROUP BY mailbox_id) s WHERE s.mailbox_id = m.id"
     )
 
 

@@ -29,9 +29,9 @@ SECRET_KEY = os.environ.get("SECRET_KEY") or (
     "insecure-development-key-set-SECRET_KEY-in-production" if DEBUG or os.environ.get("PYTEST_VERSION") else ""
 )
 if not SECRET_KEY:
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    # Production never falls back to a development key. This is the first thing a new deployment (daphne, a
+    # manage.py command) meets, so it is one line saying what to set, not a traceback.
+    raise SystemExit("SECRET_KEY is not set: set SECRET_KEY (production), or DEBUG=1 for development.")
 
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h.strip()

@@ -137,7 +137,8 @@ class Mailbox(models.Model):
     name = models.CharField(max_length=100)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Messages from patients in all its conversations (for unread counts without scanning messages).
+    # Messages from patients in its active conversations (for unread counts without scanning messages). An
+    # archived conversation is not in the mailbox view, so its messages leave this count until it is reactivated.
     patient_message_count = models.PositiveBigIntegerField(default=0, db_default=0)
 
     class Meta:
@@ -256,8 +257,8 @@ class Attachment(models.Model):
 
 class ReadState(models.Model):
     """How far a user has read a conversation. Unread = conversation.patient_message_count - read_patient_count,
-    and per mailbox = mailbox.patient_message_count - the sum of the user's read_patient_count there: no scan of
-    messages, however long the threads."""
+    and per mailbox = mailbox.patient_message_count - the sum of the user's read_patient_count over the active
+    conversations there: no scan of messages, however long the threads."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="read_states")
@@ -267,6 +268,9 @@ class ReadState(models.Model):
     mailbox_id = models.BigIntegerField()
     last_read_sequence = models.PositiveIntegerField(default=0)
     read_patient_count = models.PositiveIntegerField(default=0, db_default=0)
+    # Denormalized conversation status (kept by archive and reactivation): the per-mailbox sum, like the
+    # mailbox's counter, covers active conversations only.
+    conversation_active = models.BooleanField(default=True, db_default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -40,7 +40,7 @@ def annotate_mailboxes(mailboxes: QuerySet[Mailbox], user: User | None) -> Query
     if user is None:
         return mailboxes.annotate(is_subscribed=Value(False), unread_count=Value(0))
     read = (
-        ReadState.objects.filter(user=user, mailbox_id=OuterRef("pk"))
+        ReadState.objects.filter(user=user, mailbox_id=OuterRef("pk"), conversation_active=True)
         .order_by()
         .values("mailbox_id")
         .annotate(total=Sum("read_patient_count"))

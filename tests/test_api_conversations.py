@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from io import StringIO
 
 import pytest
 from django.utils import timezone
@@ -61,6 +62,80 @@ def test_patient_messages_raise_unread_counts_and_mark_read_brings_them_to_zero(
     admin.data('mutation($c: ID!) { sendMessage(conversationId: $c, body: "On it") { sequence } }', conversation)
     assert unread(admin, world) == (0, 0)
     assert unread(subscriber, world) == (1, 1)
+
+
+MAILBOX_UNREAD = "query($m: ID!) { mailbox(id: $m) { unreadCount } }"
+
+
+def mailbox_unread(api: Api, world) -> int:
+    return api.data(MAILBOX_UNREAD, {"m": gid("Mailbox", world.billing.pk)})["mailbox"]["unreadCount"]
+
+
+def test_mailbox_unread_count_covers_only_the_active_conversations_it_shows(world):
+    # given two patients' unread messages in Billing: María's (2, then archived) and John's (1)
+    subscriber, admin = Api.as_user(world.subscriber), Api.as_user(world.mailbox_admin)
+    portal_send(world, "one")
+    portal_send(world, "two")
+    portal_send(world, "three", patient=world.other_patient)
+    admin.data(
+        "mutation($c: ID!) { markConversationRead(conversationId: $c) { id } }",
+        {"c": gid("Conversation", world.conversation.pk)},
+    )
+    assert (mailbox_unread(subscriber, world), mailbox_unread(admin, world)) == (3, 1)
+
+    # when María's conversation is archived
+    subscriber.data(
+        "mutation($c: ID!) { archiveConversation(conversationId: $c) { status } }",
+        {"c": gid("Conversation", world.conversation.pk)},
+    )
+
+    # then the mailbox badge counts only John's, the one the mailbox view lists, for everyone
+    assert (mailbox_unread(subscriber, world), mailbox_unread(admin, world)) == (1, 1)
+    archived = subscriber.data(
+        "query($m: ID!) { mailbox(id: $m) { conversations(status: ARCHIVED) { edges { node { unreadCount } } } } }",
+        {"m": gid("Mailbox", world.billing.pk)},
+    )["mailbox"]["conversations"]["edges"]
+    assert [e["node"]["unreadCount"] for e in archived] == [2]  # the conversation itself still says so
+    # and a read of the archived thread leaves the mailbox count alone
+    subscriber.data(
+        "mutation($c: ID!) { markConversationRead(conversationId: $c) { id } }",
+        {"c": gid("Conversation", world.conversation.pk)},
+    )
+    assert mailbox_unread(subscriber, world) == 1
+
+    # when the patient writes again, the conversation is active and its unread messages count again
+    portal_send(world, "four")
+    assert (mailbox_unread(subscriber, world), mailbox_unread(admin, world)) == (2, 2)
+
+    # and archive + reactivate from the archive (or a staff send) bring back exactly what was unread
+    conversation = {"c": gid("Conversation", world.conversation.pk)}
+    subscriber.data("mutation($c: ID!) { archiveConversation(conversationId: $c) { status } }", conversation)
+    assert (mailbox_unread(subscriber, world), mailbox_unread(admin, world)) == (1, 1)
+    admin.data("mutation($c: ID!) { unarchiveConversation(conversationId: $c) { status } }", conversation)
+    assert (mailbox_unread(subscriber, world), mailbox_unread(admin, world)) == (2, 2)
+    subscriber.data("mutation($c: ID!) { archiveConversation(conversationId: $c) { status } }", conversation)
+    admin.data('mutation($c: ID!) { sendMessage(conversationId: $c, body: "Noted") { id } }', conversation)
+    assert (mailbox_unread(subscriber, world), mailbox_unread(admin, world)) == (2, 1)
+
+
+def test_demo_scheduling_badge_counts_only_what_its_mailbox_view_shows(db):
+    # given the demo, whose only Scheduling thread is archived with two patient messages Mia never read
+    from django.core.management import call_command
+
+    from core.models import User
+
+    call_command("load_demo", stdout=StringIO())
+    mia = Api.as_user(User.objects.get(username="mia"))
+    data = mia.data(
+        "query($p: ID!) { mailboxes(practiceId: $p) { name unreadCount "
+        "conversations { edges { node { unreadCount } } } } }",
+        {"p": gid("Practice", Conversation.objects.get(patient__account_number="N-10002").practice_id)},
+    )["mailboxes"]
+
+    # then every badge is the sum of the unread counts of the conversations its view lists
+    for row in data:
+        assert row["unreadCount"] == sum(e["node"]["unreadCount"] for e in row["conversations"]["edges"]), row
+    assert {r["name"]: r["unreadCount"] for r in data}["Scheduling"] == 0
 
 
 def test_archived_conversation_is_reactivated_by_patient_or_staff_message_or_unarchive(world):

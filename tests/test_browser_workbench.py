@@ -468,3 +468,111 @@ def test_practice_switcher_shows_the_mailboxes_of_the_chosen_practice(open_page,
     page.get_by_label("Practice").select_option(label="North Clinic")
     expect(mailbox(page, "Scheduling")).to_be_visible()
     expect(mailbox(page, "Billing")).to_contain_text("Subscribed · 2 subscribers")
+
+
+def test_new_conversation_is_offered_only_in_a_mailbox_the_user_is_subscribed_to(open_page, world):
+    # given a staff member subscribed to nothing
+    with_password(world.staff)
+    page = sign_in(open_page(), world.staff.username)
+
+    # when they open Billing, which they are not subscribed to
+    page.locator(".mailbox-select", has_text="Billing").click()
+
+    # then they get the subscribe prompt and no + New Conversation
+    expect(page.get_by_text("You are not subscribed to Billing.")).to_be_visible()
+    expect(page.get_by_role("button", name="+ New Conversation")).to_have_count(0)
+    expect(page.locator("#pane-thread")).not_to_contain_text("New Conversation")
+    shot(page, "16-not-subscribed-no-new-conversation")
+
+    # when they subscribe from the prompt, they can start conversations there
+    page.get_by_role("button", name="Subscribe to Billing").click()
+    expect(page.locator(".conversation", has_text="María García")).to_be_visible()
+    expect(page.get_by_role("button", name="+ New Conversation")).to_be_visible()
+    # and after unsubscribing from the menu it is gone again
+    mailbox_menu(page, "Billing", "Unsubscribe")
+    expect(page.get_by_text("You are not subscribed to Billing.")).to_be_visible()
+    expect(page.get_by_role("button", name="+ New Conversation")).to_have_count(0)
+
+
+def test_workbench_switched_off_shows_only_the_reason(open_page, world):
+    # given the practice's workbench switch off, and a mailbox admin who is also the practice owner
+    PracticeSetting.objects.filter(practice=world.practice, key="ui.pat_messages_mailbox.enable").update(value="F")
+    PermissionGrant.objects.create(
+        membership=Membership.objects.get(user=world.owner, practice=world.practice),
+        permission="MAILBOX_ADMIN_PERMISSION",
+    )
+    with_password(world.owner)
+
+    # when they open the Workbench
+    page = sign_in(open_page(), world.owner.username)
+
+    # then the page says the workbench is off, with a way to the settings, and nothing contradicts it
+    notice = page.locator("#mailbox-notice")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("The mailbox workbench is off for this practice")
+    expect(page.get_by_text("No mailboxes yet")).to_have_count(0)
+    expect(page.get_by_role("button", name="+ New Mailbox")).to_be_hidden()
+    shot(page, "17-workbench-switched-off")
+    notice.get_by_role("link", name="Open Practice Settings").click()
+    expect(page.get_by_role("heading", name="Practice Settings")).to_be_visible()
+
+
+def test_patient_name_in_a_thread_opens_the_chart_summary(open_page, world):
+    # given a subscriber with María's Billing conversation open
+    with_password(world.subscriber)
+    page = sign_in(open_page(), world.subscriber.username)
+    page.locator(".mailbox-select", has_text="Billing").click()
+    page.locator(".conversation-select", has_text="María García").click()
+
+    # when they click the patient's name in the thread header
+    link = page.locator("#thread-title").get_by_role("link", name="María García")
+    expect(link).to_have_attribute("title", "Open the chart summary of María García")
+    shot(page, "18-thread-patient-link")
+    link.click()
+
+    # then María's chart summary opens, with her conversations
+    expect(page).to_have_url(re.compile(r"/chart/"))
+    expect(page.get_by_role("heading", name=re.compile("María García"))).to_be_visible()
+    expect(page.locator("#chart-conversations .conversation", has_text="Billing")).to_be_visible()
+
+
+def test_meaningful_use_status_follows_clinician_subscriptions(open_page, world):
+    # given a clinician subscribed to no mailbox
+    with_password(world.clinician)
+    page = sign_in(open_page(), world.clinician.username)
+
+    # then the Workbench says the practice does not count as doing patient messaging
+    status = page.get_by_role("region", name="Meaningful Use")
+    expect(status).to_contain_text("does not count as patient messaging")
+    expect(status).to_contain_text("No clinician is subscribed to an active mailbox")
+
+    # when the clinician subscribes to Billing
+    mailbox_menu(page, "Billing", "Subscribe")
+
+    # then it counts, naming the clinician
+    expect(status).to_contain_text("counts as patient messaging")
+    expect(status).to_contain_text(f"Clinicians subscribed to an active mailbox: {world.clinician.full_name}.")
+    shot(page, "19-meaningful-use")
+
+
+def test_archived_conversation_is_not_in_the_mailbox_badge(open_page, world):
+    # given two unread patient messages from María in Billing, then her conversation archived
+    from core import actions
+
+    for body in ("Is my bill ready?", "Any news?"):
+        actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body=body)
+    actions.archive_conversation(acting_user=world.mailbox_admin, conversation_id=world.conversation.pk)
+    with_password(world.subscriber)
+
+    # when a subscriber opens the Workbench
+    page = sign_in(open_page(), world.subscriber.username)
+
+    # then neither the Billing badge nor the header counts it, while the archive still shows it unread
+    expect(mailbox(page, "Billing")).to_be_visible()
+    expect(mailbox(page, "Billing").locator(".badge")).to_have_count(0)
+    expect(page.locator("#msg-icon-count")).to_be_hidden()
+    page.locator(".mailbox-select", has_text="Billing").click()
+    expect(page.get_by_text("No active conversations")).to_be_visible()
+    page.get_by_role("tab", name="Archived").click()
+    expect(page.locator(".conversation", has_text="María García").locator(".badge")).to_have_text("2")
+    shot(page, "20-archived-not-in-badge")

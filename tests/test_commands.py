@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from core import actions
 from core.demo import DEMO_PASSWORD
 from core.errors import DomainError, ErrorCode
 from core.models import (
@@ -173,6 +174,56 @@ def test_load_demo_twice_changes_nothing(db):
     run("load_demo")
 
     assert demo_row_counts() == before
+
+
+def test_load_demo_again_keeps_the_changes_made_in_the_workbench(db):
+    # given the demo, then changes an owner and a subscriber make in the Workbench
+    run("load_demo")
+    north = Practice.objects.get(key="north")
+    olivia, frank, mia = (User.objects.get(username=name) for name in ("olivia", "frank", "mia"))
+    actions.grant_permission(
+        acting_user=olivia, practice_id=north.pk, user_id=frank.pk, permission="MAILBOX_ADMIN_PERMISSION"
+    )
+    actions.revoke_permission(
+        acting_user=olivia, practice_id=north.pk, user_id=mia.pk, permission="MAILBOX_ADMIN_PERMISSION"
+    )
+    actions.set_practice_setting(
+        acting_user=olivia, practice_id=north.pk, key="patient_portal.use_mailbox_messaging", value="F"
+    )
+    billing = Mailbox.objects.get(practice=north, name="Billing")
+    actions.unsubscribe_from_mailbox(acting_user=frank, mailbox_id=billing.pk)
+    before = demo_row_counts()
+
+    # when `make run` loads the demo again
+    output = run("load_demo")
+
+    # then nothing is reverted, and the command says why it left the database alone
+    assert "already loaded" in output
+    assert set(
+        PermissionGrant.objects.filter(membership__practice=north).values_list("membership__user__username", flat=True)
+    ) == {"frank"}
+    assert PracticeSetting.objects.get(practice=north, key="patient_portal.use_mailbox_messaging").value == "F"
+    assert not MailboxSubscription.objects.filter(mailbox=billing, user=frank).exists()
+    assert demo_row_counts() == before
+
+
+def test_load_demo_reload_reapplies_the_demo_directory(db):
+    # given the demo with Mia's mailbox admin permission revoked
+    run("load_demo")
+    north = Practice.objects.get(key="north")
+    mia = User.objects.get(username="mia")
+    actions.revoke_permission(
+        acting_user=User.objects.get(username="olivia"),
+        practice_id=north.pk,
+        user_id=mia.pk,
+        permission="MAILBOX_ADMIN_PERMISSION",
+    )
+
+    # when it is loaded with --reload
+    run("load_demo", "--reload")
+
+    # then the directory's permission is back
+    assert PermissionGrant.objects.filter(membership__user=mia, membership__practice=north).exists()
 
 
 def test_demo_tokens_prints_urls_logins_and_working_headers(db):

@@ -162,3 +162,38 @@ def test_delete_racing_a_new_conversation_never_leaves_one_in_a_deleted_mailbox(
             assert isinstance(started, DomainError), started
             assert started.code == ErrorCode.NOT_FOUND
             assert (mailbox_exists, conversations) == (False, 0)
+
+
+def test_archive_and_reactivating_sends_racing_patient_sends_keep_the_mailbox_unread_count_exact(world):
+    # given María's Billing conversation with one unread patient message, and John's with none yet
+    from core.reads import annotate_mailboxes
+
+    actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="first")
+    for round_number in range(4):
+        # when, at once, a subscriber archives María's (or a staff send reactivates it), and both patients write
+        archive_or_send = (
+            (lambda: actions.archive_conversation(acting_user=world.subscriber, conversation_id=world.conversation.pk))
+            if round_number % 2 == 0
+            else (
+                lambda: actions.send_staff_message(
+                    acting_user=world.mailbox_admin, conversation_id=world.conversation.pk, body="on it"
+                )
+            )
+        )
+        no_exceptions(
+            run_at_once(
+                archive_or_send,
+                lambda: actions.send_patient_message(
+                    acting_patient=world.other_patient, mailbox_id=world.billing.pk, body="from John"
+                ),
+                lambda: actions.send_patient_message(
+                    acting_patient=world.patient, mailbox_id=world.billing.pk, body="from María"
+                ),
+            )
+        )
+
+        # then nothing deadlocked, and the mailbox count is the sum over its active conversations
+        active = Conversation.objects.filter(mailbox=world.billing, status="ACTIVE")
+        expected = sum(c.patient_message_count for c in active)
+        mailbox = annotate_mailboxes(Mailbox.objects.filter(pk=world.billing.pk), world.subscriber).get()
+        assert mailbox.unread_count == expected, round_number

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from django.db import transaction
 from django.db.models import F
@@ -89,8 +90,32 @@ def start_conversation(
     return conversation
 
 
+class _MailboxLockNeeded(Exception):
+    """A staff send found the conversation archived: reactivating it writes the mailbox's counter, and the mailbox
+    row must be locked before the conversation row (a patient's send locks them in that order), so start over."""
+
+
+def _count_in_mailbox(conversation: Conversation, *, counted: bool) -> None:
+    """Archiving takes a conversation's patient messages out of its mailbox's unread counts, reactivating puts
+    them back. Caller holds the mailbox lock, then the conversation lock."""
+    delta = conversation.patient_message_count if counted else -conversation.patient_message_count
+    if delta:
+        Mailbox.objects.filter(pk=conversation.mailbox_id).update(
+            patient_message_count=F("patient_message_count") + delta
+        )
+    ReadState.objects.filter(conversation=conversation).update(conversation_active=counted)
+
+
+def _lock_mailbox_then_conversation(conversation_id: int) -> Conversation:
+    mailbox_id = Conversation.objects.filter(pk=conversation_id).values_list("mailbox_id", flat=True).first()
+    if mailbox_id is not None:
+        lock_mailbox(mailbox_id)
+    return lock_conversation(conversation_id)
+
+
 def _reactivate(conversation: Conversation, *, by_user: User | None) -> None:
     conversation.status = ConversationStatus.ACTIVE
+    _count_in_mailbox(conversation, counted=True)
     emit(
         EventKind.CONVERSATION_REACTIVATED,
         practice_id=conversation.practice_id,
@@ -129,7 +154,10 @@ def _append_message(
     conversation.last_activity_at = now
     if direction == MessageDirection.FROM_PATIENT:
         conversation.patient_message_count += 1
-        Mailbox.objects.filter(pk=conversation.mailbox_id).update(patient_message_count=F("patient_message_count") + 1)
+        if conversation.status == ConversationStatus.ACTIVE:  # an archived one is counted whole just below
+            Mailbox.objects.filter(pk=conversation.mailbox_id).update(
+                patient_message_count=F("patient_message_count") + 1
+            )
     if conversation.status == ConversationStatus.ARCHIVED:
         _reactivate(conversation, by_user=sender_user)
     conversation.save(
@@ -149,7 +177,12 @@ def _append_message(
 def _mark_read(user: User, conversation: Conversation) -> bool:
     """Everything in the conversation so far is read by `user` (caller holds the conversation lock)."""
     state, _ = ReadState.objects.get_or_create(
-        user=user, conversation=conversation, defaults={"mailbox_id": conversation.mailbox_id}
+        user=user,
+        conversation=conversation,
+        defaults={
+            "mailbox_id": conversation.mailbox_id,
+            "conversation_active": conversation.status == ConversationStatus.ACTIVE,
+        },
     )
     if state.last_read_sequence >= conversation.last_sequence:
         return False
@@ -175,39 +208,63 @@ def send_staff_message(
     # Files are checked and stored before the transaction; a refusal below removes them again.
     uploads = attachment_store.store_uploads(attachments)
     try:
-        with transaction.atomic():
-            conversation = lock_conversation(conversation_id)
-            require_conversation_access(acting_user, conversation, via)
-            if client_message_id:
-                repeated = Message.objects.filter(
-                    conversation=conversation, sender_user=acting_user, client_message_id=client_message_id
-                ).first()
-                if repeated is not None:
-                    attachment_store.discard(uploads)
-                    return repeated
-            require_active_mailbox(conversation.mailbox)
-            message = _append_message(
-                conversation,
-                direction=MessageDirection.TO_PATIENT,
-                body=body,
-                client_message_id=client_message_id,
-                sender_user=acting_user,
-                uploads=uploads,
-            )
-            _mark_read(acting_user, conversation)
-            audit.record(
-                operation="sendMessage",
-                action=AuditAction.CREATE,
-                practice=conversation.practice_id,
-                actor_user=acting_user,
-                target=message,
-                patient=conversation.patient_id,
-                via=via,
-                detail={"conversation_id": conversation.pk, "attachments": len(uploads)},
-            )
+        send = partial(
+            _send_staff_message, acting_user, conversation_id, body, client_message_id=client_message_id, via=via
+        )
+        try:
+            return send(uploads=uploads, mailbox_locked=False)
+        except _MailboxLockNeeded:
+            return send(uploads=uploads, mailbox_locked=True)
     except BaseException:
         attachment_store.discard(uploads)
         raise
+
+
+def _send_staff_message(
+    acting_user: User,
+    conversation_id: int,
+    body: str,
+    *,
+    client_message_id: str | None,
+    via: AccessSource,
+    uploads: Sequence[attachment_store.StoredUpload],
+    mailbox_locked: bool,
+) -> Message:
+    with transaction.atomic():
+        if mailbox_locked:
+            conversation = _lock_mailbox_then_conversation(conversation_id)
+        else:
+            conversation = lock_conversation(conversation_id)
+        require_conversation_access(acting_user, conversation, via)
+        if conversation.status == ConversationStatus.ARCHIVED and not mailbox_locked:
+            raise _MailboxLockNeeded
+        if client_message_id:
+            repeated = Message.objects.filter(
+                conversation=conversation, sender_user=acting_user, client_message_id=client_message_id
+            ).first()
+            if repeated is not None:
+                attachment_store.discard(uploads)
+                return repeated
+        require_active_mailbox(conversation.mailbox)
+        message = _append_message(
+            conversation,
+            direction=MessageDirection.TO_PATIENT,
+            body=body,
+            client_message_id=client_message_id,
+            sender_user=acting_user,
+            uploads=uploads,
+        )
+        _mark_read(acting_user, conversation)
+        audit.record(
+            operation="sendMessage",
+            action=AuditAction.CREATE,
+            practice=conversation.practice_id,
+            actor_user=acting_user,
+            target=message,
+            patient=conversation.patient_id,
+            via=via,
+            detail={"conversation_id": conversation.pk, "attachments": len(uploads)},
+        )
     return message
 
 
@@ -267,13 +324,14 @@ def send_patient_message(
 
 def _set_status(acting_user: User, conversation_id: int, status: ConversationStatus) -> Conversation:
     with transaction.atomic():
-        conversation = lock_conversation(conversation_id)
+        conversation = _lock_mailbox_then_conversation(conversation_id)
         require_conversation_access(acting_user, conversation, AccessSource.MAILBOX)
         if conversation.status != status:
             if status == ConversationStatus.ACTIVE:
                 _reactivate(conversation, by_user=acting_user)
             else:
                 conversation.status = status
+                _count_in_mailbox(conversation, counted=False)
                 emit(
                     EventKind.CONVERSATION_ARCHIVED,
                     practice_id=conversation.practice_id,

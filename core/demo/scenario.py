@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 
 from core import actions
-from core.demo import DEMO_DIRECTORY
+from core.demo import DEMO_DIRECTORY, DEMO_PRACTICE_KEYS
 from core.directory import ImportSummary, apply_directory, read_directory
 from core.models import Conversation, Mailbox, Patient, Practice, User
 
@@ -211,6 +211,11 @@ def _set_up_practice(spec: DemoPractice) -> None:
     for wanted in spec.mailboxes:
         if not wanted.active and mailboxes[wanted.name].is_active:
             actions.deactivate_mailbox(acting_user=users[spec.mailbox_admin], mailbox_id=mailboxes[wanted.name].pk)
+
+
+def demo_is_loaded() -> bool:
+    """The demo loads in one transaction, so its practices are either all there or none is."""
+    return Practice.objects.filter(key__in=DEMO_PRACTICE_KEYS).count() == len(DEMO_PRACTICE_KEYS)
 
 
 def load_demo() -> ImportSummary:

@@ -23,6 +23,7 @@ const Q = {
     id fullName preferredPronoun dateOfBirth accountNumber } }`,
   practiceUsers: `query Users($practiceId: ID!) { practiceUsers(practiceId: $practiceId) { user { id fullName username } role } }`,
   subscribers: `query Subs($id: ID!) { mailbox(id: $id) { id subscribers { id } } }`,
+  meaningfulUse: `query MeaningfulUse($practiceId: ID!) { meaningfulUse(practiceId: $practiceId) { countsAsPatientMessaging clinicians { id fullName } } }`,
   mailboxEvents: `subscription MailboxEvents($practiceId: ID!, $after: String) { mailboxEvents(practiceId: $practiceId, after: $after) { cursor kind } }`,
 };
 const M = {
@@ -49,6 +50,7 @@ const state = {
   status: "ACTIVE",
   subscribedOnly: localStorage.getItem("pmm.subscribedOnly") === "1",
   mailboxes: [],
+  mailboxError: null,
   mailboxId: null,
   convStatus: "ACTIVE",
   conversationId: null,
@@ -191,7 +193,7 @@ function renderMailboxList(force = false) {
   const list = document.getElementById("mailbox-list");
   if (!list) return;
   // Re-render only on change, and never under an open menu or a keyboard user's focus.
-  const key = JSON.stringify([state.mailboxes, state.mailboxId, state.status, state.subscribedOnly]);
+  const key = JSON.stringify([state.mailboxes, state.mailboxError?.message, state.mailboxId, state.status, state.subscribedOnly]);
   if (!force && key === renderedMailboxes && list.dataset.rendered) return;
   if (list.querySelector(".menu:not([hidden])")) return;
   renderedMailboxes = key;
@@ -199,10 +201,18 @@ function renderMailboxList(force = false) {
   const focused = document.activeElement?.closest?.(".mailbox");
   const focusKey = focused ? [focused.dataset.mailboxId, document.activeElement.classList.contains("kebab") ? ".kebab" : ".mailbox-select"] : null;
   renderMailboxItems(list);
+  const newMailboxBtn = document.getElementById("new-mailbox");
+  if (newMailboxBtn) newMailboxBtn.hidden = !!state.mailboxError;
+  refreshMeaningfulUse();
   if (focusKey) list.querySelector(`[data-mailbox-id="${focusKey[0]}"] ${focusKey[1]}`)?.focus();
 }
 
 function renderMailboxItems(list) {
+  if (state.mailboxError) {
+    // The notice above says why there is no list (e.g. the workbench is switched off): no "create one" hint.
+    list.replaceChildren();
+    return;
+  }
   if (!state.mailboxes.length) {
     const empty = state.subscribedOnly ? "You are not subscribed to any mailbox here." : state.status === "ACTIVE" ? "No mailboxes yet." : "No deactivated mailboxes.";
     list.replaceChildren(h("li", { class: "empty muted" }, empty, isMailboxAdmin() && state.status === "ACTIVE" && !state.subscribedOnly ? " Create one with + New Mailbox." : ""));
@@ -231,13 +241,16 @@ async function loadMailboxes() {
   try {
     const data = await api.request(Q.mailboxes, { practiceId: state.practiceId, status: state.status, subscribedOnly: state.subscribedOnly });
     state.mailboxes = data.mailboxes;
+    state.mailboxError = null;
     const notice = document.getElementById("mailbox-notice");
     if (notice) notice.hidden = true;
   } catch (err) {
     state.mailboxes = [];
+    state.mailboxError = err;
     const notice = document.getElementById("mailbox-notice");
     if (notice) {
-      notice.textContent = err.message;
+      const settingsLink = err.code === "FEATURE_DISABLED" && isPracticeAdmin() ? h("a", { href: "#/config/settings" }, "Open Practice Settings") : null;
+      notice.replaceChildren(err.message, settingsLink ? " " : "", settingsLink || "");
       notice.hidden = false;
     } else showError(err);
   }
@@ -253,11 +266,39 @@ async function loadMailboxes() {
   renderMailboxList();
 }
 
+// SPEC: the practice counts as doing patient messaging while a clinician is subscribed to an active mailbox.
+let meaningfulUseRequest = 0;
+async function refreshMeaningfulUse() {
+  const box = document.getElementById("meaningful-use");
+  if (!box) return;
+  const request = ++meaningfulUseRequest;
+  let mu;
+  try {
+    mu = (await api.request(Q.meaningfulUse, { practiceId: state.practiceId })).meaningfulUse;
+  } catch {
+    box.hidden = true;
+    return;
+  }
+  if (request !== meaningfulUseRequest) return;
+  const names = mu.clinicians.map((c) => c.fullName).join(", ");
+  box.className = `meaningful-use small ${mu.countsAsPatientMessaging ? "mu-yes" : "mu-no"}`;
+  box.replaceChildren(
+    h("strong", {}, "Meaningful Use: ", mu.countsAsPatientMessaging ? "counts as patient messaging" : "does not count as patient messaging"),
+    h("p", {}, mu.countsAsPatientMessaging ? `Clinicians subscribed to an active mailbox: ${names}.` : "No clinician is subscribed to an active mailbox. Subscribe one to count as doing patient messaging."),
+  );
+  box.hidden = false;
+}
+
 async function subscription(mailbox, on) {
   try {
     await api.request(on ? M.subscribe : M.unsubscribe, { id: mailbox.id });
     toast(on ? `Subscribed to ${mailbox.name}.` : `Unsubscribed from ${mailbox.name}.`, "ok", 3000);
     await refreshAll();
+    if (state.mailboxId === mailbox.id) {
+      // The open mailbox's pane depends on the subscription (+ New Conversation, the subscribe prompt).
+      renderConversationsPane();
+      await loadConversations();
+    }
   } catch (err) {
     showError(err);
   }
@@ -386,7 +427,8 @@ function renderConversationsPane() {
       h("button", { type: "button", role: "tab", class: "tab", "aria-selected": String(state.convStatus === s), onclick: () => { state.convStatus = s; renderConversationsPane(); loadConversations(); } }, s === "ACTIVE" ? "Active" : "Archived"),
     ),
   );
-  const newBtn = mailbox.status === "ACTIVE" ? h("button", { type: "button", class: "btn btn-primary btn-small", id: "new-conversation", onclick: newConversation }, "+ New Conversation") : null;
+  // Only subscribers start conversations from the mailbox view; the others get the subscribe prompt instead.
+  const newBtn = mailbox.status === "ACTIVE" ? h("button", { type: "button", class: "btn btn-primary btn-small", id: "new-conversation", hidden: !mailbox.isSubscribed, onclick: newConversation }, "+ New Conversation") : null;
   pane.replaceChildren(
     h(
       "div",
@@ -414,6 +456,7 @@ async function loadConversations() {
     data = await api.request(Q.conversations, { id: mailbox.id, status: state.convStatus });
   } catch (err) {
     delete body.dataset.key;
+    showNewConversation(false);
     if (err.code === "NOT_SUBSCRIBED") {
       body.replaceChildren(
         h(
@@ -427,6 +470,7 @@ async function loadConversations() {
     } else body.replaceChildren(h("p", { class: "alert alert-error", role: "alert" }, err.message));
     return;
   }
+  showNewConversation(true);
   const edges = data.mailbox.conversations.edges;
   const key = JSON.stringify([edges, state.conversationId, state.convStatus]);
   if (body.dataset.key === key) return;
@@ -456,6 +500,11 @@ async function loadConversations() {
     ),
   );
   if (focusedId) body.querySelector(`[data-conversation-id="${focusedId}"] button`)?.focus();
+}
+
+function showNewConversation(on) {
+  const button = document.getElementById("new-conversation");
+  if (button) button.hidden = !on;
 }
 
 function newConversation() {
@@ -540,7 +589,7 @@ function newConversation() {
 function renderThreadPane() {
   const pane = document.getElementById("pane-thread");
   if (!state.conversationId) {
-    pane.replaceChildren(h("div", { class: "placeholder" }, h("p", {}, currentMailbox() ? "Select a conversation, or start one with + New Conversation." : "Messages appear here.")));
+    pane.replaceChildren(h("div", { class: "placeholder" }, h("p", {}, !currentMailbox() ? "Messages appear here." : currentMailbox().isSubscribed ? "Select a conversation, or start one with + New Conversation." : "Select a conversation.")));
     thread = null;
     return;
   }
@@ -555,7 +604,12 @@ function threadHeader(c) {
     h(
       "div",
       { class: "thread-patient" },
-      h("h2", { id: "thread-title" }, c.patient.fullName, c.patient.preferredPronoun ? h("span", { class: "pronoun" }, ` (${c.patient.preferredPronoun})`) : null),
+      h(
+        "h2",
+        { id: "thread-title" },
+        h("a", { class: "chart-link", href: `/chart/${encodeURIComponent(c.patient.id)}`, title: `Open the chart summary of ${c.patient.fullName}` }, c.patient.fullName),
+        c.patient.preferredPronoun ? h("span", { class: "pronoun" }, ` (${c.patient.preferredPronoun})`) : null,
+      ),
       h("p", { class: "muted small" }, `DOB ${fmtDate(c.patient.dateOfBirth)} · Account ${c.patient.accountNumber} · ${c.mailbox.name}`),
     ),
     h("span", { class: `status-pill ${archived ? "status-archived" : "status-active"}` }, archived ? "Archived" : "Active"),
@@ -666,6 +720,7 @@ function renderWorkbench() {
         isMailboxAdmin() ? h("button", { type: "button", class: "btn btn-primary btn-block", id: "new-mailbox", onclick: newMailbox }, "+ New Mailbox") : null,
         h("p", { id: "mailbox-notice", class: "alert alert-error", role: "alert", hidden: true }),
         h("ul", { id: "mailbox-list", class: "mailbox-list", "aria-label": "Mailboxes" }, h("li", { class: "muted" }, "Loading…")),
+        h("section", { id: "meaningful-use", class: "meaningful-use small", "aria-label": "Meaningful Use", hidden: true }),
       ),
       h("section", { class: "pane pane-conversations", id: "pane-conversations", "aria-label": "Conversations" }),
       h("section", { class: "pane pane-thread", id: "pane-thread", "aria-label": "Thread" }),
