@@ -74,6 +74,10 @@ export function mountThread({ container, load, send, header, perspective = "staf
   let lastSeq = 0;
   let renderedKey = "";
   let pendingId = null;
+  // Live changes that arrive while a load is under way are applied again on what it loaded: the load may have
+  // been read before them.
+  let loading = 0;
+  let replay = [];
 
   function renderMessages() {
     const newest = messages.length ? messages[messages.length - 1].sequence : 0;
@@ -104,17 +108,25 @@ export function mountThread({ container, load, send, header, perspective = "staf
 
   async function refresh() {
     let loaded;
+    loading += 1;
     try {
       loaded = await load();
     } catch (err) {
       showError(err);
       return null;
+    } finally {
+      loading -= 1;
     }
-    return show(loaded);
+    const late = loading ? [] : replay;
+    if (!loading) replay = [];
+    const shown = show(loaded);
+    for (const [apply, value] of late) apply(value);
+    return shown;
   }
 
   // A message from a live event or a send's answer; one already shown (same id or sequence) is ignored.
   function addMessage(message) {
+    if (loading && message) replay.push([addMessage, message]);
     if (!conversation || !message) return false;
     if (messages.some((m) => m.id === message.id || m.sequence === message.sequence)) return false;
     messages = [...messages, message].sort((a, b) => a.sequence - b.sequence);
@@ -126,6 +138,7 @@ export function mountThread({ container, load, send, header, perspective = "staf
 
   // Conversation fields from a live event (status, unread count, …); nested objects are merged one level.
   function update(fields) {
+    if (loading && fields) replay.push([update, fields]);
     if (!conversation || !fields) return;
     const next = { ...conversation };
     for (const [key, value] of Object.entries(fields)) {
