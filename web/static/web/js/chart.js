@@ -1,7 +1,7 @@
 // The chart-summary widget: every conversation with one patient, readable and answerable without a subscription.
 import { createClient } from "./gql.js";
 import { createLive } from "./live.js";
-import { mountThread, THREAD_FIELDS } from "./thread.js";
+import { MESSAGE_FIELDS, mountThread, THREAD_FIELDS } from "./thread.js";
 import { fmtDate, fmtTime, h, showError } from "./ui.js";
 
 const api = createClient();
@@ -16,14 +16,17 @@ const Q = {
   find: `query Find($practiceId: ID!, $q: String!) { searchPatients(practiceId: $practiceId, query: $q, first: 50) { id } }`,
   mailboxes: `query Boxes($practiceId: ID!) { mailboxes(practiceId: $practiceId) { id name } }`,
   thread: `query Thread($id: ID!) { conversation(id: $id, via: CHART_SUMMARY) { ${THREAD_FIELDS} } }`,
+  // What the conversation list and the open thread show, so an event updates them without a request.
   events: `subscription ChartEvents($conversationId: ID!, $after: String) {
-    conversationEvents(conversationId: $conversationId, after: $after, via: CHART_SUMMARY) { cursor kind } }`,
+    conversationEvents(conversationId: $conversationId, after: $after, via: CHART_SUMMARY) { cursor kind occurredAt conversationId
+      conversation { id status lastMessageAt unreadCount mailbox { id name status } }
+      message { ${MESSAGE_FIELDS} clientMessageId } } }`,
 };
 const M = {
   send: `mutation($id: ID!, $body: String, $attachments: [Upload!], $clientMessageId: String) {
-    sendMessage(conversationId: $id, body: $body, attachments: $attachments, clientMessageId: $clientMessageId, via: CHART_SUMMARY) { id } }`,
+    sendMessage(conversationId: $id, body: $body, attachments: $attachments, clientMessageId: $clientMessageId, via: CHART_SUMMARY) { ${MESSAGE_FIELDS} clientMessageId } }`,
   start: `mutation($mailboxId: ID!, $patientId: ID!) { startConversation(mailboxId: $mailboxId, patientId: $patientId, via: CHART_SUMMARY) { id } }`,
-  read: `mutation($id: ID!) { markConversationRead(conversationId: $id, via: CHART_SUMMARY) { id } }`,
+  read: `mutation($id: ID!) { markConversationRead(conversationId: $id, via: CHART_SUMMARY) { id status lastMessageAt unreadCount } }`,
 };
 
 let patient = null;
@@ -78,24 +81,56 @@ async function open(id) {
   selected = id;
   renderList();
   stopLive();
+  const markRead = async () => {
+    try {
+      applyConversation((await api.request(M.read, { id })).markConversationRead);
+    } catch (err) {
+      showError(err);
+    }
+  };
   thread = mountThread({
     container: document.getElementById("chart-thread"),
     load: async () => (await api.request(Q.thread, { id })).conversation,
-    send: async ({ body, files, clientMessageId }) => {
-      await api.request(M.send, { id, body, attachments: files.length ? files : null, clientMessageId });
-    },
+    send: async ({ body, files, clientMessageId }) => (await api.request(M.send, { id, body, attachments: files.length ? files : null, clientMessageId })).sendMessage,
     header: (c) => h("div", { class: "thread-header" }, h("div", { class: "thread-patient" }, h("h2", {}, c.mailbox.name), h("p", { class: "muted small" }, c.status === "ARCHIVED" ? "Archived conversation" : "Active conversation", " · viewed from the chart summary"))),
     disabledReason: (c) => (c.mailbox.status === "DEACTIVATED" ? "This mailbox is deactivated: its history stays readable, but no new messages can be sent." : null),
+    onRead: markRead,
   });
+  const mounted = thread;
   const refresh = async () => {
-    const c = await thread.refresh();
-    if (c && c.unreadCount > 0) {
-      await api.request(M.read, { id }).catch(showError);
-    }
+    const c = await mounted.refresh();
+    if (c && c.unreadCount > 0) await markRead();
     await loadPatient();
   };
-  stopLive = live.watch({ query: Q.events, variables: { conversationId: id }, onEvent: refresh, poll: refresh });
+  // Subscribed before the first load, so nothing happens unseen in between.
+  stopLive = live.watch({
+    query: Q.events,
+    variables: { conversationId: id },
+    onEvent(event) {
+      if (event?.conversation) applyConversation(event.conversation);
+      if (event?.message && thread === mounted) mounted.addMessage(event.message);
+    },
+    onResync: refresh, // the server no longer has the events we missed
+    poll: refresh,
+  });
   await refresh();
+}
+
+// A conversation's new state (from its live event or a mutation's answer): its row and the open thread.
+function applyConversation(conversation) {
+  if (!patient) return;
+  const old = patient.conversations.find((c) => c.id === conversation.id);
+  if (!old) return;
+  const row = { ...old, ...conversation, mailbox: { ...old.mailbox, ...(conversation.mailbox || {}) } };
+  const activity = (c) => Date.parse(c.lastMessageAt || 0) || 0;
+  const others = patient.conversations.filter((c) => c.id !== conversation.id);
+  // Most recent activity first, as the server lists them: a new message makes its conversation the first.
+  patient.conversations = activity(row) > activity(old) ? [row, ...others] : patient.conversations.map((c) => (c.id === row.id ? row : c));
+  renderList();
+  if (thread && thread.conversation?.id === conversation.id) {
+    const { status, unreadCount, lastMessageAt } = conversation;
+    thread.update({ status, unreadCount, lastMessageAt, ...(conversation.mailbox ? { mailbox: conversation.mailbox } : {}) });
+  }
 }
 
 async function startIn(mailboxId) {

@@ -14,11 +14,14 @@ const Q = {
   conversations: `{ portalConversations { id status lastMessageAt mailbox { id name status } patient { id fullName }
     messages(last: 50) { totalCount edges { node { ${MESSAGE_FIELDS} } } } } }`,
   mailboxes: `{ portalMailboxes { id name } }`,
-  events: `subscription PortalEvents($after: String) { portalEvents(after: $after) { cursor kind } }`,
+  // What the conversation list and the thread show, so a reply appears without a request.
+  events: `subscription PortalEvents($after: String) { portalEvents(after: $after) { cursor kind occurredAt conversationId
+    conversation { id status lastMessageAt mailbox { id name status } patient { id fullName } }
+    message { ${MESSAGE_FIELDS} clientMessageId } } }`,
 };
 const M = {
   send: `mutation($mailboxId: ID!, $body: String, $attachments: [Upload!], $clientMessageId: String) {
-    sendPortalMessage(mailboxId: $mailboxId, body: $body, attachments: $attachments, clientMessageId: $clientMessageId) { id conversationId } }`,
+    sendPortalMessage(mailboxId: $mailboxId, body: $body, attachments: $attachments, clientMessageId: $clientMessageId) { ${MESSAGE_FIELDS} clientMessageId conversationId } }`,
 };
 
 let conversations = [];
@@ -94,14 +97,49 @@ function open(mailboxId) {
       return found || { id: null, status: "ACTIVE", mailbox: mailbox || { id: mailboxId, name: "", status: "ACTIVE" }, messages: { edges: [] } };
     },
     send: async ({ body, files, clientMessageId }) => {
-      await api.request(M.send, { mailboxId, body, attachments: files.length ? files : null, clientMessageId });
+      const sent = (await api.request(M.send, { mailboxId, body, attachments: files.length ? files : null, clientMessageId })).sendPortalMessage;
+      if (conversations.some((c) => c.id === sent.conversationId)) {
+        applyEvent({ conversation: { id: sent.conversationId, lastMessageAt: sent.sentAt }, message: sent });
+        return sent;
+      }
+      // The first message to this mailbox started a conversation that this page has not seen yet.
       await load();
       renderSide();
+      return null;
     },
     header: (c) => h("div", { class: "thread-header" }, h("div", { class: "thread-patient" }, h("h2", {}, c.mailbox.name), h("p", { class: "muted small" }, "Your conversation with the practice"))),
     disabledReason: (c) => (mailboxes.some((m) => m.id === c.mailbox.id) ? null : "This mailbox no longer accepts messages."),
   });
   thread.refresh();
+}
+
+// A live event (or a send's answer): the conversation's new state and its new message, in the list and thread.
+function applyEvent(event) {
+  const fields = event?.conversation;
+  if (!fields) return;
+  const old = conversations.find((c) => c.id === fields.id);
+  if (!old && !fields.mailbox) return;
+  const base = old || { messages: { totalCount: 0, edges: [] } };
+  let messages = base.messages;
+  const message = event.message;
+  if (message && !messages.edges.some((e) => e.node.id === message.id || e.node.sequence === message.sequence)) {
+    const edges = [...messages.edges, { node: message }].sort((a, b) => a.node.sequence - b.node.sequence);
+    messages = { ...messages, totalCount: (messages.totalCount || 0) + 1, edges };
+  }
+  const row = { ...base, ...fields, mailbox: { ...(base.mailbox || {}), ...(fields.mailbox || {}) }, messages };
+  const others = conversations.filter((c) => c.id !== row.id);
+  const activity = (c) => Date.parse(c.lastMessageAt || 0) || 0;
+  // Most recent activity first, as the server lists them.
+  conversations = !old || activity(row) > activity(old) ? [row, ...others] : conversations.map((c) => (c.id === row.id ? row : c));
+  renderSide();
+  if (!thread) open(conversations[0].mailbox.id); // as on loading: the first thread opens by itself
+  else if (selectedMailbox === row.mailbox.id) {
+    if (thread.conversation?.id !== row.id) thread.show(row); // the mailbox's first message: its thread now exists
+    else {
+      thread.update({ status: row.status, lastMessageAt: row.lastMessageAt });
+      if (message) thread.addMessage(message);
+    }
+  }
 }
 
 async function refresh() {
@@ -151,7 +189,7 @@ async function boot() {
   renderSide();
   if (conversations.length) open(conversations[0].mailbox.id);
   const live = createLive({ auth: token });
-  live.watch({ query: Q.events, variables: {}, onEvent: refresh, poll: refresh });
+  live.watch({ query: Q.events, variables: {}, onEvent: applyEvent, onResync: refresh, poll: refresh });
 }
 
 boot();

@@ -38,7 +38,10 @@ function messageView(message, perspective) {
   );
 }
 
-export function mountThread({ container, load, send, header, perspective = "staff", disabledReason = () => null }) {
+// `send` may return the stored message (it is shown at once; its live event is then a duplicate and ignored).
+// `onRead` is called when the person works in a thread with unread messages: messages that arrive live are
+// shown, but marked read only when someone is evidently at the screen, not by an unattended tab.
+export function mountThread({ container, load, send, header, perspective = "staff", disabledReason = () => null, onRead = null }) {
   const head = h("div", { class: "thread-head" });
   const list = h("ol", { class: "messages", "aria-label": "Messages", "aria-live": "polite" });
   const body = h("textarea", { id: "composer-body", name: "body", rows: 3, placeholder: "Type a message…", "aria-label": "Message" });
@@ -63,35 +66,94 @@ export function mountThread({ container, load, send, header, perspective = "staf
       sendBtn,
     ),
   );
-  container.replaceChildren(h("section", { class: "thread", "aria-label": "Conversation" }, head, list, composer));
+  const section = h("section", { class: "thread", "aria-label": "Conversation" }, head, list, composer);
+  container.replaceChildren(section);
 
   let conversation = null;
+  let messages = [];
   let lastSeq = 0;
   let renderedKey = "";
   let pendingId = null;
+  // Live changes that arrive while a load is under way are applied again on what it loaded: the load may have
+  // been read before them.
+  let loading = 0;
+  let replay = [];
 
-  async function refresh() {
-    try {
-      conversation = await load();
-    } catch (err) {
-      showError(err);
-      return null;
-    }
-    if (!conversation) return null;
-    const key = JSON.stringify(conversation);
-    if (key === renderedKey) return conversation;
-    renderedKey = key;
-    head.replaceChildren(header(conversation));
-    const messages = conversation.messages ? conversation.messages.edges.map((e) => e.node) : [];
+  function renderMessages() {
     const newest = messages.length ? messages[messages.length - 1].sequence : 0;
     list.replaceChildren(...(messages.length ? messages.map((m) => messageView(m, perspective)) : [h("li", { class: "empty muted" }, "No messages yet. Write the first one below.")]));
     if (newest !== lastSeq) list.scrollTop = list.scrollHeight;
     lastSeq = newest;
+  }
+
+  function renderHead() {
+    head.replaceChildren(header(conversation));
     const reason = disabledReason(conversation);
     notice.hidden = !reason;
     notice.textContent = reason || "";
+  }
+
+  // Shows a conversation as loaded over HTTP (with `messages`), replacing what was shown.
+  function show(loaded) {
+    conversation = loaded;
+    if (!conversation) return null;
+    const key = JSON.stringify(conversation);
+    if (key === renderedKey) return conversation;
+    renderedKey = key;
+    messages = conversation.messages ? conversation.messages.edges.map((e) => e.node) : [];
+    renderHead();
+    renderMessages();
     return conversation;
   }
+
+  async function refresh() {
+    let loaded;
+    loading += 1;
+    try {
+      loaded = await load();
+    } catch (err) {
+      showError(err);
+      return null;
+    } finally {
+      loading -= 1;
+    }
+    const late = loading ? [] : replay;
+    if (!loading) replay = [];
+    const shown = show(loaded);
+    for (const [apply, value] of late) apply(value);
+    return shown;
+  }
+
+  // A message from a live event or a send's answer; one already shown (same id or sequence) is ignored.
+  function addMessage(message) {
+    if (loading && message) replay.push([addMessage, message]);
+    if (!conversation || !message) return false;
+    if (messages.some((m) => m.id === message.id || m.sequence === message.sequence)) return false;
+    messages = [...messages, message].sort((a, b) => a.sequence - b.sequence);
+    if (conversation.messages) conversation.messages.totalCount = (conversation.messages.totalCount || 0) + 1;
+    renderedKey = "";
+    renderMessages();
+    return true;
+  }
+
+  // Conversation fields from a live event (status, unread count, …); nested objects are merged one level.
+  function update(fields) {
+    if (loading && fields) replay.push([update, fields]);
+    if (!conversation || !fields) return;
+    const next = { ...conversation };
+    for (const [key, value] of Object.entries(fields)) {
+      if (key === "messages" || value === undefined) continue;
+      next[key] = value && typeof value === "object" && !Array.isArray(value) && conversation[key] ? { ...conversation[key], ...value } : value;
+    }
+    conversation = next;
+    renderedKey = "";
+    renderHead();
+  }
+
+  const read = () => {
+    if (onRead && conversation?.id && conversation.unreadCount > 0) onRead(conversation);
+  };
+  for (const type of ["pointerdown", "keydown", "focusin"]) section.addEventListener(type, read);
 
   composer.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -106,12 +168,13 @@ export function mountThread({ container, load, send, header, perspective = "staf
     sendBtn.disabled = true;
     sendBtn.textContent = "Sending…";
     try {
-      await send({ body: text || null, files: chosen, clientMessageId: pendingId, conversation });
+      const sent = await send({ body: text || null, files: chosen, clientMessageId: pendingId, conversation });
       pendingId = null;
       body.value = "";
       files.value = "";
       fileNames.textContent = "";
-      await refresh();
+      if (sent && sent.id && sent.sequence) addMessage(sent);
+      else await refresh();
     } catch (err) {
       showError(err);
     } finally {
@@ -125,5 +188,5 @@ export function mountThread({ container, load, send, header, perspective = "staf
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) composer.requestSubmit();
   });
 
-  return { refresh, focus: () => body.focus(), get conversation() { return conversation; } };
+  return { refresh, show, addMessage, update, focus: () => body.focus(), get conversation() { return conversation; } };
 }

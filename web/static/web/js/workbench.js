@@ -1,7 +1,7 @@
 // The Workbench: Patient Messages Mailbox (mailboxes, conversations, thread) and the Config screens.
 import { createClient } from "./gql.js";
 import { createLive } from "./live.js";
-import { THREAD_FIELDS } from "./thread.js";
+import { MESSAGE_FIELDS, THREAD_FIELDS } from "./thread.js";
 import { mountThread } from "./thread.js";
 import { fmtDate, fmtTime, formDialog, h, showError, toast, toggle } from "./ui.js";
 import { renderAccessControl, renderLogins, renderPracticeSettings } from "./config.js";
@@ -10,21 +10,28 @@ const api = createClient();
 const live = createLive();
 const main = document.getElementById("app");
 
+// What a conversation row shows; live events carry the same fields, so rows update from the event alone.
+const CONVERSATION_ROW = `id status lastMessageAt createdAt unreadCount patient { id fullName preferredPronoun dateOfBirth accountNumber }`;
+
 const Q = {
   me: `{ me { id username fullName memberships { practice { id name } role isClinician permissions } } practices { id name } }`,
   mailboxes: `query Mailboxes($practiceId: ID!, $status: MailboxStatus!, $subscribedOnly: Boolean!) {
     mailboxes(practiceId: $practiceId, status: $status, subscribedOnly: $subscribedOnly) { id name status isSubscribed subscriberCount unreadCount } }`,
   unread: `query Unread($practiceId: ID!) { mailboxes(practiceId: $practiceId, subscribedOnly: true) { id unreadCount } }`,
   conversations: `query Conversations($id: ID!, $status: ConversationStatus!) { mailbox(id: $id) { id name status isSubscribed
-    conversations(status: $status, first: 50) { totalCount edges { node { id status lastMessageAt unreadCount
-      patient { id fullName preferredPronoun dateOfBirth accountNumber } } } } } }`,
+    conversations(status: $status, first: 50) { totalCount edges { node { ${CONVERSATION_ROW} } } } } }`,
   thread: `query Thread($id: ID!) { conversation(id: $id) { ${THREAD_FIELDS} } }`,
   search: `query Search($practiceId: ID!, $query: String!) { searchPatients(practiceId: $practiceId, query: $query, first: 20) {
     id fullName preferredPronoun dateOfBirth accountNumber } }`,
   practiceUsers: `query Users($practiceId: ID!) { practiceUsers(practiceId: $practiceId) { user { id fullName username } role } }`,
   subscribers: `query Subs($id: ID!) { mailbox(id: $id) { id subscribers { id } } }`,
   meaningfulUse: `query MeaningfulUse($practiceId: ID!) { meaningfulUse(practiceId: $practiceId) { countsAsPatientMessaging clinicians { id fullName } } }`,
-  mailboxEvents: `subscription MailboxEvents($practiceId: ID!, $after: String) { mailboxEvents(practiceId: $practiceId, after: $after) { cursor kind } }`,
+  // Everything the mailbox list, the conversation list, the open thread and the header badge show.
+  mailboxEvents: `subscription MailboxEvents($practiceId: ID!, $after: String) { mailboxEvents(practiceId: $practiceId, after: $after) {
+    cursor kind occurredAt mailboxId conversationId mailboxName userIds
+    mailbox { id name status isSubscribed subscriberCount unreadCount }
+    conversation { ${CONVERSATION_ROW} mailbox { id } }
+    message { ${MESSAGE_FIELDS} clientMessageId } } }`,
 };
 const M = {
   createMailbox: `mutation($practiceId: ID!, $name: String!) { createMailbox(practiceId: $practiceId, name: $name) { id name } }`,
@@ -38,9 +45,9 @@ const M = {
   start: `mutation($mailboxId: ID!, $patientId: ID!) { startConversation(mailboxId: $mailboxId, patientId: $patientId) { id status } }`,
   archive: `mutation($id: ID!) { archiveConversation(conversationId: $id) { id status } }`,
   unarchive: `mutation($id: ID!) { unarchiveConversation(conversationId: $id) { id status } }`,
-  markRead: `mutation($id: ID!) { markConversationRead(conversationId: $id) { id unreadCount } }`,
+  markRead: `mutation($id: ID!) { markConversationRead(conversationId: $id) { ${CONVERSATION_ROW} mailbox { id unreadCount } } }`,
   send: `mutation($id: ID!, $body: String, $attachments: [Upload!], $clientMessageId: String) {
-    sendMessage(conversationId: $id, body: $body, attachments: $attachments, clientMessageId: $clientMessageId) { id sequence } }`,
+    sendMessage(conversationId: $id, body: $body, attachments: $attachments, clientMessageId: $clientMessageId) { ${MESSAGE_FIELDS} clientMessageId } }`,
 };
 
 const state = {
@@ -53,6 +60,9 @@ const state = {
   mailboxError: null,
   mailboxId: null,
   convStatus: "ACTIVE",
+  conversations: [], // rows of the open mailbox's list, valid for `conversationsOf`
+  conversationsOf: null,
+  unread: new Map(), // mailbox id -> unread count, subscribed active mailboxes (the header icon)
   conversationId: null,
   pane: "mailboxes",
 };
@@ -103,14 +113,19 @@ function setupHeader() {
 async function refreshUnreadIcon() {
   try {
     const data = await api.request(Q.unread, { practiceId: state.practiceId });
-    const total = data.mailboxes.reduce((sum, m) => sum + m.unreadCount, 0);
-    const badge = document.getElementById("msg-icon-count");
-    badge.textContent = String(total);
-    badge.hidden = total === 0;
-    document.getElementById("msg-icon").setAttribute("aria-label", `Patient messages: ${total} unread`);
+    state.unread = new Map(data.mailboxes.map((m) => [m.id, m.unreadCount]));
+    renderUnreadIcon();
   } catch {
     /* the mailbox view shows the reason */
   }
+}
+
+function renderUnreadIcon() {
+  const total = [...state.unread.values()].reduce((sum, n) => sum + n, 0);
+  const badge = document.getElementById("msg-icon-count");
+  badge.textContent = String(total);
+  badge.hidden = total === 0;
+  document.getElementById("msg-icon").setAttribute("aria-label", `Patient messages: ${total} unread`);
 }
 
 function setActiveNav(name) {
@@ -125,9 +140,71 @@ function startLive() {
   stopLive = live.watch({
     query: Q.mailboxEvents,
     variables: { practiceId: state.practiceId },
-    onEvent: refreshAll,
+    onEvent: applyMailboxEvent,
+    onResync: refreshAll, // the server no longer has the events we missed
     poll: refreshAll,
   });
+}
+
+// Applies one event's payload to the lists, the open thread and the badges: no request per event.
+function applyMailboxEvent(event) {
+  if (!event) return;
+  if (event.kind === "MAILBOX_DELETED") removeMailbox(event.mailboxId);
+  else if (event.mailbox) applyMailbox(event.mailbox);
+  if (event.conversation) applyConversation(event.conversation, event.message);
+}
+
+function removeMailbox(id) {
+  const before = currentMailbox();
+  state.unread.delete(id);
+  renderUnreadIcon();
+  state.mailboxes = state.mailboxes.filter((m) => m.id !== id);
+  mailboxesChanged(before);
+}
+
+function applyMailbox(fields) {
+  const before = currentMailbox();
+  const old = state.mailboxes.find((m) => m.id === fields.id);
+  // A field the event could not answer (null with an error) keeps the value shown.
+  const mailbox = { ...fields, subscriberCount: fields.subscriberCount ?? old?.subscriberCount ?? 0 };
+  if (mailbox.isSubscribed && mailbox.status === "ACTIVE") state.unread.set(mailbox.id, mailbox.unreadCount);
+  else state.unread.delete(mailbox.id);
+  renderUnreadIcon();
+  const listed = mailbox.status === state.status && (!state.subscribedOnly || mailbox.isSubscribed);
+  const at = state.mailboxes.findIndex((m) => m.id === mailbox.id);
+  if (at >= 0 && listed && state.mailboxes[at].name === mailbox.name) {
+    state.mailboxes = state.mailboxes.map((m) => (m.id === mailbox.id ? { ...m, ...mailbox } : m));
+  } else {
+    const others = state.mailboxes.filter((m) => m.id !== mailbox.id);
+    // The server lists mailboxes by name.
+    const after = others.findIndex((m) => m.name.localeCompare(mailbox.name) > 0);
+    if (listed) others.splice(after < 0 ? others.length : after, 0, mailbox);
+    state.mailboxes = others;
+  }
+  mailboxesChanged(before);
+}
+
+// Upserts a conversation row into the open mailbox's list (most recent activity first) and the open thread.
+function applyConversation(conversation, message) {
+  const mailboxId = conversation.mailbox?.id;
+  // A list being fetched may have been read before this event: it is applied again once the list is in.
+  if (mailboxId && mailboxId === state.mailboxId && conversationsLoading) lateRows.push(conversation);
+  if (mailboxId && state.conversationsOf === `${mailboxId}/${state.convStatus}`) {
+    state.conversations = upsertRow(state.conversations, conversation);
+    renderConversations();
+  }
+  if (thread && state.conversationId === conversation.id) {
+    thread.update({ status: conversation.status, unreadCount: conversation.unreadCount, lastMessageAt: conversation.lastMessageAt });
+    if (message) thread.addMessage(message);
+  }
+}
+
+function upsertRow(rows, conversation) {
+  const old = rows.find((c) => c.id === conversation.id);
+  const others = rows.filter((c) => c.id !== conversation.id);
+  if (conversation.status !== state.convStatus) return others;
+  const activity = (c) => Date.parse(c.lastMessageAt || c.createdAt || 0) || 0;
+  return [...others, { ...old, ...conversation }].sort((a, b) => activity(b) - activity(a));
 }
 
 async function refreshAll() {
@@ -203,7 +280,12 @@ function renderMailboxList(force = false) {
   renderMailboxItems(list);
   const newMailboxBtn = document.getElementById("new-mailbox");
   if (newMailboxBtn) newMailboxBtn.hidden = !!state.mailboxError;
-  refreshMeaningfulUse();
+  // Meaningful Use follows who is subscribed to which active mailbox, not unread counts a live event moves.
+  const muKey = JSON.stringify(state.mailboxes.map((m) => [m.id, m.status, m.subscriberCount]));
+  if (muKey !== meaningfulUseKey) {
+    meaningfulUseKey = muKey;
+    refreshMeaningfulUse();
+  }
   if (focusKey) list.querySelector(`[data-mailbox-id="${focusKey[0]}"] ${focusKey[1]}`)?.focus();
 }
 
@@ -238,6 +320,7 @@ function renderMailboxItems(list) {
 }
 
 async function loadMailboxes() {
+  const before = currentMailbox();
   try {
     const data = await api.request(Q.mailboxes, { practiceId: state.practiceId, status: state.status, subscribedOnly: state.subscribedOnly });
     state.mailboxes = data.mailboxes;
@@ -254,7 +337,13 @@ async function loadMailboxes() {
       notice.hidden = false;
     } else showError(err);
   }
-  if (state.mailboxId && !currentMailbox()) {
+  mailboxesChanged(before, false);
+}
+
+// After the mailbox list changed (refetched, or from an event): the open mailbox may be gone or changed.
+function mailboxesChanged(before, fromEvent = true) {
+  const now = currentMailbox();
+  if (state.mailboxId && !now) {
     state.mailboxId = null;
     state.conversationId = null;
     thread = null;
@@ -262,12 +351,30 @@ async function loadMailboxes() {
     renderThreadPane();
     document.querySelector("#pane-conversations .placeholder p").textContent =
       "The mailbox you had open is no longer in this list: it was deactivated, deleted or filtered out. Select a mailbox.";
+  } else if (fromEvent && before && now && before.id === now.id) {
+    if (before.status !== now.status || before.isSubscribed !== now.isSubscribed) {
+      if (!now.isSubscribed || now.status !== "ACTIVE") {
+        state.conversationId = null;
+        thread = null;
+        renderThreadPane();
+      }
+      renderConversationsPane();
+      // A (un)subscription changes what the pane may show, and the event does not carry the mailbox's
+      // conversations: fetch just that list (a deactivated mailbox's notice needs no request).
+      state.conversationsOf = null;
+      loadConversations();
+    } else if (before.name !== now.name) {
+      const title = document.getElementById("conversation-pane-title");
+      if (title) title.textContent = now.name;
+      thread?.update({ mailbox: { name: now.name } });
+    }
   }
   renderMailboxList();
 }
 
 // SPEC: the practice counts as doing patient messaging while a clinician is subscribed to an active mailbox.
 let meaningfulUseRequest = 0;
+let meaningfulUseKey = null;
 async function refreshMeaningfulUse() {
   const box = document.getElementById("meaningful-use");
   if (!box) return;
@@ -442,9 +549,13 @@ function renderConversationsPane() {
   );
 }
 
+let conversationsLoading = 0;
+let lateRows = [];
+
 async function loadConversations() {
   const mailbox = currentMailbox();
   const body = document.getElementById("conversation-body");
+  state.conversationsOf = null;
   if (!mailbox || !body) return;
   if (mailbox.status === "DEACTIVATED") {
     delete body.dataset.key;
@@ -452,8 +563,10 @@ async function loadConversations() {
     return;
   }
   let data;
+  const status = state.convStatus;
+  conversationsLoading += 1;
   try {
-    data = await api.request(Q.conversations, { id: mailbox.id, status: state.convStatus });
+    data = await api.request(Q.conversations, { id: mailbox.id, status });
   } catch (err) {
     delete body.dataset.key;
     showNewConversation(false);
@@ -469,9 +582,22 @@ async function loadConversations() {
       );
     } else body.replaceChildren(h("p", { class: "alert alert-error", role: "alert" }, err.message));
     return;
+  } finally {
+    conversationsLoading -= 1;
   }
+  if (mailbox.id !== state.mailboxId || status !== state.convStatus) return; // the person moved on meanwhile
   showNewConversation(true);
-  const edges = data.mailbox.conversations.edges;
+  state.conversations = data.mailbox.conversations.edges.map((e) => e.node);
+  for (const row of conversationsLoading ? [] : lateRows) if (row.mailbox?.id === mailbox.id) state.conversations = upsertRow(state.conversations, row);
+  if (!conversationsLoading) lateRows = [];
+  state.conversationsOf = `${mailbox.id}/${status}`;
+  renderConversations();
+}
+
+function renderConversations() {
+  const body = document.getElementById("conversation-body");
+  if (!body) return;
+  const edges = state.conversations.map((node) => ({ node }));
   const key = JSON.stringify([edges, state.conversationId, state.convStatus]);
   if (body.dataset.key === key) return;
   body.dataset.key = key;
@@ -644,11 +770,10 @@ async function openConversation(id) {
   thread = mountThread({
     container: document.getElementById("pane-thread"),
     load: async () => (await api.request(Q.thread, { id })).conversation,
-    send: async ({ body, files, clientMessageId }) => {
-      await api.request(M.send, { id, body, attachments: files.length ? files : null, clientMessageId });
-      loadConversations();
-    },
+    // The thread shows the answer; the list row and badges follow from the message's live event.
+    send: async ({ body, files, clientMessageId }) => (await api.request(M.send, { id, body, attachments: files.length ? files : null, clientMessageId })).sendMessage,
     header: threadHeader,
+    onRead: markRead,
   });
   await refreshThread();
   thread?.focus();
@@ -657,15 +782,26 @@ async function openConversation(id) {
 async function refreshThread() {
   if (!thread) return;
   const c = await thread.refresh();
-  if (c && c.unreadCount > 0) {
-    try {
-      await api.request(M.markRead, { id: c.id });
-      refreshUnreadIcon();
-      loadMailboxes();
-      loadConversations();
-    } catch (err) {
-      showError(err);
-    }
+  if (c && c.unreadCount > 0) await markRead(c);
+}
+
+// The thread was opened or worked in: mark it read, and show the counts the answer gives.
+let marking = null;
+async function markRead(c) {
+  if (marking === c.id) return;
+  marking = c.id;
+  try {
+    const read = (await api.request(M.markRead, { id: c.id })).markConversationRead;
+    const box = read.mailbox;
+    if (state.unread.has(box.id)) state.unread.set(box.id, box.unreadCount);
+    renderUnreadIcon();
+    state.mailboxes = state.mailboxes.map((m) => (m.id === box.id ? { ...m, unreadCount: box.unreadCount } : m));
+    renderMailboxList();
+    applyConversation(read);
+  } catch (err) {
+    showError(err);
+  } finally {
+    marking = null;
   }
 }
 

@@ -1,5 +1,8 @@
 // A tiny graphql-transport-ws client: one socket, many subscriptions, automatic reconnect.
 // Each subscription remembers the last event cursor and resubscribes with `after: cursor`, so nothing is lost.
+// When the server refuses that resume (the cursor is older than its event log keeps), the subscription starts
+// again live from now and its `onResync` tells the view to refetch what it shows: the one case where events
+// alone cannot bring the view up to date.
 
 const PROTOCOL = "graphql-transport-ws";
 
@@ -24,7 +27,21 @@ export function createWsClient({ url, connectionParams = () => ({}), onStatus = 
   function start(sub) {
     const variables = { ...sub.variables };
     if (sub.cursor) variables.after = sub.cursor;
+    sub.resumedFrom = sub.cursor;
+    sub.resumeRefused = false;
     send({ id: sub.id, type: "subscribe", payload: { query: sub.query, variables } });
+  }
+
+  // A VALIDATION_ERROR answering a subscribe that carried `after` is the server refusing the cursor; the same
+  // document without `after` would be accepted (if it is refused too, that comes to onError as usual).
+  function refusesResume(sub, errors) {
+    return !!sub.resumedFrom && (errors || []).some((e) => e.extensions?.code === "VALIDATION_ERROR");
+  }
+
+  function resync(sub) {
+    sub.cursor = null;
+    start(sub); // live from now first, so nothing falls between the refetch and the first event
+    sub.onResync();
   }
 
   function connect() {
@@ -46,23 +63,31 @@ export function createWsClient({ url, connectionParams = () => ({}), onStatus = 
       } else if (message.type === "next") {
         const sub = subs.get(message.id);
         if (!sub) return;
-        if (message.payload.errors?.length) {
-          sub.onError(message.payload.errors);
-          return;
-        }
         const data = message.payload.data || {};
         const event = Object.values(data)[0];
+        if (message.payload.errors?.length && !event) {
+          // The refusal ends the operation (`complete` follows); it is restarted there.
+          if (refusesResume(sub, message.payload.errors)) sub.resumeRefused = true;
+          else sub.onError(message.payload.errors);
+          return;
+        }
+        // An event with a field refused (null, with an error) still carries the rest: the views keep what
+        // they showed for the missing field.
+        if (message.payload.errors?.length) console.warn("Live event with field errors", message.payload.errors);
         if (event && event.cursor) sub.cursor = event.cursor;
         sub.onLive();
         sub.onEvent(event);
       } else if (message.type === "error") {
         const sub = subs.get(message.id);
-        if (sub) {
+        if (sub && refusesResume(sub, message.payload)) resync(sub);
+        else if (sub) {
           subs.delete(message.id);
           sub.onError(message.payload);
         }
       } else if (message.type === "complete") {
-        subs.delete(message.id);
+        const sub = subs.get(message.id);
+        if (sub?.resumeRefused) resync(sub);
+        else subs.delete(message.id);
       }
     };
     socket.onclose = (event) => {
@@ -86,9 +111,9 @@ export function createWsClient({ url, connectionParams = () => ({}), onStatus = 
   }
 
   return {
-    subscribe({ query, variables = {}, cursor = null, onEvent, onError = () => {}, onLive = () => {} }) {
+    subscribe({ query, variables = {}, cursor = null, onEvent, onError = () => {}, onLive = () => {}, onResync = () => {} }) {
       const id = String(nextId++);
-      const sub = { id, query, variables, cursor, onEvent, onError, onLive };
+      const sub = { id, query, variables, cursor, onEvent, onError, onLive, onResync, resumedFrom: null, resumeRefused: false };
       subs.set(id, sub);
       if (socket && acked) start(sub);
       else connect();
