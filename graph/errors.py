@@ -9,6 +9,7 @@ Anything unexpected is masked, logged with a correlation id, and the answer carr
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 from graphql import GraphQLError
@@ -28,10 +29,18 @@ _TOO_COMPLEX_MARKERS = (
 )
 
 
+# graphql-core names a value it cannot coerce by its Python class ("<InMemoryUploadedFile instance>"): only a
+# multipart file can get there, and the class name is an internal.
+_PYTHON_OBJECT = re.compile(r"<\w+ instance>")
+
+
 def _classify_document_error(error: GraphQLError) -> tuple[str, str]:
     text = error.message.lower()
     if any(marker in text for marker in _TOO_COMPLEX_MARKERS):
         return ErrorCode.QUERY_TOO_COMPLEX, f"{error.message} Simplify the query (fewer aliases, less nesting)."
+    if _PYTHON_OBJECT.search(error.message):
+        message = _PYTHON_OBJECT.sub("a file", error.message)
+        return ErrorCode.VALIDATION_ERROR, f"{message}. Send files only for arguments of type Upload (attachments)."
     return ErrorCode.VALIDATION_ERROR, error.message
 
 
