@@ -16,6 +16,7 @@ from graphql import (
     GraphQLError,
     ListValueNode,
     ObjectValueNode,
+    OperationDefinitionNode,
     StringValueNode,
     ValueNode,
     VariableNode,
@@ -81,6 +82,15 @@ def _argument_name(document: DocumentNode, variable: str | None) -> str | None:
     return finder.found
 
 
+def _declared_variables(document: DocumentNode) -> list[str]:
+    return [
+        definition.variable.name.value
+        for operation in document.definitions
+        if isinstance(operation, OperationDefinitionNode)
+        for definition in operation.variable_definitions or ()
+    ]
+
+
 def _refusal(field: str) -> GraphQLError:
     return GraphQLError(
         unstorable_text_message(field),
@@ -91,8 +101,10 @@ def _refusal(field: str) -> GraphQLError:
 class UnstorableTextGuard(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
-        for name, value in (context.variables or {}).items():
-            if _has_bad_string(value):
+        variables = context.variables or {}
+        # Only declared variables reach arguments; the rest are ignored, however many a request sends.
+        for name in _declared_variables(context.graphql_document) if variables else ():
+            if name in variables and _has_bad_string(variables[name]):
                 raise _refusal(_argument_name(context.graphql_document, name) or name)
         # A literal can only hold NUL through an escape (the lexer refuses raw NUL and lone surrogates), so
         # documents without "\u" skip the walk.
