@@ -20,6 +20,7 @@ from core.models import (
     ReadState,
     User,
 )
+from core.text import require_storable_text
 from permissions import (
     require_conversation_access,
     require_member,
@@ -189,6 +190,7 @@ def chart_conversations_of(*, user: User | None, patients: list[Patient]) -> dic
 
 def search_patients(*, user: User | None, practice_id: int, query: str, limit: int) -> list[Patient]:
     require_member(user, practice_id)
+    require_storable_text(query, "query")  # it is kept in the audit trail
     ratelimit.hit(ratelimit.SEARCHES, f"user:{user.pk}")
     results = list(patient_search.search_patients(practice_id, query, limit))
     audit.record(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from core.errors import DomainError, ErrorCode
+
 _SPACES = re.compile(r"\s+")
 _APOSTROPHES = re.compile(r"['’ʼ`´]")
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
@@ -17,3 +19,45 @@ def normalize_search_text(value: str) -> str:
     without_marks = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     words = _PUNCTUATION.sub(" ", _APOSTROPHES.sub("", without_marks.casefold()))
     return _SPACES.sub(" ", words).strip()
+
+
+# Lone surrogates decode from JSON ("\udc00") but cannot be encoded as UTF-8, and PostgreSQL text cannot hold
+# NUL: either would fail only when written, as a server error (and SQLite would store them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def has_unstorable_characters(value: str) -> bool:
+    """True when `value` holds a NUL character or a lone surrogate, which no database column may store."""
+    return _UNSTORABLE.search(value) is not None
+
+
+def unstorable_text_message(field: str) -> str:
+    return (
+        f"{field} contains a NUL character or a broken Unicode character (a lone surrogate); remove it and send "
+        "the text again."
+    )
+
+
+def require_storable_text(value: str | None, field: str) -> None:
+    """The GraphQL layer refuses these for every argument; this covers callers that bypass it (scripts, commands)."""
+    if value is not None and has_unstorable_characters(value):
+        raise DomainError(ErrorCode.VALIDATION_ERROR, unstorable_text_message(field), field=field)
+
+
+def is_format_character(ch: str) -> bool:
+    """Invisible characters such as zero-width spaces, joiners and byte-order marks (Unicode category Cf)."""
+    return unicodedata.category(ch) == "Cf"
+
+
+def strip_invisible(value: str) -> str:
+    """Trims whitespace and format characters from both ends, so a text that only shows as blank is blank."""
+    start, end = 0, len(value)
+    while start < end and (value[start].isspace() or is_format_character(value[start])):
+        start += 1
+    while end > start and (value[end - 1].isspace() or is_format_character(value[end - 1])):
+        end -= 1
+    return value[start:end]
+
+
+def without_format_characters(value: str) -> str:
+    return "".join(ch for ch in value if not is_format_character(ch))

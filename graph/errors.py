@@ -33,6 +33,9 @@ _TOO_COMPLEX_MARKERS = (
 # graphql-core's "Did you mean 'mailbox' or 'mailboxes'?" (fields, arguments, types, enum values, input fields).
 # Its `hide_suggestions` switch is not reachable through strawberry's validation and execution calls.
 _SUGGESTION = re.compile(r" Did you mean [^?]*\?")
+# graphql-core names a value it cannot coerce by its Python class ("<InMemoryUploadedFile instance>"): only a
+# multipart file can get there, and the class name is an internal.
+_PYTHON_OBJECT = re.compile(r"<\w+ instance>")
 
 
 def _classify_document_error(error: GraphQLError) -> tuple[str, str]:
@@ -43,6 +46,9 @@ def _classify_document_error(error: GraphQLError) -> tuple[str, str]:
         message = _SUGGESTION.sub("", message)
     if any(marker in text for marker in _TOO_COMPLEX_MARKERS):
         return ErrorCode.QUERY_TOO_COMPLEX, f"{message} Simplify the query (fewer aliases, less nesting)."
+    if _PYTHON_OBJECT.search(message):
+        message = _PYTHON_OBJECT.sub("a file", message)
+        return ErrorCode.VALIDATION_ERROR, f"{message}. Send files only for arguments of type Upload (attachments)."
     return ErrorCode.VALIDATION_ERROR, message
 
 

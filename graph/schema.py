@@ -20,6 +20,7 @@ from graph.limits import IntrospectionSwitch, MaxFieldsLimiter
 from graph.live_exec import LiveExecutor
 from graph.mutations import Mutation
 from graph.queries import Query
+from graph.text_arguments import UnstorableTextGuard
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30
@@ -43,6 +44,7 @@ def _extensions() -> list:
         lambda: AddValidationRules(list(_LIMIT_RULES)),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
+        UnstorableTextGuard,
         # No DjangoOptimizerExtension: every read loads its rows whole and batches nested lists itself (query
         # counts are pinned by tests), and the optimizer's per-field hook cost about 5% of a large page.
     ]

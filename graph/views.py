@@ -23,6 +23,7 @@ from strawberry.types.graphql import OperationType
 from core.context import RequestInfo, client_address, reset_current_request, set_current_request
 from core.errors import DomainError
 from core.tokens import TokenOwner, authenticate_token
+from graph import http_body
 from graph.context import Context
 from graph.errors import format_error
 from graph.operations import SUBSCRIPTIONS_OVER_HTTP, operation_choice_message
@@ -110,6 +111,7 @@ def _as_graphql_error(response: HttpResponse, code: str, message: str | None = N
 @method_decorator(csrf_exempt, name="dispatch")
 class MailboxGraphQLView(GraphQLView):
     multipart_uploads_enabled = True
+    request_adapter_class = http_body.RequestAdapter
 
     def dispatch(self, request, *args, **kwargs):
         refusal = _csrf_refusal(request)
@@ -146,6 +148,19 @@ class MailboxGraphQLView(GraphQLView):
     def should_render_graphql_ide(self, request) -> bool:
         """GraphiQL in development only, decided per request (not when the URLconf was loaded)."""
         return settings.DEBUG and super().should_render_graphql_ide(request)
+
+    def parse_json(self, data: str | bytes) -> object:
+        decoded = super().parse_json(data)
+        # The body must be an operation object; multipart fields and query parameters are checked where used.
+        return http_body.require_request_object(decoded) if isinstance(data, http_body.RequestBody) else decoded
+
+    def decode_json(self, data: str | bytes) -> object:
+        return http_body.decode_json(data)
+
+    def parse_multipart(self, request) -> dict[str, object]:
+        operations = self.parse_json(request.post_data.get("operations", "{}"))
+        files_map = self.parse_json(request.post_data.get("map", "{}"))
+        return http_body.files_into_operations(operations, files_map, request.files)
 
     def process_result(self, request: HttpRequest, result: ExecutionResult) -> GraphQLHTTPResponse:
         # Errors raised before the operation hooks ran (e.g. by a parse-time limit) get their code here too.

@@ -2,7 +2,9 @@
 
 Valid queries and mutations come from the live schema (hypothesis-graphql), with IDs drawn from both
 practices plus malformed ones, sent as practice A's owner, A's patient, practice B's owner, and anonymously.
-Invalid operations (schema violations, random text, wrong variable types) are sent too. Every answer must
+Invalid operations (schema violations, random text, wrong variable types), strings holding NUL, lone surrogates or
+invisible characters, and malformed HTTP bodies (not UTF-8, not an object, nested too deeply, multipart of any
+shape) are sent too. Every answer must
 be below 500, carry only SPEC error codes (never INTERNAL_SERVER_ERROR), and B's answers never contain
 A's names or account numbers.
 
@@ -26,6 +28,7 @@ from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema
 
 from core.errors import ErrorCode
+from core.text import has_unstorable_characters
 from core.tokens import issue_token
 from graph.schema import schema
 from tests.graphql_client import gid
@@ -86,14 +89,12 @@ def operations(world, mode: Mode) -> st.SearchStrategy[str]:
     """One root field per valid operation: a refused first mutation would stop the ones after it from running."""
     graphql_schema = schema._schema
     custom = scalars(world)
+    # allow_x00: string literals may hold NUL (sent as a \u0000 escape), which must be a VALIDATION_ERROR
     if mode == Mode.NEGATIVE:  # (a field without arguments has nothing to violate on its own)
-        return from_schema(graphql_schema, custom_scalars=custom, mode=mode, allow_x00=False)
+        return from_schema(graphql_schema, custom_scalars=custom, mode=mode, allow_x00=True)
     roots = [*graphql_schema.query_type.fields, *graphql_schema.mutation_type.fields]
     return st.one_of(
-        [
-            from_schema(graphql_schema, fields=[root], custom_scalars=custom, mode=mode, allow_x00=False)
-            for root in roots
-        ]
+        [from_schema(graphql_schema, fields=[root], custom_scalars=custom, mode=mode, allow_x00=True) for root in roots]
     )
 
 
@@ -219,6 +220,104 @@ def test_wrong_variable_types_are_refused_without_a_crash(fuzz, query, variables
 
     fuzz.sent += 1
     check_answer(response, "owner_a", fuzz.markers, query, fuzz.outcomes)
+
+
+# NUL, lone surrogates (JSON "\udc00" escapes decode to them), format characters (zero-width space, joiners,
+# byte-order mark, soft hyphen) mixed with ordinary text.
+HOSTILE_TEXT = st.text(
+    alphabet=st.sampled_from(["\x00", "\udc00", "\ud83d", "\u200b", "\u200d", "\ufeff", "\u2060", "\u00ad", " "])
+    | st.characters(codec="utf-8"),
+    max_size=30,
+)
+
+STRING_OPERATIONS = [
+    *TYPED_OPERATIONS,
+    "mutation($c: ID!, $b: String, $cid: String) { sendMessage(conversationId: $c, body: $b, clientMessageId: $cid) "
+    "{ id } }",
+    "mutation($p: ID!, $n: String!) { createMailbox(practiceId: $p, name: $n) { id } }",
+    "mutation($id: ID!, $n: String!) { renameMailbox(mailboxId: $id, name: $n) { id } }",
+    "mutation($p: ID!, $k: String!, $v: String!) { setPracticeSetting(practiceId: $p, key: $k, value: $v) { key } }",
+    "mutation($id: ID!, $b: String, $cid: String) { sendPortalMessage(mailboxId: $id, body: $b, clientMessageId: $cid) "
+    "{ id } }",
+]
+STRING_VARIABLES = ["id", "p", "q", "a", "c", "b", "cid", "n", "k", "v", "u"]
+
+
+@invalid_settings
+@given(data=st.data(), query=st.sampled_from(STRING_OPERATIONS), role=st.sampled_from(["owner_a", "patient_a"]))
+def test_hostile_strings_in_every_string_variable_are_refused_without_a_crash(fuzz, world, data, query, role):
+    ids = st.sampled_from(ids_of(world))
+    variables = {
+        name: data.draw(
+            HOSTILE_TEXT | ids.map(lambda i: i + "\x00") | (ids if name in ("id", "p", "c", "u") else HOSTILE_TEXT)
+        )
+        for name in STRING_VARIABLES
+        if f"${name}:" in query
+    }
+    if "$ids:" in query:
+        variables["ids"] = data.draw(st.lists(HOSTILE_TEXT, max_size=3))
+
+    response = post(fuzz.clients[role], query, variables)
+
+    fuzz.sent += 1
+    check_answer(response, role, fuzz.markers, query, fuzz.outcomes)
+    assert response.status_code == 200
+    if any(has_unstorable_characters(text) for text in _strings(variables)):
+        # refused before any resolver, whoever asks: nothing of it reached a database
+        assert {e["extensions"]["code"] for e in response.json()["errors"]} == {"VALIDATION_ERROR"}
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
+
+
+MALFORMED_BODIES = st.one_of(
+    st.binary(max_size=60),
+    st.sampled_from([b"42", b"null", b'"query"', b"true", b"[]", b"[1]", b"\xff\xfe{}", b'{"query": "\xc3\x28"}']),
+    st.integers(1, 6000).map(lambda depth: b"[" * depth + b"]" * depth),
+    st.integers(1, 6000).map(
+        lambda depth: b'{"query": "{ me { id } }", "variables": {"a": ' + b"[" * depth + b"]" * depth + b"}}"
+    ),
+    JSON_VALUES.map(lambda value: json.dumps(value).encode()),
+)
+
+
+@invalid_settings
+@given(body=MALFORMED_BODIES)
+def test_malformed_json_bodies_are_answered_below_500_in_the_graphql_shape(fuzz, body):
+    response = fuzz.clients["owner_a"].post("/graphql", data=body, content_type="application/json")
+
+    fuzz.sent += 1
+    check_answer(response, "owner_a", fuzz.markers, repr(body), fuzz.outcomes)
+    assert response["Content-Type"].startswith("application/json")
+    assert response["X-Request-ID"]
+
+
+@invalid_settings
+@given(operations=JSON_VALUES | st.just({"query": "mutation($c: ID!, $f: [Upload!]) { sendMessage(conversationId: $c, "
+                                                  "body: \"x\", attachments: $f) { id } }",
+                                         "variables": {"c": None, "f": [None]}}),
+       files_map=JSON_VALUES | st.dictionaries(st.sampled_from(["0", "1"]), st.lists(
+           st.sampled_from(["variables.f.0", "variables.c", "variables.f", "query", "x.y", "variables.f.9"])
+           | st.text(max_size=10), max_size=3), max_size=2))  # fmt: skip
+def test_multipart_requests_of_any_shape_are_answered_below_500(fuzz, operations, files_map):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("note.txt", b"hello", content_type="text/plain")
+    response = fuzz.clients["owner_a"].post(
+        "/graphql", data={"operations": json.dumps(operations), "map": json.dumps(files_map), "0": upload}
+    )
+
+    fuzz.sent += 1
+    check_answer(response, "owner_a", fuzz.markers, repr((operations, files_map)), fuzz.outcomes)
+    assert response["Content-Type"].startswith("application/json")
+    assert b"instance>" not in response.content
 
 
 # ---- regressions found by fuzzing --------------------------------------------------------------------

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from django.conf import settings
 
 from core.errors import DomainError, ErrorCode, not_found
 from core.models import Conversation, Mailbox
+from core.text import require_storable_text, strip_invisible, without_format_characters
 
 MAILBOX_NAME_MAX = 100
 
 
 def clean_mailbox_name(name: str | None) -> str:
-    cleaned = " ".join((name or "").split())
+    require_storable_text(name, "name")
+    # A label has no use for invisible characters: "Scheduling\u200b" would look like a second "Scheduling".
+    # Dropping them (and composing accents, NFC) lets the case-insensitive unique constraint see the clash.
+    visible = without_format_characters(unicodedata.normalize("NFC", name or ""))
+    cleaned = " ".join(visible.split())
     if not cleaned:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "Give the mailbox a name.", field="name")
     if len(cleaned) > MAILBOX_NAME_MAX:
@@ -22,7 +29,10 @@ def clean_mailbox_name(name: str | None) -> str:
 
 
 def clean_body(body: str | None, *, has_attachments: bool) -> str:
-    cleaned = (body or "").strip()
+    require_storable_text(body, "body")
+    # Interior format characters stay (emoji sequences need the zero-width joiner); at the ends they only hide
+    # that a message is blank.
+    cleaned = strip_invisible(unicodedata.normalize("NFC", body or ""))
     limit = settings.MAILBOX["MESSAGE_MAX_CHARS"]
     if len(cleaned) > limit:
         raise DomainError(
@@ -36,11 +46,14 @@ def clean_body(body: str | None, *, has_attachments: bool) -> str:
 def clean_client_message_id(value: str | None) -> str | None:
     if value is None:
         return None
+    require_storable_text(value, "clientMessageId")
     value = value.strip()
     if not value:
         return None
     if len(value) > 100:
-        raise DomainError(ErrorCode.VALIDATION_ERROR, "clientMessageId is at most 100 characters.")
+        raise DomainError(
+            ErrorCode.VALIDATION_ERROR, "clientMessageId is at most 100 characters.", field="clientMessageId"
+        )
     return value
 
 

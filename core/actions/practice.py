@@ -8,6 +8,8 @@ from core import audit
 from core.errors import DomainError, ErrorCode, not_found
 from core.events import emit_access_changed
 from core.models import (
+    PORTAL_SETTING,
+    WORKBENCH_SETTING,
     AccessSource,
     AuditAction,
     Membership,
@@ -16,10 +18,29 @@ from core.models import (
     PracticeSetting,
     User,
 )
+from core.text import has_unstorable_characters, is_format_character, unstorable_text_message
 from permissions import require_practice_admin
 
 SETTING_KEY_MAX = 200
 SETTING_VALUE_MAX = 1000
+# The switches read exactly "T" as on: any other value ("yes", "TRUE") would silently mean off.
+BOOLEAN_SETTINGS = frozenset({WORKBENCH_SETTING, PORTAL_SETTING})
+BOOLEAN_VALUES = ("T", "F")
+
+
+def setting_problem(key: str, value: str) -> tuple[str, str] | None:
+    """What is wrong with a trimmed setting, as (field, message), or None. Shared with the directory import."""
+    if has_unstorable_characters(key):
+        return "key", unstorable_text_message("key")
+    if not key or len(key) > SETTING_KEY_MAX or any(ch.isspace() or is_format_character(ch) for ch in key):
+        return "key", f"Setting keys are 1 to {SETTING_KEY_MAX} characters without spaces or invisible characters."
+    if has_unstorable_characters(value):
+        return "value", unstorable_text_message("value")
+    if len(value) > SETTING_VALUE_MAX:
+        return "value", f"Setting values are at most {SETTING_VALUE_MAX} characters."
+    if key in BOOLEAN_SETTINGS and value not in BOOLEAN_VALUES:
+        return "value", f"{key} is a switch: set it to T (on) or F (off), not {value[:20]!r}."
+    return None
 
 
 def _target_membership(practice_id: int, user_id: int) -> Membership:
@@ -81,14 +102,10 @@ def set_practice_setting(*, acting_user: User, practice_id: int, key: str, value
     require_practice_admin(acting_user, practice_id)
     key = (key or "").strip()
     value = (value or "").strip()
-    if not key or len(key) > SETTING_KEY_MAX or any(ch.isspace() for ch in key):
-        raise DomainError(
-            ErrorCode.VALIDATION_ERROR,
-            f"Setting keys are 1 to {SETTING_KEY_MAX} characters without spaces.",
-            field="key",
-        )
-    if len(value) > SETTING_VALUE_MAX:
-        raise DomainError(ErrorCode.VALIDATION_ERROR, f"Setting values are at most {SETTING_VALUE_MAX} characters.")
+    problem = setting_problem(key, value)
+    if problem is not None:
+        field, message = problem
+        raise DomainError(ErrorCode.VALIDATION_ERROR, message, field=field)
     with transaction.atomic():
         setting, created = PracticeSetting.objects.select_for_update().get_or_create(
             practice_id=practice_id, key=key, defaults={"value": value}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -11,9 +12,10 @@ from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 
-from core.actions.practice import SETTING_KEY_MAX, SETTING_VALUE_MAX
+from core.actions.practice import setting_problem
 from core.directory.jsonlines import line_of
 from core.models import PracticePermission, Role
+from core.text import has_unstorable_characters, strip_invisible, unstorable_text_message
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _PRACTICE_KEY = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
@@ -85,7 +87,10 @@ class _Checker:
         if not isinstance(value, str):
             self.fail(f"{name} must be a string, not {type(value).__name__}")
             return ""
-        value = value.strip()
+        if has_unstorable_characters(value):
+            self.fail(unstorable_text_message(name))
+            return ""
+        value = strip_invisible(unicodedata.normalize("NFC", value))
         if required and not value:
             self.fail(f"{name} is empty")
         elif len(value) > max_length:
@@ -134,12 +139,12 @@ def _settings(problems: list[Problem], practice: _Checker) -> dict[str, str] | N
     settings: dict[str, str] = {}
     line = line_of(raw, practice.line)
     for key, value in raw.items():
-        if not key or len(key) > SETTING_KEY_MAX or any(ch.isspace() for ch in key):
-            practice.fail(f"setting key {key!r} must be 1 to {SETTING_KEY_MAX} characters without spaces", line)
-        elif not isinstance(value, str):
+        if not isinstance(value, str):
             practice.fail(f'setting {key!r} must be a string such as "T" or "F", not {value!r}', line)
-        elif len(value.strip()) > SETTING_VALUE_MAX:
-            practice.fail(f"setting {key!r} is longer than {SETTING_VALUE_MAX} characters", line)
+            continue
+        problem = setting_problem(key, value.strip())
+        if problem is not None:
+            practice.fail(f"setting {key!r}: {problem[1]}", line)
         else:
             settings[key] = value.strip()
     return settings
@@ -160,6 +165,8 @@ def _staff(problems: list[Problem], obj: dict, index: int) -> StaffRecord | None
         check.fail("missing field 'password'")
     elif not isinstance(password, str) or not password:
         check.fail("password must be a non-empty string")
+    elif has_unstorable_characters(password):
+        check.fail(unstorable_text_message("password"))
     else:
         try:
             validate_password(password)
