@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('core', '0009_drop_unused_name_search_indexes'),
+        ('core', '0010_unread_counts_cover_active_conversations'),
     ]
 
     operations = [
