@@ -93,6 +93,18 @@ class LiveStream:
             self.via,
         )
 
+    def shared_key(self) -> tuple:
+        """`cohort_key` without the staff viewer: for selections whose every field answers alike for all the
+        viewers this stream admits to an event (`graph.live_exec.VIEWER_INDEPENDENT`)."""
+        return (
+            self.kind,
+            self.practice_id,
+            "staff" if self.user else None,
+            self.patient.pk if self.patient else None,
+            self.conversation_id,
+            self.via,
+        )
+
     def concerned_by(self, change: Event) -> bool:
         """Whether an access-changing event of this practice may change this stream's access decision."""
         if change.kind in PRACTICE_WIDE_ACCESS or not (change.user_ids or change.patient_id):

@@ -13,6 +13,7 @@ and context, authenticated per operation as an HTTP request is. Only subscriptio
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import io
@@ -162,12 +163,36 @@ def _is_pre_execution(result: ExecutionResult) -> bool:
     return result.data is None and bool(result.errors) and all(not error.path for error in result.errors)
 
 
+# The last payloads encoded, by the identity of their data: subscribers of one cohort get the same data object.
+_ENCODED: collections.OrderedDict[int, tuple[object, str]] = collections.OrderedDict()
+
+
+def _encoded_data(data: object) -> str:
+    known = _ENCODED.get(id(data))
+    if known is not None and known[0] is data:
+        return known[1]
+    encoded = '{"data":' + json.dumps(data, separators=(",", ":")) + "}"
+    _ENCODED[id(data)] = (data, encoded)
+    while len(_ENCODED) > 256:
+        _ENCODED.popitem(last=False)
+    return encoded
+
+
 class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
     """Strawberry's graphql-transport-ws handler, with queries and mutations run as the HTTP view runs them and
     documents that cannot run answered with the protocol's `error` message (codes as over HTTP) instead of a
     close, a bare `complete` or a logged traceback."""
 
     view: MailboxWSConsumer
+
+    async def send_message(self, message: dict) -> None:
+        """A `next` of a live event whose data a cohort shares is encoded once for all its subscribers."""
+        payload = message.get("payload") if message.get("type") == "next" else None
+        if isinstance(payload, dict) and payload.keys() == {"data"}:
+            frame = f'{{"id":{json.dumps(message["id"])},"type":"next","payload":{_encoded_data(payload["data"])}}}'
+            await self.view.send(frame)
+            return
+        await super().send_message(message)
 
     async def run_operation(self, operation: Operation) -> None:
         from graph.schema import MAX_TOKENS

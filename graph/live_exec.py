@@ -42,6 +42,8 @@ class SocketOrigin:
     def __init__(self, scope: dict) -> None:
         scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "ws"), "http")
         self._request = ASGIRequest({**scope, "type": "http", "method": "GET", "scheme": scheme}, io.BytesIO())
+        # Sockets reached under the same scheme and host build the same URLs (a cohort may share them).
+        self.key = (scheme, self._request.META.get("HTTP_HOST", ""))
 
     def build_absolute_uri(self, location: str) -> str:
         try:
@@ -114,10 +116,15 @@ class LiveExecutor(StrawberryGraphQLCoreExecutionContext):
         delivery = self.root_value
         if not isinstance(delivery, LiveDelivery) or getattr(self, "_on_live_thread", False):
             return super().execute_operation(serially)
+        stream = delivery.stream
+        # A selection of fields that answer alike for every viewer the stream admits (no unread counts, no
+        # subscription flags, no nested lists) is executed once for all of them; any other once per viewer.
+        shared = viewer_independent(self.schema, self.operation, self.fragment_definitions)
         key = (
             id(self.operation),
             _variables_key(self),
-            delivery.stream.cohort_key(),
+            stream.shared_key() if shared else stream.cohort_key(),
+            delivery.origin.key if delivery.origin is not None else None,
             delivery.event.pk,
         )
         return _shared_result(self, key, serially)
@@ -125,7 +132,9 @@ class LiveExecutor(StrawberryGraphQLCoreExecutionContext):
 
 async def _shared_result(executor: LiveExecutor, key: tuple, serially: bool | None) -> ExecutionResult:
     future = _cohorts_of_loop().get_or_start(key, lambda: _execute_on_live_thread(executor, serially))
-    return await asyncio.shield(future)
+    result = await asyncio.shield(future)
+    AUDIT.add([_delivery_row(executor.root_value)])  # every subscriber's own, whoever executed the cohort
+    return result
 
 
 async def _execute_on_live_thread(executor: LiveExecutor, serially: bool | None) -> ExecutionResult:
@@ -150,24 +159,28 @@ def _execute(executor: LiveExecutor, serially: bool | None) -> tuple[ExecutionRe
     return result, _live_audit_rows(delivery, entries)
 
 
+def _delivery_row(delivery: LiveDelivery) -> dict | None:
+    """One live delivery to one viewer, naming the event's patient (PHI reads are findable by patient)."""
+    stream, event = delivery.stream, delivery.event
+    if event.patient_id is None:
+        return None
+    return {
+        "operation": f"{stream.kind}.live",
+        "action": AuditAction.READ,
+        "practice": stream.practice_id,
+        "actor_user": stream.user,
+        "actor_patient": stream.patient,
+        "patient": event.patient_id,
+        "via": LIVE_VIA,
+        "detail": {"event_id": event.pk, "kind": event.kind},
+    }
+
+
 def _live_audit_rows(delivery: LiveDelivery, entries: list[dict]) -> list[dict]:
-    """The delivery itself (the event's patient), plus what nested reads showed (their patients), as live."""
+    """What nested reads of the executed selection showed (their patients), as live reads."""
     stream, event = delivery.stream, delivery.event
     operation = f"{stream.kind}.live"
     rows: list[dict] = []
-    if event.patient_id is not None:
-        rows.append(
-            {
-                "operation": operation,
-                "action": AuditAction.READ,
-                "practice": stream.practice_id,
-                "actor_user": stream.user,
-                "actor_patient": stream.patient,
-                "patient": event.patient_id,
-                "via": LIVE_VIA,
-                "detail": {"event_id": event.pk, "kind": event.kind},
-            }
-        )
     for entry in entries:
         rows.append(
             {
@@ -187,8 +200,10 @@ class _LiveAudit:
         self.pending: list[dict] = []
         self.flushing: asyncio.Task | None = None
 
-    def add(self, entries: list[dict]) -> None:
-        self.pending.extend(entries)
+    def add(self, entries: list[dict | None]) -> None:
+        self.pending.extend(entry for entry in entries if entry is not None)
+        if not self.pending:
+            return
         if self.flushing is None or self.flushing.done():
             self.flushing = asyncio.get_running_loop().create_task(self._flush())
 
@@ -209,3 +224,78 @@ def _write_audit(entries: list[dict]) -> None:
 
 
 AUDIT = _LiveAudit()
+
+
+# ---- which selections answer alike for every viewer of a stream --------------------------------------------
+
+# Fields whose answer depends only on the record (and the place, which is part of every cohort key), never on who
+# asks: a selection of only these is executed once for all the viewers one stream kind admits to an event. Any
+# other field (unread counts, subscription flags, nested lists with their own guards) makes the execution per
+# viewer. Missing a field here costs speed, never correctness.
+VIEWER_INDEPENDENT: dict[str, frozenset[str]] = {
+    "LiveEvent": frozenset(
+        {"cursor", "kind", "occurredAt", "mailboxId", "conversationId", "mailboxName", "userIds"}
+        | {"mailbox", "conversation", "message"}
+    ),
+    "Mailbox": frozenset({"id", "name", "status", "practice"}),
+    "Practice": frozenset({"id", "name", "key"}),
+    "Conversation": frozenset({"id", "status", "lastMessageAt", "createdAt", "mailbox", "patient"}),
+    "Patient": frozenset(
+        {"id", "fullName", "firstName", "lastName", "preferredPronoun", "dateOfBirth", "accountNumber"}
+    ),
+    "Message": frozenset(
+        {"id", "sequence", "direction", "body", "sentAt", "clientMessageId", "senderName", "conversationId"}
+        | {"attachments"}
+    ),
+    "Attachment": frozenset({"id", "filename", "contentType", "size", "sha256", "url"}),
+}
+_independent: OrderedDict[int, tuple[object, bool]] = OrderedDict()
+
+
+def viewer_independent(schema, operation, fragments: dict) -> bool:
+    """Whether every field the subscription selects (fragments followed) is in `VIEWER_INDEPENDENT`."""
+    known = _independent.get(id(operation))
+    if known is not None and known[0] is operation:
+        return known[1]
+    root = schema.subscription_type
+    answer = all(
+        _selection_independent(schema, root.fields[f.name.value].type, f.selection_set, fragments)
+        for f in _fields(operation.selection_set, fragments)
+        if f.name.value in root.fields
+    )
+    _independent[id(operation)] = (operation, answer)
+    while len(_independent) > _COHORT_MEMO_SIZE:
+        _independent.popitem(last=False)
+    return answer
+
+
+def _fields(selection_set, fragments: dict):
+    from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
+
+    for selection in selection_set.selections if selection_set else ():
+        if isinstance(selection, FieldNode):
+            yield selection
+        elif isinstance(selection, InlineFragmentNode):
+            yield from _fields(selection.selection_set, fragments)
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value in fragments:
+            yield from _fields(fragments[selection.name.value].selection_set, fragments)
+
+
+def _selection_independent(schema, field_type, selection_set, fragments: dict) -> bool:
+    from graphql import get_named_type
+
+    if selection_set is None:
+        return True
+    named = get_named_type(field_type)
+    allowed = VIEWER_INDEPENDENT.get(named.name)
+    if allowed is None:
+        return False
+    for field_node in _fields(selection_set, fragments):
+        name = field_node.name.value
+        if name == "__typename":
+            continue
+        if name not in allowed or field_node.arguments:
+            return False
+        if not _selection_independent(schema, named.fields[name].type, field_node.selection_set, fragments):
+            return False
+    return True

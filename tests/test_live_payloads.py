@@ -155,7 +155,7 @@ async def test_a_resume_right_after_a_socket_closed_replays_the_missed_event_at_
     settings.MAILBOX = {**settings.MAILBOX, "LIVE_RECHECK_SECONDS": 60}
     variables = {"practiceId": gid("Practice", world.practice.pk), "after": after}
     client = await connected(user=world.subscriber)
-    await client.subscribe("m", MAILBOX_EVENTS, variables)
+    await client.subscribe("m", WORKBENCH_MAILBOX_EVENTS, variables)
     await db(actions.send_patient_message)(acting_patient=world.patient, mailbox_id=world.billing.pk, body="seen")
     cursor = (await client.event("m", "mailboxEvents"))["cursor"]
     timings = []
@@ -166,7 +166,7 @@ async def test_a_resume_right_after_a_socket_closed_replays_the_missed_event_at_
         await db(actions.send_patient_message)(acting_patient=world.patient, mailbox_id=world.billing.pk, body=f"m{n}")
         client = await connected(user=world.subscriber)
         started = time.perf_counter()
-        await client.subscribe("m", MAILBOX_EVENTS, {**variables, "after": cursor})
+        await client.subscribe("m", WORKBENCH_MAILBOX_EVENTS, {**variables, "after": cursor})
         missed = await client.event("m", "mailboxEvents", timeout=5)
         timings.append((time.perf_counter() - started) * 1000)
         assert missed["message"]["body"] == f"m{n}"
@@ -282,3 +282,49 @@ async def test_signing_out_closes_the_socket_of_that_browser_session(world, afte
     assert await client.closed_code(timeout=5) == 4403
     assert time.perf_counter() - started < 2
     await client.close()
+
+
+SHARED_SELECTION = """
+subscription($practiceId: ID!, $after: String) {
+  mailboxEvents(practiceId: $practiceId, after: $after) {
+    cursor kind conversation { id status patient { fullName } } message { id sequence body senderName }
+  }
+}
+"""
+PER_VIEWER_SELECTION = """
+subscription($practiceId: ID!, $after: String) {
+  mailboxEvents(practiceId: $practiceId, after: $after) { cursor kind conversation { id unreadCount } }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("document", "executions"), [(SHARED_SELECTION, 1), (PER_VIEWER_SELECTION, 2)], ids=["shared", "per-viewer"]
+)
+async def test_an_event_is_executed_once_for_viewers_whose_selection_answers_alike(
+    world, after, settings, document, executions
+):
+    # given two different staff users following Billing with the same document, access decided once already
+    settings.MAILBOX = {**settings.MAILBOX, "LIVE_RECHECK_SECONDS": 60}
+    variables = {"practiceId": gid("Practice", world.practice.pk), "after": after}
+    clients = [await connected(user=user) for user in (world.subscriber, world.mailbox_admin)]
+    for client in clients:
+        await client.subscribe("m", document, variables)
+    await db(actions.send_patient_message)(acting_patient=world.patient, mailbox_id=world.billing.pk, body="warm")
+    for client in clients:
+        await client.event("m", "mailboxEvents")
+
+    # when one more message arrives
+    await live_db(_start_counting_queries)()
+    await db(actions.send_patient_message)(acting_patient=world.patient, mailbox_id=world.billing.pk, body="next")
+    received = [await client.event("m", "mailboxEvents") for client in clients]
+    sql = await live_db(_stop_counting_queries)()
+
+    # then the conversation was loaded once for both viewers when nothing selected depends on the viewer, and once
+    # per viewer when something does (their own unread counts), and both got the same answer where it is shared
+    loads = [q for q in sql if _reads_table(q) == "core_conversation"]
+    assert len(loads) == executions, loads
+    if executions == 1:
+        assert received[0] == received[1]
+    for client in clients:
+        await client.close()
