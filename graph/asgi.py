@@ -32,6 +32,7 @@ from core.errors import DomainError
 from core.live_db import live_db
 from core.tokens import authenticate_token, valid_token_ids
 from graph.context import Context
+from graph.limits import bounded_json
 from graph.views import bearer_token
 
 logger = logging.getLogger(__name__)
@@ -175,6 +176,9 @@ class MailboxWSConsumer(GraphQLWSConsumer):
 
     async def get_context(self, request: Any, response: Any) -> LiveContext:
         return LiveContext(request=None, ws=self)
+
+    def encode_json(self, data: object) -> str | bytes:
+        return bounded_json(data, super().encode_json, wrapped=True)
 
     async def on_ws_connect(self, context: LiveContext) -> None:
         params = context.connection_params or {}

@@ -21,6 +21,7 @@ from core.errors import DomainError
 from core.tokens import TokenOwner, authenticate_token
 from graph.context import Context
 from graph.errors import format_error
+from graph.limits import bounded_json
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -137,6 +138,9 @@ class MailboxGraphQLView(GraphQLView):
     def should_render_graphql_ide(self, request) -> bool:
         """GraphiQL in development only, decided per request (not when the URLconf was loaded)."""
         return settings.DEBUG and super().should_render_graphql_ide(request)
+
+    def encode_json(self, data: object) -> str | bytes:
+        return bounded_json(data, super().encode_json, wrapped=False)
 
     def process_result(self, request: HttpRequest, result: ExecutionResult) -> GraphQLHTTPResponse:
         # Errors raised before the operation hooks ran (e.g. by a parse-time limit) get their code here too.
