@@ -33,6 +33,7 @@ from graphql import (
     SelectionSetNode,
     get_named_type,
     get_operation_ast,
+    is_composite_type,
     value_from_ast,
 )
 from graphql.language import OperationType
@@ -73,11 +74,12 @@ def _is_connection(definition: GraphQLField) -> bool:
     return isinstance(named, GraphQLObjectType) and "edges" in named.fields and "first" in definition.args
 
 
-def _is_list(definition: GraphQLField) -> bool:
+def _is_list_of_objects(definition: GraphQLField) -> bool:
+    """Lists of scalars (a membership's permissions) are values of their row, not rows."""
     field_type = definition.type
     if isinstance(field_type, GraphQLNonNull):
         field_type = field_type.of_type
-    return isinstance(field_type, GraphQLList)
+    return isinstance(field_type, GraphQLList) and is_composite_type(get_named_type(field_type))
 
 
 def estimate_rows(
@@ -120,7 +122,7 @@ def estimate_rows(
                     walk(get_named_type(definition.type), selection.selection_set, times, inner_page, seen)
                     continue
                 items = times
-                if _is_list(definition):
+                if _is_list_of_objects(definition):
                     if selection.name.value == "edges" and page is not None:
                         items = times * page
                     elif asked is not None:  # a plain list with a size (searchPatients)

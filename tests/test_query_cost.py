@@ -62,6 +62,9 @@ def test_the_estimate_multiplies_page_sizes_through_nesting(world):
     no_arguments = parse(mailbox_pages(1, conversations="", messages=""))
     # the default page (50) at both levels
     assert estimate_rows(schema._schema, no_arguments, operation_name=None, variables={}, stop_above=10**9) == 2_550
+    # a list without paging counts 10 items; a list of scalars (permissions) is part of its row
+    users = parse('{ practiceUsers(practiceId: "x") { role permissions user { id } } }')
+    assert estimate_rows(schema._schema, users, operation_name=None, variables={}, stop_above=10**9) == 10
     capped = parse(mailbox_pages(1, conversations="first: 5000", messages="last: 1"))
     # capped at PAGE_MAX_SIZE (100), as the server caps the page
     assert estimate_rows(schema._schema, capped, operation_name=None, variables={}, stop_above=10**9) == 200
