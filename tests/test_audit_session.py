@@ -92,6 +92,7 @@ def test_a_workbench_session_leaves_exactly_the_expected_trail(world, storage_di
         ("sendMessage", "CREATE", "SUCCESS", "MAILBOX", me, patient, north),
         ("archiveConversation", "UPDATE", "SUCCESS", "MAILBOX", me, patient, north),
         ("conversation", "READ", "NOT_FOUND", "", me, outside, south),
+        ("conversation", "READ", "NOT_FOUND", "", me, None, north),  # the copy for the prober's practice
     ]
     events = AuditEvent.objects.filter(pk__gt=start or 0)
     assert {e.ip for e in events} == {"127.0.0.1"}
