@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
@@ -220,13 +221,10 @@ def record_token_failure(
         return record_many({**entry, "practice": practice} for practice in practices)[0]
 
 
-UNOWNED_OUTCOMES_EXCLUDED = ("SUCCESS",)
-
-
-def unowned_refusals(*, since=None):
+def unowned_refusals(*, since: dt.datetime | None = None) -> models.QuerySet[AuditEvent]:
     """Refusals filed under no practice (unknown tokens, callers of no practice), newest first: no practice's
     administrators can read them through the API."""
-    events = AuditEvent.objects.filter(practice__isnull=True).exclude(outcome__in=UNOWNED_OUTCOMES_EXCLUDED)
+    events = AuditEvent.objects.filter(practice__isnull=True).exclude(outcome="SUCCESS")
     if since is not None:
         events = events.filter(created_at__gte=since)
     return events.order_by("-id")
