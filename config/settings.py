@@ -110,6 +110,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db{TEST_DB_SUFFIX}.sqlite3")}
+    DATABASES["default"]["ENGINE"] = "core.sqlite"  # Django's, with SQLite's real parameter limit
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "core.User"
@@ -180,6 +181,10 @@ MAILBOX = {
     "MESSAGE_MAX_CHARS": 20_000,
     "SEARCH_MAX_RESULTS": 50,
     "PAGE_MAX_SIZE": env_int("PAGE_MAX_SIZE", 100),
+    # Estimated rows one operation may load (page sizes multiplied through nesting, graph/cost.py), and the
+    # largest encoded answer sent (bodies are up to 20,000 characters, so rows alone do not bound bytes).
+    "QUERY_MAX_COST": env_int("QUERY_MAX_COST", 10_000),
+    "RESPONSE_MAX_BYTES": env_int("RESPONSE_MAX_BYTES", 8 * 1024 * 1024),
     "TOKEN_TTL_HOURS": env_int("TOKEN_TTL_HOURS", 24 * 30),
     "TOKEN_IDLE_MINUTES": env_int("TOKEN_IDLE_MINUTES", 0),
     "EVENT_RETENTION_DAYS": env_int("EVENT_RETENTION_DAYS", 30),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -162,8 +163,10 @@ def record_refusal(
     """Audits a refused operation in its own short transaction, so the trace survives the operation's rollback.
 
     Recorded for the refusal codes of AUDITED_REFUSALS when someone is signed in; the record belongs to the
-    practice of what was asked for (probes of another practice show in that practice's trail), `query` holds
-    a search text, `detail` the arguments without message content.
+    practice of what was asked for (probes of another practice show in that practice's trail) and, when that
+    is not one of the caller's practices or nothing asked for exists, a copy naming no record goes to each of
+    the caller's practices. `query` holds a search text, `detail` the arguments without message content.
+    Returns the first row written.
     """
     from django.db import transaction
 
@@ -176,20 +179,39 @@ def record_refusal(
     elif via not in AccessSource.values:
         via = ""
     query = arguments.get("query") if operation == "searchPatients" else ""
+    common = {
+        "operation": operation[:64],
+        "action": refusal_action(operation, mutation=mutation),
+        "actor_user": actor_user,
+        "actor_patient": actor_patient,
+        "via": via,
+        "outcome": code,
+        "query": str(query or ""),
+        "detail": {"arguments": _shorten(arguments), **({"path": _shorten(path)} if path else {})},
+    }
+    rows = [] if practice_id is None else [{**common, "practice": practice_id, "target": target, "patient": patient_id}]
+    # The actor's own practices see what their people were refused even when the record is unknown or of another
+    # practice. That copy names no record and no patient, so it reads the same whether the record exists
+    # elsewhere or not: filing it tells nobody anything about another practice.
+    rows += [
+        {**common, "practice": own} for own in _actor_practice_ids(actor_user, actor_patient) if own != practice_id
+    ]
+    if not rows:  # nobody to file it under (an actor of no practice): `manage.py audit_refusals` reports it
+        rows = [{**common, "practice": None, "target": target, "patient": patient_id}]
     with transaction.atomic():
-        return record(
-            operation=operation[:64],
-            action=refusal_action(operation, mutation=mutation),
-            practice=practice_id,
-            actor_user=actor_user,
-            actor_patient=actor_patient,
-            target=target,
-            patient=patient_id,
-            via=via,
-            outcome=code,
-            query=str(query or ""),
-            detail={"arguments": _shorten(arguments), **({"path": _shorten(path)} if path else {})},
-        )
+        return record_many(rows)[0]
+
+
+def _actor_practice_ids(user: User | None, patient: Patient | None) -> list[int]:
+    """The practices a caller belongs to (a patient to one), disabled accounts included: their refusals and
+    failed tokens are their practices' business."""
+    from core.models import Membership
+
+    if patient is not None:
+        return [patient.practice_id]
+    if user is None:
+        return []
+    return sorted(Membership.objects.filter(user=user).values_list("practice_id", flat=True))
 
 
 def _shorten(value: object) -> object:
@@ -204,18 +226,33 @@ def _shorten(value: object) -> object:
     return str(value)[:200]
 
 
-def record_token_failure(*, reason: str, token_id: int | None, practice_id: int | None = None) -> AuditEvent:
-    """A token that did not authenticate: no actor, the caller's IP, in its own short transaction."""
+def record_token_failure(
+    *, reason: str, token_id: int | None, user: User | None = None, patient: Patient | None = None
+) -> AuditEvent:
+    """A token that did not authenticate: no actor, the caller's IP, in its own short transaction.
+
+    Filed under each practice of the token's owner when the token is known (revoked, expired, idle, disabled
+    account); an unknown token has no owner, and `manage.py audit_refusals` reports those rows."""
     from django.db import transaction
 
+    entry = {
+        "operation": "authenticate",
+        "action": AuditAction.EXECUTE,
+        "outcome": "UNAUTHENTICATED",
+        "detail": {"reason": reason, **({"token_id": token_id} if token_id else {})},
+    }
+    practices = _actor_practice_ids(user, patient) or [None]
     with transaction.atomic():
-        return record(
-            operation="authenticate",
-            action=AuditAction.EXECUTE,
-            practice=practice_id,
-            outcome="UNAUTHENTICATED",
-            detail={"reason": reason, **({"token_id": token_id} if token_id else {})},
-        )
+        return record_many({**entry, "practice": practice} for practice in practices)[0]
+
+
+def unowned_refusals(*, since: dt.datetime | None = None) -> models.QuerySet[AuditEvent]:
+    """Refusals filed under no practice (unknown tokens, callers of no practice), newest first: no practice's
+    administrators can read them through the API."""
+    events = AuditEvent.objects.filter(practice__isnull=True).exclude(outcome="SUCCESS")
+    if since is not None:
+        events = events.filter(created_at__gte=since)
+    return events.order_by("-id")
 
 
 def record_conversation_read(*, operation: str, user: User | None, conversation, via: AccessSource | str) -> AuditEvent:

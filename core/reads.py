@@ -100,26 +100,43 @@ def open_conversation(*, user: User | None, conversation_id: int, via: AccessSou
 
 
 def audit_mailbox_conversation_reads(*, user: User, rows: dict[Mailbox, list[Conversation]]) -> None:
-    """One audit row per mailbox whose conversation list was read, naming the conversations and patients shown
-    (the patient column too when the page shows one patient); one INSERT for the page, where a row per
-    conversation would split into several INSERTs on SQLite and break the constant query count."""
-    audit.record_many(
+    """One audit row per patient whose conversations the lists showed (their messages too, when asked), so
+    `auditEvents(patientId:)` finds every such read; a list that showed nobody leaves one row for its mailbox.
+    One INSERT for all the lists of a request's page, whatever their length."""
+    by_patient: dict[int, list[Conversation]] = {}
+    for conversations in rows.values():
+        for conversation in conversations:
+            by_patient.setdefault(conversation.patient_id, []).append(conversation)
+    shown = [
+        {
+            "operation": "mailbox.conversations",
+            "action": AuditAction.READ,
+            "practice": conversations[0].practice_id,
+            "actor_user": user,
+            "target": conversations[0] if len(conversations) == 1 else None,
+            "patient": patient_id,
+            "via": AccessSource.MAILBOX,
+            "detail": {
+                "conversation_ids": [c.pk for c in conversations],
+                "mailbox_ids": [c.mailbox_id for c in conversations],
+            },
+        }
+        for patient_id, conversations in by_patient.items()
+    ]
+    empty = [
         {
             "operation": "mailbox.conversations",
             "action": AuditAction.READ,
             "practice": mailbox.practice_id,
             "actor_user": user,
             "target": mailbox,
-            "patient": conversations[0].patient_id if len(conversations) == 1 else None,
             "via": AccessSource.MAILBOX,
-            "detail": {
-                "rows": len(conversations),
-                "conversation_ids": [c.pk for c in conversations],
-                "patient_ids": sorted({c.patient_id for c in conversations}),
-            },
+            "detail": {"rows": 0},
         }
         for mailbox, conversations in rows.items()
-    )
+        if not conversations
+    ]
+    audit.record_many([*shown, *empty])
 
 
 def audit_messages_in_answer(*, user: User, conversation: Conversation, via: AccessSource, operation: str) -> None:
@@ -193,13 +210,20 @@ def search_patients(*, user: User | None, practice_id: int, query: str, limit: i
     require_storable_text(query, "query")  # it is kept in the audit trail
     ratelimit.hit(ratelimit.SEARCHES, f"user:{user.pk}")
     results = list(patient_search.search_patients(practice_id, query, limit))
-    audit.record(
-        operation="searchPatients",
-        action=AuditAction.EXECUTE,
-        practice=practice_id,
-        actor_user=user,
-        query=query,
-        detail={"results": len(results)},
+    # The results carry each patient's name, birth date and account number: one row per patient found (one
+    # without a patient when none is), so the search shows in each of their trails.
+    audit.record_many(
+        {
+            "operation": "searchPatients",
+            "action": AuditAction.EXECUTE,
+            "practice": practice_id,
+            "actor_user": user,
+            "target": patient,
+            "patient": patient,
+            "query": query,
+            "detail": {"results": len(results)},
+        }
+        for patient in results or [None]
     )
     return results
 

@@ -107,7 +107,8 @@ def _failed(token: ApiToken | None, reason: str, ip: str, raw: str) -> DomainErr
     audit.record_token_failure(
         reason=reason,
         token_id=token.pk if token is not None else None,
-        practice_id=token.patient.practice_id if token is not None and token.patient is not None else None,
+        user=token.user if token is not None else None,
+        patient=token.patient if token is not None else None,
     )
     return DomainError(ErrorCode.UNAUTHENTICATED, INVALID_TOKEN_MESSAGE)
 

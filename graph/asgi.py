@@ -51,6 +51,7 @@ from core.live_db import live_db
 from core.tokens import INVALID_TOKEN_MESSAGE, authenticate_token, valid_session_keys, valid_token_ids
 from graph.context import Context
 from graph.errors import format_error
+from graph.limits import bounded_json
 from graph.operations import DocumentRefused, operation_type, validation_error
 from graph.views import authenticate_request, bearer_token
 
@@ -190,8 +191,10 @@ class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
         payload = message.get("payload") if message.get("type") == "next" else None
         if isinstance(payload, dict) and payload.keys() == {"data"}:
             frame = f'{{"id":{json.dumps(message["id"])},"type":"next","payload":{_encoded_data(payload["data"])}}}'
-            await self.view.send(frame)
-            return
+            if len(frame) <= settings.MAILBOX["RESPONSE_MAX_BYTES"]:
+                await self.view.send(frame)
+                return  # an oversized answer goes the common way, which replaces it with the size error
+
         await super().send_message(message)
 
     async def run_operation(self, operation: Operation) -> None:
@@ -270,6 +273,9 @@ class MailboxWSConsumer(GraphQLWSConsumer):
 
     async def get_context(self, request: Any, response: Any) -> LiveContext:
         return LiveContext(request=None, ws=self)
+
+    def encode_json(self, data: object) -> str | bytes:
+        return bounded_json(data, super().encode_json, wrapped=True)
 
     async def on_ws_connect(self, context: LiveContext) -> None:
         params = context.connection_params or {}

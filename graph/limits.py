@@ -7,7 +7,8 @@ decided per request from settings, so it follows `MAILBOX["GRAPHQL_INTROSPECTION
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from django.conf import settings
 from graphql import (
@@ -83,3 +84,34 @@ class IntrospectionSwitch(SchemaExtension):
             context = self.execution_context
             context.validation_rules = (*context.validation_rules, NoSchemaIntrospectionCustomRule)
         yield
+
+
+def response_too_large(size: int, limit: int) -> dict[str, Any]:
+    return {
+        "data": None,
+        "errors": [
+            {
+                "message": f"The answer is {size:,} bytes, over the limit of {limit:,}. Ask for fewer fields or "
+                "smaller pages (first/last) and page through the rest.",
+                "extensions": {"code": ErrorCode.QUERY_TOO_COMPLEX.value, "responseBytes": size, "limit": limit},
+            }
+        ],
+    }
+
+
+def bounded_json(message: Any, encode: Callable[[Any], str], *, wrapped: bool) -> str:
+    """The encoded answer, or a QUERY_TOO_COMPLEX error in its place when it passes
+    `MAILBOX["RESPONSE_MAX_BYTES"]`. `wrapped`: a graphql-transport-ws message, whose payload is the answer.
+
+    The cost limit bounds rows, not bytes (a message body holds up to 20,000 characters). The encoders escape
+    non-ASCII, so the length of the text is its size in bytes.
+    """
+    text = encode(message)
+    limit = settings.MAILBOX["RESPONSE_MAX_BYTES"]
+    if len(text) <= limit:
+        return text
+    if wrapped:
+        if not (isinstance(message, dict) and message.get("type") == "next"):
+            return text  # protocol messages carry no answer
+        return encode({**message, "payload": response_too_large(len(text), limit)})
+    return encode(response_too_large(len(text), limit))

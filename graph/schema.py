@@ -15,6 +15,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as max_de
 from core.errors import DomainError
 from graph import fast_fields
 from graph.audit_refusals import AuditRefusals
+from graph.cost import MaxCostLimiter
 from graph.errors import DomainErrors
 from graph.limits import IntrospectionSwitch, MaxFieldsLimiter
 from graph.live_exec import LiveExecutor
@@ -41,6 +42,7 @@ def _extensions() -> list:
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: MaxFieldsLimiter(max_fields=MAX_FIELDS),
         IntrospectionSwitch,
+        MaxCostLimiter,
         lambda: AddValidationRules(list(_LIMIT_RULES)),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),

@@ -26,6 +26,7 @@ from core.tokens import TokenOwner, authenticate_token
 from graph import http_body
 from graph.context import Context
 from graph.errors import format_error
+from graph.limits import bounded_json
 from graph.operations import SUBSCRIPTIONS_OVER_HTTP, operation_choice_message
 
 
@@ -161,6 +162,9 @@ class MailboxGraphQLView(GraphQLView):
         operations = self.parse_json(request.post_data.get("operations", "{}"))
         files_map = self.parse_json(request.post_data.get("map", "{}"))
         return http_body.files_into_operations(operations, files_map, request.files)
+
+    def encode_json(self, data: object) -> str | bytes:
+        return bounded_json(data, super().encode_json, wrapped=False)
 
     def process_result(self, request: HttpRequest, result: ExecutionResult) -> GraphQLHTTPResponse:
         # Errors raised before the operation hooks ran (e.g. by a parse-time limit) get their code here too.

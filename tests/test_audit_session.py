@@ -82,7 +82,7 @@ def test_a_workbench_session_leaves_exactly_the_expected_trail(world, storage_di
         for e in AuditEvent.objects.filter(pk__gt=start or 0).order_by("pk")
     ]
     assert trail == [
-        ("searchPatients", "EXECUTE", "SUCCESS", "", me, None, north),
+        ("searchPatients", "EXECUTE", "SUCCESS", "", me, patient, north),
         ("mailbox.conversations", "READ", "SUCCESS", "MAILBOX", me, patient, north),
         ("conversation", "READ", "SUCCESS", "MAILBOX", me, patient, north),
         ("patient", "READ", "SUCCESS", "CHART_SUMMARY", me, patient, north),
@@ -92,10 +92,12 @@ def test_a_workbench_session_leaves_exactly_the_expected_trail(world, storage_di
         ("sendMessage", "CREATE", "SUCCESS", "MAILBOX", me, patient, north),
         ("archiveConversation", "UPDATE", "SUCCESS", "MAILBOX", me, patient, north),
         ("conversation", "READ", "NOT_FOUND", "", me, outside, south),
+        ("conversation", "READ", "NOT_FOUND", "", me, None, north),  # the copy for the prober's practice
     ]
     events = AuditEvent.objects.filter(pk__gt=start or 0)
     assert {e.ip for e in events} == {"127.0.0.1"}
     assert all(e.request_id for e in events)
     assert AuditEvent.objects.get(operation="searchPatients", pk__gt=start or 0).query == "garc"
     listing = AuditEvent.objects.get(operation="mailbox.conversations", pk__gt=start or 0)
-    assert listing.detail == {"rows": 1, "conversation_ids": [world.conversation.pk], "patient_ids": [patient]}
+    assert listing.detail == {"conversation_ids": [world.conversation.pk], "mailbox_ids": [world.billing.pk]}
+    assert (listing.object_type, listing.object_id) == ("Conversation", str(world.conversation.pk))

@@ -123,7 +123,15 @@ def test_refused_cross_practice_read_is_recorded_for_the_practice_it_probed(worl
     )
 
     assert code == "NOT_FOUND"
-    [event] = new_events(before)
+    # filed under North, whose record it was, and (naming no record) under South, the outsider's practice
+    event, own = new_events(before)
+    assert (own.practice_id, own.object_type, own.object_id, own.patient_id) == (world.other_practice.pk, "", "", None)
+    assert (own.operation, own.outcome, own.actor_user_id, own.detail) == (
+        "conversation",
+        "NOT_FOUND",
+        world.outsider.pk,
+        event.detail,
+    )
     assert (event.operation, event.action, event.outcome) == ("conversation", "READ", "NOT_FOUND")
     assert event.actor_user_id == world.outsider.pk
     assert (event.object_type, event.object_id) == ("Conversation", str(world.conversation.pk))
@@ -187,7 +195,13 @@ def test_patient_asking_for_another_patients_thread_is_recorded_with_the_patient
     )
 
     assert code == "NOT_FOUND"
-    [event] = new_events(before)
+    event, own = new_events(before)
+    assert (own.practice_id, own.actor_patient_id, own.object_id, own.patient_id) == (
+        world.practice.pk,
+        world.other_patient.pk,
+        "",
+        None,
+    )
     assert (event.actor_patient_id, event.actor_user_id, event.via, event.outcome) == (
         world.other_patient.pk,
         None,

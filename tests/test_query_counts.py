@@ -165,7 +165,10 @@ def messages_page_queries(world, rows: int) -> int:
 
 
 @pytest.mark.parametrize("rows", [5, 50])
-def test_a_page_of_mailboxes_with_every_field_costs_16_queries_at_any_size(world, rows):
+def test_a_page_of_mailboxes_with_every_field_costs_16_queries_at_any_size(world, rows, settings):
+    # Every field at every level, 50 conversations of each mailbox: estimated past the default cost limit
+    # (graph/cost.py), though the data holds two conversations per mailbox. This measures queries, not cost.
+    settings.MAILBOX = {**settings.MAILBOX, "QUERY_MAX_COST": 50_000}
     assert mailboxes_page_queries(world, rows) == MAILBOXES_PAGE_QUERIES, f"mailboxes page, {rows} mailboxes"
 
 
