@@ -57,8 +57,12 @@ def authenticate_request(request: HttpRequest, context: Context) -> None:
 
 
 def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
-    """Cookie sessions need the CSRF token; bearer-token clients do not carry cookies."""
+    """Cookie sessions need the CSRF token. A request without the session cookie (a bearer-token client, or an
+    anonymous one) carries no ambient credential a forged request could ride on, so it is not checked: an
+    anonymous caller then learns it must sign in (UNAUTHENTICATED), not that it lacks a CSRF token."""
     if "Authorization" in request.headers or request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    if settings.SESSION_COOKIE_NAME not in request.COOKIES:
         return None
     return CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (), {})
 
