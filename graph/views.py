@@ -57,12 +57,8 @@ def authenticate_request(request: HttpRequest, context: Context) -> None:
 
 
 def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
-    """Cookie sessions need the CSRF token. A request without the session cookie (a bearer-token client, or an
-    anonymous one) carries no ambient credential a forged request could ride on, so it is not checked: an
-    anonymous caller then learns it must sign in (UNAUTHENTICATED), not that it lacks a CSRF token."""
+    """Cookie sessions need the CSRF token; bearer-token clients do not carry cookies."""
     if "Authorization" in request.headers or request.method in ("GET", "HEAD", "OPTIONS"):
-        return None
-    if settings.SESSION_COOKIE_NAME not in request.COOKIES:
         return None
     return CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (), {})
 
@@ -102,11 +98,28 @@ def _as_graphql_error(response: HttpResponse, code: str, message: str | None = N
     return JsonResponse(body, status=response.status_code)
 
 
+def _get_refusal() -> HttpResponse:
+    """Operations only by POST. A GET runs with the session cookie and no CSRF token, so a cross-site link or image
+    would read and search (and leave audit rows) in the user's name; and a query in the URL puts search text and
+    ids in browser history and access logs. A bearer token gains nothing from GET either. GraphiQL posts."""
+    response = _as_graphql_error(
+        HttpResponse(status=405),
+        "VALIDATION_ERROR",
+        "Send GraphQL operations with POST (JSON or multipart); GET does not run queries.",
+    )
+    response["Allow"] = "POST"
+    return response
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class MailboxGraphQLView(GraphQLView):
     multipart_uploads_enabled = True
 
     def dispatch(self, request, *args, **kwargs):
+        if request.method == "GET" and "query" in request.GET:
+            refused = _get_refusal()
+            refused["X-Request-ID"] = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+            return refused
         refusal = _csrf_refusal(request)
         if refusal is not None:
             return _as_graphql_error(
