@@ -178,6 +178,13 @@ STORAGES = {
 MAILBOX = {
     "ATTACHMENT_MAX_BYTES": env_int("ATTACHMENT_MAX_BYTES", 25 * 1024 * 1024),
     "ATTACHMENTS_PER_MESSAGE": env_int("ATTACHMENTS_PER_MESSAGE", 10),
+    # Office files (zip) past these are refused unopened: parts, declared expanded size, and its ratio to the file.
+    "OFFICE_MAX_ENTRIES": env_int("OFFICE_MAX_ENTRIES", 5_000),
+    "OFFICE_MAX_EXPANDED_BYTES": env_int("OFFICE_MAX_EXPANDED_BYTES", 512 * 1024 * 1024),
+    "OFFICE_MAX_COMPRESSION_RATIO": env_int("OFFICE_MAX_COMPRESSION_RATIO", 100),
+    # How long daphne waits for a request (headers and body) to arrive: idle, and in all (config/http_limits.py).
+    "HTTP_REQUEST_IDLE_SECONDS": env_int("HTTP_REQUEST_IDLE_SECONDS", 15),
+    "HTTP_REQUEST_TIMEOUT_SECONDS": env_int("HTTP_REQUEST_TIMEOUT_SECONDS", 300),
     "MESSAGE_MAX_CHARS": 20_000,
     "SEARCH_MAX_RESULTS": 50,
     "PAGE_MAX_SIZE": env_int("PAGE_MAX_SIZE", 100),

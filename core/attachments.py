@@ -23,6 +23,7 @@ from django.core.files.storage import Storage, storages
 from django.utils import timezone
 
 from core.errors import DomainError, ErrorCode
+from core.filechecks import hostile_content
 from core.filetypes import FileKind, TextChecker, clean_filename, display_filename, sniff
 from core.models import Attachment, Message
 
@@ -89,6 +90,14 @@ def _check_upload(upload: File, max_bytes: int) -> _CheckedUpload:
             filename=shown,
         )
     size, sha256 = _measure(upload, kind, max_bytes, shown)
+    hostile = hostile_content(upload, kind)
+    if hostile:
+        raise DomainError(
+            ErrorCode.ATTACHMENT_TYPE_NOT_ALLOWED,
+            f"'{shown}' was refused: {hostile}. Send a plain copy (for example printed to a new PDF or image).",
+            field="attachments",
+            filename=shown,
+        )
     return _CheckedUpload(file=upload, filename=display_filename(raw_name, kind), kind=kind, size=size, sha256=sha256)
 
 

@@ -128,7 +128,9 @@ class Patient(models.Model):
         return f"{self.first_name} {self.last_name}".strip()
 
     def refresh_search_columns(self) -> None:
-        self.search_name = normalize_search_text(f"{self.first_name} {self.last_name}")
+        # Folding can lengthen a name ("ß" -> "ss", "æ" -> "ae"); past the column's size only the tail is lost.
+        limit = self._meta.get_field("search_name").max_length
+        self.search_name = normalize_search_text(f"{self.first_name} {self.last_name}")[:limit]
         self.search_account = self.account_number.strip().lower()
 
 

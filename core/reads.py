@@ -3,12 +3,13 @@ querysets annotated with what the viewer needs (subscription, counts, unread).""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import BigIntegerField, Exists, F, Func, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from core import audit, ratelimit
 from core import search as patient_search
-from core.errors import not_found
+from core.errors import DomainError, ErrorCode, not_found
 from core.models import (
     AccessSource,
     AuditAction,
@@ -206,7 +207,16 @@ def chart_conversations_of(*, user: User | None, patients: list[Patient]) -> dic
 
 
 def search_patients(*, user: User | None, practice_id: int, query: str, limit: int) -> list[Patient]:
-    require_member(user, practice_id)
+    # Finding a patient is how a conversation is started, from the mailbox view or the chart, and in this service
+    # the chart only holds messaging: a staff mailbox operation, refused with the workbench switch off (SPEC §2).
+    require_workbench_member(user, practice_id)
+    most = settings.MAILBOX["SEARCH_MAX_RESULTS"]
+    if not 1 <= limit <= most:
+        raise DomainError(
+            ErrorCode.VALIDATION_ERROR,
+            f"first must be between 1 and {most}: a search returns at most {most} patients; type more to narrow it.",
+            field="first",
+        )
     require_storable_text(query, "query")  # it is kept in the audit trail
     ratelimit.hit(ratelimit.SEARCHES, f"user:{user.pk}")
     results = list(patient_search.search_patients(practice_id, query, limit))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import cache
+
+from anyascii import anyascii
 
 from core.errors import DomainError, ErrorCode
 
@@ -12,12 +15,24 @@ _APOSTROPHES = re.compile(r"['’ʼ`´]")
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
 
 
+@cache
+def _fold_latin(ch: str) -> str:
+    # NFKD leaves letters with a stroke, ligatures and the like whole (ł, ø, đ, ħ, æ, œ, þ, ı): a Latin letter still
+    # outside ASCII is transliterated ("łukasz" -> "lukasz"). Other scripts are kept as typed: transliterating
+    # "Иван" or "张伟" would change which prefixes of those names match.
+    if ch.isascii() or not unicodedata.name(ch, "").startswith("LATIN "):
+        return ch
+    return anyascii(ch).casefold() or ch
+
+
 def normalize_search_text(value: str) -> str:
-    """Lowercase, strip accents, drop apostrophes, split on other punctuation, collapse whitespace:
-    "  María  GARCÍA-López " -> "maria garcia lopez", "O'Brien" -> "obrien"."""
+    """Lowercase, strip accents, fold the Latin letters NFKD keeps whole, drop apostrophes, split on other
+    punctuation, collapse whitespace: "  María  GARCÍA-López " -> "maria garcia lopez", "O'Brien" -> "obrien",
+    "Łukasz Øster" -> "lukasz oster"."""
     decomposed = unicodedata.normalize("NFKD", value)
     without_marks = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    words = _PUNCTUATION.sub(" ", _APOSTROPHES.sub("", without_marks.casefold()))
+    folded = "".join(_fold_latin(ch) for ch in without_marks.casefold())
+    words = _PUNCTUATION.sub(" ", _APOSTROPHES.sub("", folded))
     return _SPACES.sub(" ", words).strip()
 
 

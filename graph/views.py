@@ -109,12 +109,29 @@ def _as_graphql_error(response: HttpResponse, code: str, message: str | None = N
     return JsonResponse(body, status=response.status_code)
 
 
+def _get_refusal() -> HttpResponse:
+    """Operations only by POST. A GET runs with the session cookie and no CSRF token, so a cross-site link or image
+    would read and search (and leave audit rows) in the user's name; and a query in the URL puts search text and
+    ids in browser history and access logs. A bearer token gains nothing from GET either. GraphiQL posts."""
+    response = _as_graphql_error(
+        HttpResponse(status=405),
+        "VALIDATION_ERROR",
+        "Send GraphQL operations with POST (JSON or multipart); GET does not run queries.",
+    )
+    response["Allow"] = "POST"
+    return response
+
+
 @method_decorator(csrf_exempt, name="dispatch")
 class MailboxGraphQLView(GraphQLView):
     multipart_uploads_enabled = True
     request_adapter_class = http_body.RequestAdapter
 
     def dispatch(self, request, *args, **kwargs):
+        if request.method == "GET" and "query" in request.GET:
+            refused = _get_refusal()
+            refused["X-Request-ID"] = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+            return refused
         refusal = _csrf_refusal(request)
         if refusal is not None:
             return _as_graphql_error(

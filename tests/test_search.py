@@ -297,3 +297,52 @@ def test_punctuation_in_names_is_searchable_both_ways(db):
     assert list(search_patients(practice.pk, "o'brien sean")) == [obrien]
     assert list(search_patients(practice.pk, "lopez")) == [garcia]
     assert list(search_patients(practice.pk, "garcia-lopez")) == [garcia]
+
+
+# ---- letters NFKD keeps whole, the API's bounds and the workbench switch ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "query"),
+    [
+        ("Łukasz", "Nowak", "luk"),
+        ("Łukasz", "Nowak", "łuk now"),
+        ("Søren", "Kierkegaard", "soren kier"),
+        ("Ole", "Østergaard", "oster"),
+        ("Đorđe", "Balašević", "dorde bal"),
+        ("Anna", "Straße", "strasse"),
+        ("Freyja", "Æbeltoft", "aeb"),
+        ("Œdipe", "Roi", "oed"),
+        ("Þóra", "Björk", "thora"),
+        ("Ayşe", "Kırık", "kirik ayse"),
+    ],
+)
+def test_letters_with_strokes_and_ligatures_fold_like_accents(world, first, last, query):
+    make_patient(world.practice, "L-1", first, last)
+
+    assert found(world, query) == [f"{first} {last}"]
+    assert search_tables_follow(world.practice.pk)
+
+
+def test_the_fold_migration_refolds_names_stored_before_it(world):
+    # given a patient stored when "ł" was kept whole (the search tables follow the old name on PostgreSQL)
+    import importlib
+
+    from django.apps import apps
+
+    lukasz = make_patient(world.practice, "L-1", "Łukasz", "Øster")
+    Patient.objects.filter(pk=lukasz.pk).update(search_name="łukasz øster")
+    assert found(world, "luk") == []
+    # when the migration runs
+    importlib.import_module("core.migrations.0012_fold_latin_letters_in_search_names").recompute(apps, None)
+    # then the name is found by its folded letters, and the token and pair tables were rewritten with it
+    assert Patient.objects.get(pk=lukasz.pk).search_name == "lukasz oster"
+    assert found(world, "luk ost") == ["Łukasz Øster"]
+    assert search_tables_follow(world.practice.pk)
+
+
+def test_a_name_that_folds_longer_than_its_column_is_cut_not_refused(world):
+    patient = make_patient(world.practice, "L-1", "ß" * 100, "Æ" * 100)
+
+    assert len(Patient.objects.get(pk=patient.pk).search_name) == 201
+    assert found(world, "ssss") == [patient.full_name]
