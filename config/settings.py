@@ -176,6 +176,10 @@ STORAGES = {
 
 # Product limits (SPEC §2), overridable per deployment.
 MAILBOX = {
+    # Live streams decide a viewer's access again when an access-changing event concerns them (core.live); this
+    # is the safety net for changes made outside the actions (raw SQL). Tokens, sessions and disabled accounts
+    # are re-checked for every socket every LIVE_RECHECK_SECONDS (4 s default, in the live settings).
+    "LIVE_ACCESS_RECHECK_SECONDS": env_int("LIVE_ACCESS_RECHECK_SECONDS", 30),
     "ATTACHMENT_MAX_BYTES": env_int("ATTACHMENT_MAX_BYTES", 25 * 1024 * 1024),
     "ATTACHMENTS_PER_MESSAGE": env_int("ATTACHMENTS_PER_MESSAGE", 10),
     # Office files (zip) past these are refused unopened: parts, declared expanded size, and its ratio to the file.

@@ -314,7 +314,7 @@ class SharedLog:
     Access changes are events too (`permissions.live.ACCESS_CHANGES`: settings, permissions, memberships,
     subscriptions, mailbox status, token revocation, sign-out): reading one drops the decisions it concerns,
     so the next event is decided afresh, and an event costs no access query otherwise. Decisions are also
-    dropped after `LIVE_RECHECK_SECONDS`, the safety net for changes made outside the
+    dropped after `LIVE_ACCESS_RECHECK_SECONDS`, the safety net for changes made outside the
     actions (raw SQL, the admin shell) and for tokens that simply expire.
     """
 
@@ -399,7 +399,8 @@ class SharedLog:
         return log
 
     def reuse_for(self) -> float:
-        """How long an access decision stands without an access change (read per use: settings may change)."""
+        """How long an access decision stands without an access change (read per use: settings may change).
+        Tokens, sessions and disabled accounts are the socket's own re-check (`graph.asgi.TokenWatch`)."""
         return self.reuse_seconds if self.reuse_seconds is not None else _recheck_seconds()
 
     def _fresh(self, memos: dict[tuple, _Memo], key: tuple, head: int, now: float) -> _Memo | None:
@@ -440,7 +441,7 @@ def read_shared(stream: LiveStream, after_id: int, wanted_id: int | None) -> Bat
 
 
 def _recheck_seconds() -> float:
-    return float(settings.MAILBOX.get("LIVE_RECHECK_SECONDS", 4))
+    return float(settings.MAILBOX.get("LIVE_ACCESS_RECHECK_SECONDS", 30))
 
 
 # ---- retention -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core import audit, ratelimit
@@ -119,9 +120,12 @@ def token_is_valid(token_id: int) -> bool:
 
 
 def valid_token_ids(token_ids: Iterable[int]) -> set[int]:
-    """Which of these tokens are still usable (not revoked, not expired, not idle too long): one query."""
+    """Which of these tokens are still usable (not revoked, not expired, not idle too long, the account not
+    switched off): one query."""
     now = timezone.now()
-    tokens = ApiToken.objects.filter(pk__in=set(token_ids), revoked_at__isnull=True, expires_at__gt=now)
+    tokens = ApiToken.objects.filter(pk__in=set(token_ids), revoked_at__isnull=True, expires_at__gt=now).filter(
+        Q(user__isnull=True) | Q(user__is_active=True)
+    )
     idle_minutes = settings.MAILBOX["TOKEN_IDLE_MINUTES"]
     valid = set()
     for pk, last_used_at, created_at in tokens.values_list("pk", "last_used_at", "created_at"):
