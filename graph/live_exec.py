@@ -80,14 +80,17 @@ class _Cohorts:
     """Executions in flight or just done, by (operation, variables, cohort, event): one per cohort and event."""
 
     def __init__(self) -> None:
-        self.results: OrderedDict[tuple, asyncio.Future] = OrderedDict()
+        # key -> (the operation node, the execution): keys hold the node's id, which only names it while it lives
+        self.results: OrderedDict[tuple, tuple[object, asyncio.Future]] = OrderedDict()
 
-    def get_or_start(self, key: tuple, start) -> asyncio.Future:
-        future = self.results.get(key)
-        if future is None:
-            future = self.results[key] = asyncio.ensure_future(start())
-            while len(self.results) > _COHORT_MEMO_SIZE:
-                self.results.popitem(last=False)
+    def get_or_start(self, key: tuple, operation: object, start) -> asyncio.Future:
+        known = self.results.get(key)
+        if known is not None and known[0] is operation:
+            return known[1]
+        future = asyncio.ensure_future(start())
+        self.results[key] = (operation, future)
+        while len(self.results) > _COHORT_MEMO_SIZE:
+            self.results.popitem(last=False)
         return future
 
 
@@ -131,18 +134,18 @@ class LiveExecutor(StrawberryGraphQLCoreExecutionContext):
 
 
 async def _shared_result(executor: LiveExecutor, key: tuple, serially: bool | None) -> ExecutionResult:
-    future = _cohorts_of_loop().get_or_start(key, lambda: _execute_on_live_thread(executor, serially))
+    future = _cohorts_of_loop().get_or_start(
+        key, executor.operation, lambda: _execute_on_live_thread(executor, serially)
+    )
     result = await asyncio.shield(future)
     AUDIT.add([_delivery_row(executor.root_value)])  # every subscriber's own, whoever executed the cohort
     return result
 
 
 async def _execute_on_live_thread(executor: LiveExecutor, serially: bool | None) -> ExecutionResult:
-    operation = executor.operation  # kept referenced while its id is part of memo keys
     result, entries = await live_db(_execute)(executor, serially)
     if entries:
         AUDIT.add(entries)
-    del operation
     return result
 
 
