@@ -403,6 +403,14 @@ class SharedLog:
         Tokens, sessions and disabled accounts are the socket's own re-check (`graph.asgi.TokenWatch`)."""
         return self.reuse_seconds if self.reuse_seconds is not None else _recheck_seconds()
 
+    def decide(self, stream: LiveStream, head: int) -> None:
+        """Decides a new stream's access now, at subscribe time, so its first event (a publish that wakes many new
+        subscribers at once) finds the decision in memory instead of queueing one per viewer on the live thread.
+        An access change logged after `head` still drops it (`_forget_changed`)."""
+        self.access[stream.access_key()] = _Memo(
+            head=head, at=time.monotonic(), value=_recheck_access(stream), stream=stream
+        )
+
     def _fresh(self, memos: dict[tuple, _Memo], key: tuple, head: int, now: float) -> _Memo | None:
         memo = memos.get(key)
         if memo is not None and memo.head <= head and now - memo.at <= self.reuse_for():
@@ -434,6 +442,13 @@ class SharedLog:
 
 
 SHARED = SharedLog()
+
+
+def start_stream(stream: LiveStream, after: str | None) -> tuple[int, int]:
+    """`start_position`, with the stream's access decided for the shared reader at the same moment."""
+    start, newest = start_position(stream, after)
+    SHARED.decide(stream, newest)
+    return start, newest
 
 
 def read_shared(stream: LiveStream, after_id: int, wanted_id: int | None) -> Batch:

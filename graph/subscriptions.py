@@ -102,7 +102,7 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
     stream.session_key = consumer.session_key
     origin = SocketOrigin(consumer.scope)
     async with consumer.wakeups(stream.groups) as wakeup:
-        last_seen, announced = await live_db(live.start_position)(stream, after)
+        last_seen, announced = await live_db(live.start_stream)(stream, after)
         while True:
             try:
                 batch = await _next_batch(stream, last_seen, announced or None)
