@@ -23,6 +23,8 @@ CI runs a bounded, derandomized sample (FUZZ_LIVE_EXAMPLES in process, 25 by def
 against the two processes, 5). A longer run:
 
     FUZZ_LIVE_EXAMPLES=1000 FUZZ_LIVE_PROCESS_EXAMPLES=100 python -m pytest -q -n 0 tests/test_fuzz_live.py
+
+and `FUZZ_LIVE_SEED=<number>` draws another sample than CI's (the same one again for the same number).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connections
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import queries
 
@@ -57,6 +59,7 @@ from tests.live_client import LiveClient
 
 EXAMPLES = int(os.environ.get("FUZZ_LIVE_EXAMPLES", "25"))
 PROCESS_EXAMPLES = int(os.environ.get("FUZZ_LIVE_PROCESS_EXAMPLES", "5"))
+SEED = os.environ.get("FUZZ_LIVE_SEED")
 SPEC_CODES = {code.value for code in ErrorCode}
 ROOTS = ("mailboxEvents", "conversationEvents", "portalEvents")
 EVENT_OBJECTS = ("mailbox", "conversation", "message")
@@ -66,9 +69,11 @@ PICK = "fuzzPickId"
 pytestmark = pytest.mark.django_db(transaction=True)
 db = database_sync_to_async
 
+# Another sample than CI's fixed one, reproducible by its number.
+sample = seed(int(SEED)) if SEED else (lambda test: test)
 fuzz_settings = settings(
     max_examples=EXAMPLES,
-    derandomize=True,
+    derandomize=not SEED,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -404,6 +409,8 @@ async def run_in_process(case: Case, world, tally: Tally, number: int) -> None:
         await client.subscribe("f", case.text)
         event_pk = await db(trigger)(case, world, f"fuzz {number}")
         message = await client.next_for("f", timeout=10)
+    except TimeoutError:
+        pytest.fail(f"no answer within 10 s (accepted: {case.accepted}) to:\n{case.text}")
     finally:
         await client.close()
     await db(check_answer)(case, world, tally, message, event_pk, _ask_in_process(world, case.viewer))
@@ -428,6 +435,7 @@ def check_answer(case: Case, world, tally: Tally, message: dict, event_pk: int, 
     tally.events += 1
 
 
+@sample
 @fuzz_settings
 @given(data=st.data())
 async def test_generated_subscriptions_answer_each_event_as_http_does(base, tally, data):
@@ -507,6 +515,7 @@ def next_over_websocket(ws, op_id: str, timeout: float) -> dict:
 @two_processes
 @pytest.mark.postgres
 @pytest.mark.redis
+@sample
 @settings(fuzz_settings, max_examples=PROCESS_EXAMPLES)
 @given(data=st.data())
 def test_generated_subscriptions_on_one_process_answer_events_sent_through_another_as_http_does(
