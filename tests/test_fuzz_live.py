@@ -455,10 +455,11 @@ two_processes = pytest.mark.skipif(
 
 
 @pytest.fixture
-def daphnes(tmp_path):
+def daphnes(tmp_path, monkeypatch):
     """Ports of two daphne processes on the test database and Redis (A sends, B serves the subscription)."""
     from tests.test_live_two_processes import free_port, start_daphne, wait_until_listening
 
+    monkeypatch.setenv("SEND_RATE_LIMIT", str(10**6))  # a long sample sends more than a person may per minute
     with ExitStack() as stack:
         started = []
         for port in (free_port(), free_port()):
