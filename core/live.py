@@ -314,8 +314,8 @@ class SharedLog:
     Access changes are events too (`permissions.live.ACCESS_CHANGES`: settings, permissions, memberships,
     subscriptions, mailbox status, token revocation, sign-out): reading one drops the decisions it concerns,
     so the next event is decided afresh, and an event costs no access query otherwise. Decisions are also
-    dropped after `LIVE_ACCESS_RECHECK_SECONDS`, the safety net for changes made outside the
-    actions (raw SQL, the admin shell) and for tokens that simply expire.
+    dropped after `LIVE_ACCESS_RECHECK_SECONDS`, the safety net for changes made outside the actions (raw SQL);
+    tokens that simply expire are the sockets' own re-check (`graph.asgi.TokenWatch`).
     """
 
     KEEP_ROWS = 1000
@@ -323,7 +323,7 @@ class SharedLog:
     FRESH_SECONDS = 0.5
 
     def __init__(self) -> None:
-        self.reuse_seconds: float | None = None  # None: LIVE_RECHECK_SECONDS
+        self.reuse_seconds: float | None = None  # None: LIVE_ACCESS_RECHECK_SECONDS
         self.clear()
 
     def clear(self) -> None:
@@ -334,7 +334,6 @@ class SharedLog:
         log = self._log(stream.practice_id, after_id, wanted_id)
         if after_id < log.floor:
             return read_batch(stream, after_id, limit)
-        # The token is the socket's: the process re-checks it every LIVE_RECHECK_SECONDS (closing with 4403).
         subscribed = self._memo(self.access, stream.access_key(), log.head, lambda: _recheck_access(stream), stream)
         rows, last_id, more = self._rows(stream, log, after_id, limit)
         visible = [event for event in rows if _visible(stream, event, subscribed)]
@@ -384,6 +383,11 @@ class SharedLog:
             newest = new[-1].pk
             newest = Event.objects.filter(practice_id=practice_id).aggregate(newest=Max("id"))["newest"] or newest
             log = _PracticeLog(floor=newest, head=newest, read_at=now)
+            # The skipped rows were not looked at for access changes: every decision of the practice goes.
+            for key in [
+                k for k, m in self.access.items() if m.stream is not None and m.stream.practice_id == practice_id
+            ]:
+                del self.access[key]
         elif new:
             rows = (*log.rows, *new)
             floor = log.floor

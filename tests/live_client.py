@@ -128,3 +128,22 @@ class LiveClient:
         await self.ws.disconnect()
         # Let the consumer's cleanup (group discards, thread-pool DB calls) finish before the test tears down.
         await asyncio.sleep(0)
+
+
+def start_counting_queries() -> None:
+    """Run on the live thread (`live_db`): record the SQL it runs from now on."""
+    from django.db import connections
+
+    connection = connections["default"]
+    connection.ensure_connection()
+    connection.force_debug_cursor = True
+    connection.queries_log.clear()
+
+
+def stop_counting_queries() -> list[str]:
+    """Run on the live thread: the SQL it ran since `start_counting_queries`."""
+    from django.db import connections
+
+    connection = connections["default"]
+    connection.force_debug_cursor = False
+    return [q["sql"] for q in connection.queries_log]

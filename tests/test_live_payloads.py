@@ -18,7 +18,7 @@ from core.tokens import issue_token
 from graph.live_exec import AUDIT
 from tests.graphql_client import Api, gid
 from tests.live_client import MAILBOX_EVENTS as WORKBENCH_MAILBOX_EVENTS
-from tests.live_client import LiveClient
+from tests.live_client import LiveClient, start_counting_queries, stop_counting_queries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 db = database_sync_to_async
@@ -213,19 +213,6 @@ def _reads_table(sql: str) -> str:
     return match.group(1) if match else ""
 
 
-def _start_counting_queries() -> None:
-    connection = connections["default"]
-    connection.ensure_connection()
-    connection.force_debug_cursor = True
-    connection.queries_log.clear()
-
-
-def _stop_counting_queries() -> list[str]:
-    connection = connections["default"]
-    connection.force_debug_cursor = False
-    return [q["sql"] for q in connection.queries_log]
-
-
 async def test_access_is_decided_from_memory_until_an_access_change_then_again_at_the_next_event(
     world, after, settings
 ):
@@ -240,11 +227,11 @@ async def test_access_is_decided_from_memory_until_an_access_change_then_again_a
     await message_event(client, "first")
 
     # when three more messages are delivered
-    await live_db(_start_counting_queries)()
+    await live_db(start_counting_queries)()
     for n in range(3):
         await db(actions.send_patient_message)(acting_patient=world.patient, mailbox_id=world.billing.pk, body=f"m{n}")
         await message_event(client, f"m{n}")
-    delivered_sql = await live_db(_stop_counting_queries)()
+    delivered_sql = await live_db(stop_counting_queries)()
 
     # then no delivery asked the database who may see them (membership, subscriptions, switches, token)
     assert delivered_sql, "the events were read and executed on the live thread"
@@ -315,10 +302,10 @@ async def test_an_event_is_executed_once_for_viewers_whose_selection_answers_ali
         await client.event("m", "mailboxEvents")
 
     # when one more message arrives
-    await live_db(_start_counting_queries)()
+    await live_db(start_counting_queries)()
     await db(actions.send_patient_message)(acting_patient=world.patient, mailbox_id=world.billing.pk, body="next")
     received = [await client.event("m", "mailboxEvents") for client in clients]
-    sql = await live_db(_stop_counting_queries)()
+    sql = await live_db(stop_counting_queries)()
 
     # then the conversation was loaded once for both viewers when nothing selected depends on the viewer, and once
     # per viewer when something does (their own unread counts), and both got the same answer where it is shared
@@ -328,3 +315,25 @@ async def test_an_event_is_executed_once_for_viewers_whose_selection_answers_ali
         assert received[0] == received[1]
     for client in clients:
         await client.close()
+
+
+def test_a_reader_that_skips_ahead_of_a_long_log_forgets_the_access_decisions_it_did_not_see_change(world):
+    # given a process reader keeping 3 rows and a subscriber's decided stream
+    from core import live
+
+    shared = live.SharedLog()
+    shared.KEEP_ROWS = 3
+    stream = live.open_mailbox_stream(user=world.subscriber, token_id=None, practice_id=world.practice.pk)
+    start, newest = live.start_position(stream, None)
+    shared.decide(stream, newest)
+    assert stream.access_key() in shared.access
+
+    # when the subscriber unsubscribes and more events than the window follow before the reader looks again
+    actions.unsubscribe_from_mailbox(acting_user=world.subscriber, mailbox_id=world.billing.pk)
+    for n in range(5):
+        actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body=f"m{n}")
+    shared.read_batch(stream, start, Event.objects.latest("id").pk)
+
+    # then the decision made before the unsubscription is not reused (the skipped rows held the change)
+    memo = shared.access.get(stream.access_key())
+    assert memo is None or world.billing.pk not in memo.value

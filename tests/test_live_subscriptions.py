@@ -19,7 +19,15 @@ from core.live_db import live_db, release_connection
 from core.models import AccessSource, Event, Message
 from core.tokens import issue_token
 from tests.graphql_client import gid
-from tests.live_client import CONVERSATION_EVENTS, MAILBOX_EVENTS, PORTAL_EVENTS, Closed, LiveClient
+from tests.live_client import (
+    CONVERSATION_EVENTS,
+    MAILBOX_EVENTS,
+    PORTAL_EVENTS,
+    Closed,
+    LiveClient,
+    start_counting_queries,
+    stop_counting_queries,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -525,24 +533,11 @@ def test_a_batch_of_events_costs_the_same_queries_however_many_events(world):
     print(f"read_batch: {len(one.captured_queries)} queries for 1 event and for 20 events")
 
 
-def _start_counting_queries() -> None:
-    connection = connections["default"]
-    connection.ensure_connection()
-    connection.force_debug_cursor = True
-    connection.queries_log.clear()
-
-
-def _stop_counting_queries() -> list[str]:
-    connection = connections["default"]
-    connection.force_debug_cursor = False
-    return [q["sql"] for q in connection.queries_log]
-
-
 async def live_queries_while(deliver) -> list[str]:
     """The SQL the live thread (every subscription's reads) ran while `deliver` ran."""
-    await live_db(_start_counting_queries)()
+    await live_db(start_counting_queries)()
     await deliver()
-    return await live_db(_stop_counting_queries)()
+    return await live_db(stop_counting_queries)()
 
 
 async def test_one_event_costs_the_same_queries_for_one_or_many_subscribers_of_a_process(world, after, settings):
