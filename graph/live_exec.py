@@ -200,11 +200,12 @@ class _LiveAudit:
     """Live-delivery audit rows of a process, written in one INSERT after the frames of an event went out."""
 
     def __init__(self) -> None:
-        self.pending: list[dict] = []
+        self.pending: list[AuditEvent] = []
         self.flushing: asyncio.Task | None = None
 
     def add(self, entries: list[dict | None]) -> None:
-        self.pending.extend(entry for entry in entries if entry is not None)
+        # Built here, in the subscriber's own task: its connection's address and request id go on its rows.
+        self.pending.extend(audit.build(**entry) for entry in entries if entry is not None)
         if not self.pending:
             return
         if self.flushing is None or self.flushing.done():
@@ -222,8 +223,8 @@ class _LiveAudit:
             await self.flushing
 
 
-def _write_audit(entries: list[dict]) -> None:
-    AuditEvent.objects.bulk_create([audit.build(**entry) for entry in entries])
+def _write_audit(rows: list[AuditEvent]) -> None:
+    AuditEvent.objects.bulk_create(rows)
 
 
 AUDIT = _LiveAudit()
