@@ -274,6 +274,16 @@ class MailboxWSConsumer(GraphQLWSConsumer):
     async def get_context(self, request: Any, response: Any) -> LiveContext:
         return LiveContext(request=None, ws=self)
 
+    def decode_json(self, data: str | bytes) -> object:
+        """A frame nested too deeply or holding a number too long to read is not valid JSON either: the socket
+        closes with 4400 ("WebSocket message must be valid JSON"), as for any unreadable frame, not a traceback."""
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError:
+            raise
+        except (RecursionError, ValueError) as exc:
+            raise json.JSONDecodeError(str(exc)[:100], data if isinstance(data, str) else "", 0) from exc
+
     def encode_json(self, data: object) -> str | bytes:
         return bounded_json(data, super().encode_json, wrapped=True)
 

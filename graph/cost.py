@@ -60,6 +60,8 @@ def _page_argument(field: FieldNode, definition: GraphQLField, variables: dict[s
             value = value_from_ast(argument.value, definition.args[name].type, variables)
         except Exception:  # an undefined variable: the argument was not given
             continue
+        if isinstance(value, float) and value.is_integer():  # graphql-core accepts 100.0 as an Int
+            value = int(value)
         if type(value) is int:
             return max(value, 0)
     for name in ("first", "last"):

@@ -33,6 +33,10 @@ def decode_json(data: str | bytes) -> object:
         return json.loads(data)
     except RecursionError as exc:
         raise HTTPException(400, "The JSON is nested too deeply to read; flatten the request.") from exc
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits (Python's int conversion limit)
+        raise HTTPException(400, "The JSON holds a number too long to read; send it as a string.") from exc
 
 
 def require_request_object(decoded: object) -> object:
@@ -52,7 +56,7 @@ def _place_file(operations: dict[str, Any], path: object, file: object) -> None:
     *parents, last = path.split(".")
     target: Any = operations
     for key in [*parents, last]:
-        if isinstance(target, list) and key.isdigit() and int(key) < len(target):
+        if isinstance(target, list) and key.isascii() and key.isdigit() and int(key) < len(target):
             parent, target = target, target[int(key)]
             index: int | str = int(key)
         elif isinstance(target, dict) and key in target:

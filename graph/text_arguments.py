@@ -64,6 +64,15 @@ class _ArgumentFinder(Visitor):
         self.variable = variable
         self.found: str | None = None
 
+    def enter_variable_definition(self, node, *_args) -> object:
+        """A variable's default value is a literal too (it is used when the request sends no value)."""
+        if self.variable is None and node.default_value is not None:
+            for value in _values_in(node.default_value):
+                if isinstance(value, StringValueNode) and has_unstorable_characters(value.value):
+                    self.found = node.variable.name.value
+                    return self.BREAK
+        return None
+
     def enter_argument(self, node: ArgumentNode, *_args) -> object:
         for value in _values_in(node.value):
             if self.variable is None:

@@ -208,6 +208,7 @@ def _assert_graphql_400(response) -> dict:
         (b"true", "JSON object"),
         (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
         (b'{"query": "{ me { id } }", "variables": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+        (b'{"query": "{ me { id } }", "variables": {"n": ' + b"1" * 5000 + b"}}", "number too long"),
     ],
 )
 def test_malformed_json_bodies_are_400s_in_the_graphql_error_shape(world, body, says):
@@ -236,6 +237,7 @@ def _multipart(client: Client, operations: object, files_map: object):
         {"0": ["variables.files.7"]},
         {"0": ["variables.b"]},
         {"0": ["query"]},
+        {"0": ["variables.files.²"]},
         {"1": ["variables.files.0"]},
         "map",
         42,
@@ -398,3 +400,33 @@ def test_a_body_keeps_emoji_joiners_inside_and_is_stored_composed(world):
     sent = api.data(SEND, {"c": gid("Conversation", world.conversation.pk), "b": f"\ufeffCafe\u0301 {family}\u200b"})
 
     assert sent["sendMessage"]["body"] == f"Caf\u00e9 {family}"
+
+
+def test_a_nul_in_a_variable_s_default_value_is_refused_like_one_in_an_argument(world):
+    # given a document whose variable defaults to a string holding a NUL, and no variables sent
+    query = 'mutation($c: ID!, $b: String = "hi\\u0000there") { sendMessage(conversationId: $c, body: $b) { id } }'
+    api = Api(issue_token(user=world.subscriber))
+
+    # when it is sent, then it is refused naming the variable, and nothing is stored
+    answer = api.post(query.replace("$c: ID!", "$c: ID = " + json.dumps(gid("Conversation", world.conversation.pk))))
+    assert [e["extensions"]["code"] for e in answer["errors"]] == ["VALIDATION_ERROR"]
+    assert answer["errors"][0]["extensions"]["field"] == "b"
+    assert not world.conversation.messages.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_frame_too_deep_or_with_a_number_too_long_closes_with_4400_without_a_traceback(world, caplog):
+    from channels.db import database_sync_to_async
+
+    from tests.live_client import Closed
+
+    token = await database_sync_to_async(issue_token)(user=world.subscriber)
+    for frame in ("[" * 5000 + "]" * 5000, '{"type": "ping", "n": ' + "1" * 5000 + "}"):
+        client = LiveClient()
+        assert (await client.open(token))["type"] == "connection_ack"
+        await client.ws.send_to(text_data=frame)
+        with pytest.raises(Closed) as closed:
+            await client.receive()
+        assert closed.value.code == 4400
+        await client.close()
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]

@@ -91,6 +91,14 @@ def test_page_sizes_in_variables_are_resolved_on_every_request_of_a_cached_docum
             assert answer["data"]["a0"]["conversations"]["edges"][0]["node"]["id"]
 
 
+def test_a_page_size_sent_as_a_whole_float_counts_as_that_many_rows(world):
+    # graphql-core takes 100.0 for an Int: the estimate must too, or it would fall back to the default page size
+    api = Api.as_user(world.subscriber)
+    document = mailbox_pages(1, conversations="first: $n", messages="last: $n")
+    answer = api.post(document, {"m": gid("Mailbox", world.billing.pk), "n": 100.0})
+    assert answer["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX", answer
+
+
 def test_the_limit_is_a_setting(world, settings):
     api = Api.as_user(world.subscriber)
     document = mailbox_pages(1, conversations="first: 10", messages="last: 10")  # 110 rows
