@@ -332,7 +332,9 @@ class MailboxWSConsumer(GraphQLWSConsumer):
             session = self.scope.get("session")
             key = getattr(session, "session_key", None)
             request.session = import_module(settings.SESSION_ENGINE).SessionStore(key)
-            request.user = get_user(request)
+            # Past its lifetime or idle limit the session signs in no one, as HTTP's session middleware decides.
+            if sessions.session_is_current(request.session):
+                request.user = get_user(request)
         return request
 
     def execute_operation_sync(self, operation: Operation) -> ExecutionResult:

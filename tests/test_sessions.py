@@ -196,3 +196,41 @@ async def test_idle_session_cannot_open_a_socket(world, settings):
     finally:
         await database_sync_to_async(connections.close_all)()
         await release_connection()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_session_socket_s_queries_stop_signing_in_once_the_session_is_idle_too_long(world, settings):
+    # given TOKEN_IDLE_MINUTES=15 and a socket opened on a fresh browser session
+    settings.MAILBOX = {**settings.MAILBOX, "TOKEN_IDLE_MINUTES": 15}
+
+    def fresh_session() -> str:
+        client = Client()
+        sign_in(client, world.subscriber.username, PASSWORD)
+        return client.session.session_key
+
+    key = await database_sync_to_async(fresh_session)()
+    headers = [(b"cookie", f"sessionid={key}".encode()), (b"host", b"testserver"), (b"origin", b"http://testserver")]
+    client = LiveClient(headers=headers)
+    try:
+        assert (await client.open(payload={}))["type"] == "connection_ack"
+        await client.subscribe("q1", "{ me { username } }")
+        assert (await client.next_for("q1"))["payload"]["data"] == {"me": {"username": world.subscriber.username}}
+
+        # when the session then sits idle past the limit (no HTTP request touched it)
+        def go_idle() -> None:
+            from django.contrib.sessions.backends.db import SessionStore
+
+            session = SessionStore(key)
+            session[LAST_SEEN_AT] = time.time() - 16 * 60
+            session.save()
+
+        await database_sync_to_async(go_idle)()
+
+        # then a query on the socket is answered as over HTTP for an ended session: nobody is signed in
+        await client.subscribe("q2", "{ me { username } }")
+        answer = await client.next_for("q2")
+        assert answer["payload"]["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    finally:
+        await client.close()
+        await database_sync_to_async(connections.close_all)()
+        await release_connection()
