@@ -62,6 +62,8 @@ class LiveStream:
     via: AccessSource = AccessSource.MAILBOX
     # The browser session a cookie-authenticated socket signed in with (signing out ends the stream).
     session_key: str | None = None
+    # How the subscription executes its events (`graph.live_exec`), worked out at its first event.
+    live_plan: object = field(default=None, repr=False, compare=False)
 
     def log_filter(self) -> Q:
         if self.kind == StreamKind.CONVERSATION:

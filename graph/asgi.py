@@ -13,7 +13,6 @@ and context, authenticated per operation as an HTTP request is. Only subscriptio
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime as dt
 import io
@@ -52,6 +51,7 @@ from core.tokens import INVALID_TOKEN_MESSAGE, authenticate_token, valid_session
 from graph.context import Context
 from graph.errors import format_error
 from graph.limits import bounded_json
+from graph.live_exec import CURRENT_OPERATION, next_frame
 from graph.operations import DocumentRefused, operation_type, validation_error
 from graph.views import authenticate_request, bearer_token
 
@@ -164,21 +164,6 @@ def _is_pre_execution(result: ExecutionResult) -> bool:
     return result.data is None and bool(result.errors) and all(not error.path for error in result.errors)
 
 
-# The last payloads encoded, by the identity of their data: subscribers of one cohort get the same data object.
-_ENCODED: collections.OrderedDict[int, tuple[object, str]] = collections.OrderedDict()
-
-
-def _encoded_data(data: object) -> str:
-    known = _ENCODED.get(id(data))
-    if known is not None and known[0] is data:
-        return known[1]
-    encoded = '{"data":' + json.dumps(data, separators=(",", ":")) + "}"
-    _ENCODED[id(data)] = (data, encoded)
-    while len(_ENCODED) > 256:
-        _ENCODED.popitem(last=False)
-    return encoded
-
-
 class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
     """Strawberry's graphql-transport-ws handler, with queries and mutations run as the HTTP view runs them and
     documents that cannot run answered with the protocol's `error` message (codes as over HTTP) instead of a
@@ -190,8 +175,8 @@ class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
         """A `next` of a live event whose data a cohort shares is encoded once for all its subscribers."""
         payload = message.get("payload") if message.get("type") == "next" else None
         if isinstance(payload, dict) and payload.keys() == {"data"}:
-            frame = f'{{"id":{json.dumps(message["id"])},"type":"next","payload":{_encoded_data(payload["data"])}}}'
-            if len(frame) <= settings.MAILBOX["RESPONSE_MAX_BYTES"]:
+            frame = next_frame(message["id"], payload["data"])
+            if frame is not None:
                 await self.view.send(frame)
                 return  # an oversized answer goes the common way, which replaces it with the size error
 
@@ -208,6 +193,7 @@ class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
             await operation.send_initial_errors(refusal.errors)
             return
         if kind == OperationType.SUBSCRIPTION:
+            CURRENT_OPERATION.set(operation)  # this task's: its events may be sent directly (graph.live_exec)
             await super().run_operation(operation)
             return
         try:

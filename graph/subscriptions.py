@@ -22,7 +22,7 @@ from core.live_db import live_db
 from graph import event_objects
 from graph.errors import format_error
 from graph.ids import decode_id
-from graph.live_exec import LiveDelivery, SocketOrigin
+from graph.live_exec import LiveDelivery, SocketOrigin, deliver_direct
 from graph.types import AccessSource, ConversationType, EventKind, Info, MailboxType, MessageType
 
 
@@ -111,7 +111,9 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
                     await consumer.close_for_invalid_token()
                 raise
             for event in batch.items:
-                yield LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
+                delivery = LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
+                if not await deliver_direct(delivery, consumer.send):
+                    yield delivery
             last_seen = batch.last_id
             if not batch.more:
                 await wakeup.wait(timeout=_recheck_seconds())
