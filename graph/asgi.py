@@ -368,36 +368,99 @@ class MailboxWSConsumer(GraphQLWSConsumer):
 
     @contextlib.asynccontextmanager
     async def wakeups(self, groups: Sequence[str]) -> AsyncIterator[WakeUp]:
-        """Like strawberry's `listen_to_channel`, with a coalescing signal instead of an unbounded queue.
-
-        One consumer serves every subscription of the socket and `dispatch` hands each layer message to all of
-        them; that is harmless here because a woken stream reads only its own part of the log.
-        """
-        if self.channel_layer is None:
-            raise RuntimeError("Live events need a channel layer (CHANNEL_LAYERS).")
-        wakeup = WakeUp()
-        self.listen_queues[LIVE_MESSAGE_TYPE].add(wakeup)
+        """The wake-up signal of one of this socket's streams (`LiveHub`); the stream ends with the socket."""
         task = asyncio.current_task()
         if task is not None:
             self._stream_tasks.add(task)
+        try:
+            async with LiveHub.current().wakeups(groups) as wakeup:
+                yield wakeup
+        finally:
+            self._stream_tasks.discard(task)
+
+
+class LiveHub:
+    """The process's one listener on the channel layer for every live stream it serves (one per event loop).
+
+    Each socket joining the groups of its streams made the layer hand every publish to every socket's consumer
+    task, which only passed it on to its streams: with 250 subscribers a process woke 500 tasks per event. The
+    hub joins each group once and wakes the streams of that group itself. Wake-ups carry nothing a stream needs
+    (it re-reads the log), so one lost here is recovered by the stream's periodic re-check.
+    """
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveHub] = weakref.WeakKeyDictionary()
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+        self.channel: str | None = None
+        self.by_group: dict[str, set[WakeUp]] = defaultdict(set)
+        self.lock = asyncio.Lock()
+        self.task: asyncio.Task | None = None
+
+    @classmethod
+    def current(cls) -> LiveHub:
+        from channels.layers import get_channel_layer
+
+        loop = asyncio.get_running_loop()
+        hub = cls._by_loop.get(loop)
+        if hub is None:
+            layer = get_channel_layer()
+            if layer is None:
+                raise RuntimeError("Live events need a channel layer (CHANNEL_LAYERS).")
+            hub = cls._by_loop[loop] = cls(layer)
+        return hub
+
+    @contextlib.asynccontextmanager
+    async def wakeups(self, groups: Sequence[str]) -> AsyncIterator[WakeUp]:
+        wakeup = WakeUp()
         joined: list[str] = []
         try:
+            async with self.lock:
+                if self.channel is None:
+                    self.channel = await self.layer.new_channel("live-hub.")
+                if self.task is None or self.task.done():
+                    self.task = asyncio.create_task(self._listen(self.channel))
             for group in groups:
-                async with self._group_lock:
-                    await self.channel_layer.group_add(group, self.channel_name)
-                    self._group_refs[group] += 1
+                async with self.lock:
+                    # Joined again by every stream: the in-memory layer forgets memberships after a day.
+                    await self.layer.group_add(group, self.channel)
+                    self.by_group[group].add(wakeup)
                 joined.append(group)
             yield wakeup
         finally:
-            self._stream_tasks.discard(task)
-            self.listen_queues[LIVE_MESSAGE_TYPE].discard(wakeup)
-            for group in joined:
-                async with self._group_lock:
-                    self._group_refs[group] -= 1
-                    if self._group_refs[group] <= 0:
-                        del self._group_refs[group]
-                        with contextlib.suppress(Exception):
-                            await self.channel_layer.group_discard(group, self.channel_name)
+            async with self.lock:
+                for group in joined:
+                    members = self.by_group.get(group)
+                    if members is not None:
+                        members.discard(wakeup)
+                        if not members:
+                            del self.by_group[group]
+                            with contextlib.suppress(Exception):
+                                await self.layer.group_discard(group, self.channel)
+                if not self.by_group:
+                    await self._stop()
+
+    async def _stop(self) -> None:
+        """The last stream left: the listener stops and leaves its channel while the loop runs."""
+        task, self.task, self.channel = self.task, None, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def _listen(self, channel: str) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the layer is away (Redis down): streams re-check the log meanwhile
+                logger.warning("Live wake-ups: the channel layer failed; retrying", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            if message.get("type") != LIVE_MESSAGE_TYPE:
+                continue
+            for wakeup in tuple(self.by_group.get(message.get("group"), ())):
+                wakeup.put_nowait(message)
 
 
 def websocket_consumer():

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import weakref
 from collections import OrderedDict
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -282,30 +283,44 @@ class _LiveAudit:
 
     Each row's request (its connection's address and request id) is taken in the subscriber's own task; the
     rows are built and written on the live thread once the fan-out is over (`LIVE_AUDIT_DELAY_SECONDS` after the
-    first of them), so building 500 model rows does not hold the interpreter while frames are still going out."""
+    first of them), so building 500 rows does not hold the interpreter while frames are still going out. Rows
+    wait with the event loop that delivered them (a loop that ends takes its unwritten rows with it: drain first).
+    """
 
     def __init__(self) -> None:
-        self.pending: list[tuple[dict, RequestInfo]] = []
-        self.flushing: asyncio.Task | None = None
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PendingRows] = weakref.WeakKeyDictionary()
+
+    def _of_loop(self) -> _PendingRows:
+        loop = asyncio.get_running_loop()
+        pending = self._loops.get(loop)
+        if pending is None:
+            pending = self._loops[loop] = _PendingRows()
+        return pending
 
     def add(self, *entries: dict | None) -> None:
         request = current_request()
-        self.pending.extend((entry, request) for entry in entries if entry is not None)
-        if not self.pending:
-            return
-        if self.flushing is None or self.flushing.done():
-            self.flushing = asyncio.get_running_loop().create_task(self._flush())
-
-    async def _flush(self) -> None:
-        await asyncio.sleep(float(settings.MAILBOX.get("LIVE_AUDIT_DELAY_SECONDS", 0.05)))
-        while self.pending:
-            rows, self.pending = self.pending, []
-            await live_db(_write_audit)(rows)
+        pending = self._of_loop()
+        pending.rows.extend((entry, request) for entry in entries if entry is not None)
+        if pending.rows and (pending.flushing is None or pending.flushing.done()):
+            pending.flushing = asyncio.get_running_loop().create_task(pending.flush())
 
     async def drain(self) -> None:
-        """Waits until every collected row is written (tests, shutdown)."""
-        while self.flushing is not None and not self.flushing.done():
-            await self.flushing
+        """Waits until every collected row of this loop is written (tests, shutdown)."""
+        pending = self._of_loop()
+        while pending.flushing is not None and not pending.flushing.done():
+            await pending.flushing
+
+
+@dataclass
+class _PendingRows:
+    rows: list[tuple[dict, RequestInfo]] = field(default_factory=list)
+    flushing: asyncio.Task | None = None
+
+    async def flush(self) -> None:
+        await asyncio.sleep(float(settings.MAILBOX.get("LIVE_AUDIT_DELAY_SECONDS", 0.05)))
+        while self.rows:
+            rows, self.rows = self.rows, []
+            await live_db(_write_audit)(rows)
 
 
 def _write_audit(rows: list[tuple[dict, RequestInfo]]) -> None:

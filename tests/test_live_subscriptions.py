@@ -18,6 +18,7 @@ from core.live import SHARED, encode_cursor
 from core.live_db import live_db, release_connection
 from core.models import AccessSource, Event, Message
 from core.tokens import issue_token
+from graph.live_exec import AUDIT
 from tests.graphql_client import gid
 from tests.live_client import (
     CONVERSATION_EVENTS,
@@ -534,9 +535,11 @@ def test_a_batch_of_events_costs_the_same_queries_however_many_events(world):
 
 
 async def live_queries_while(deliver) -> list[str]:
-    """The SQL the live thread (every subscription's reads) ran while `deliver` ran."""
+    """The SQL the live thread (every subscription's reads, and the deliveries' audit rows) ran for `deliver`."""
+    await AUDIT.drain()  # rows of earlier deliveries are not this one's
     await live_db(start_counting_queries)()
     await deliver()
+    await AUDIT.drain()
     return await live_db(stop_counting_queries)()
 
 
