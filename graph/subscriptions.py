@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import weakref
 from collections.abc import AsyncGenerator, Iterator
 
 import strawberry
@@ -115,6 +116,8 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
                 if not await deliver_direct(delivery, consumer.send):
                     yield delivery
             last_seen = batch.last_id
+            if live.SHARED.due:
+                _revalidate_in_background()
             if not batch.more:
                 await wakeup.wait(timeout=_recheck_seconds())
             announced = wakeup.announced(stream.practice_id)
@@ -145,6 +148,24 @@ async def _next_batch(stream: live.LiveStream, last_seen: int, announced: int | 
     finally:
         del _reading[key]
         done.set_result(None)
+
+
+_revalidating: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = weakref.WeakKeyDictionary()
+
+
+def _revalidate_in_background() -> None:
+    """Access decisions past the safety-net interval are decided again off the events' path, a few per live
+    thread call, so event reads queued meanwhile go between them."""
+    loop = asyncio.get_running_loop()
+    task = _revalidating.get(loop)
+    if task is None or task.done():
+        _revalidating[loop] = loop.create_task(_revalidate())
+
+
+async def _revalidate() -> None:
+    await asyncio.sleep(0.05)  # after the fan-out of the event that found them due
+    while await live_db(live.SHARED.revalidate_due)():
+        pass
 
 
 def _via(via: AccessSource) -> models.AccessSource:
