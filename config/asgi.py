@@ -7,9 +7,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from config import http_limits  # noqa: E402
+from config import http_limits, ws_writes  # noqa: E402
 from graph.asgi import build_application  # noqa: E402  (needs Django set up first)
 
 http_limits.install()
+ws_writes.install()
 
 application = build_application(django_asgi_app)
