@@ -51,6 +51,7 @@ from core.live_db import live_db
 from core.tokens import INVALID_TOKEN_MESSAGE, authenticate_token, valid_session_keys, valid_token_ids
 from graph.context import Context
 from graph.errors import format_error
+from graph.frame_stack import run_on_fresh_stack
 from graph.limits import bounded_json
 from graph.operations import DocumentRefused, operation_type, validation_error
 from graph.views import authenticate_request, bearer_token
@@ -211,7 +212,8 @@ class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
             await super().run_operation(operation)
             return
         try:
-            result = await database_sync_to_async(self.view.execute_operation_sync)(operation)
+            # On a data-stack chunk of its own, as the HTTP view executes (CPython gh-142183, graph/frame_stack.py).
+            result = await database_sync_to_async(run_on_fresh_stack)(self.view.execute_operation_sync, operation)
         except Exception as error:  # a fault outside GraphQL execution (which masks its own)
             result = ExecutionResult(data=None, errors=[format_error(GraphQLError(str(error), original_error=error))])
         if _is_pre_execution(result):

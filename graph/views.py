@@ -26,6 +26,7 @@ from core.tokens import TokenOwner, authenticate_token
 from graph import http_body
 from graph.context import Context
 from graph.errors import format_error
+from graph.frame_stack import run_on_fresh_stack
 from graph.limits import bounded_json
 from graph.operations import SUBSCRIPTIONS_OVER_HTTP, operation_choice_message
 
@@ -142,7 +143,8 @@ class MailboxGraphQLView(GraphQLView):
         )
         token = set_current_request(info)
         try:
-            response = super().dispatch(request, *args, **kwargs)
+            # Parsing, execution and encoding on a data-stack chunk of their own (CPython gh-142183).
+            response = run_on_fresh_stack(super().dispatch, request, *args, **kwargs)
         finally:
             reset_current_request(token)
         if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
