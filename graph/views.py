@@ -23,7 +23,7 @@ from strawberry.types.graphql import OperationType
 from core.context import RequestInfo, client_address, reset_current_request, set_current_request
 from core.errors import DomainError
 from core.tokens import TokenOwner, authenticate_token
-from graph import http_body
+from graph import encoding, http_body
 from graph.context import Context
 from graph.errors import format_error
 from graph.frame_stack import run_on_fresh_stack
@@ -183,7 +183,7 @@ class MailboxGraphQLView(GraphQLView):
         return http_body.files_into_operations(operations, files_map, request.files)
 
     def encode_json(self, data: object) -> str | bytes:
-        return bounded_json(data, super().encode_json, wrapped=False)
+        return bounded_json(data, encoding.dumps, wrapped=False)
 
     def process_result(self, request: HttpRequest, result: ExecutionResult) -> GraphQLHTTPResponse:
         # Errors raised before the operation hooks ran (e.g. by a parse-time limit) get their code here too.
