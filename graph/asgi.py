@@ -49,8 +49,10 @@ from core.context import RequestInfo, client_address, current_request, reset_cur
 from core.errors import DomainError, ErrorCode
 from core.live_db import live_db
 from core.tokens import INVALID_TOKEN_MESSAGE, authenticate_token, valid_session_keys, valid_token_ids
+from graph import encoding
 from graph.context import Context
 from graph.errors import format_error
+from graph.frame_stack import run_on_fresh_stack
 from graph.limits import bounded_json
 from graph.operations import DocumentRefused, operation_type, validation_error
 from graph.views import authenticate_request, bearer_token
@@ -165,14 +167,14 @@ def _is_pre_execution(result: ExecutionResult) -> bool:
 
 
 # The last payloads encoded, by the identity of their data: subscribers of one cohort get the same data object.
-_ENCODED: collections.OrderedDict[int, tuple[object, str]] = collections.OrderedDict()
+_ENCODED: collections.OrderedDict[int, tuple[object, bytes]] = collections.OrderedDict()
 
 
-def _encoded_data(data: object) -> str:
+def _encoded_data(data: object) -> bytes:
     known = _ENCODED.get(id(data))
     if known is not None and known[0] is data:
         return known[1]
-    encoded = '{"data":' + json.dumps(data, separators=(",", ":")) + "}"
+    encoded = b'{"data":' + encoding.dumps(data) + b"}"
     _ENCODED[id(data)] = (data, encoded)
     while len(_ENCODED) > 256:
         _ENCODED.popitem(last=False)
@@ -190,9 +192,10 @@ class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
         """A `next` of a live event whose data a cohort shares is encoded once for all its subscribers."""
         payload = message.get("payload") if message.get("type") == "next" else None
         if isinstance(payload, dict) and payload.keys() == {"data"}:
-            frame = f'{{"id":{json.dumps(message["id"])},"type":"next","payload":{_encoded_data(payload["data"])}}}'
+            frame = b'{"id":' + encoding.dumps(message["id"]) + b',"type":"next","payload":'
+            frame += _encoded_data(payload["data"]) + b"}"
             if len(frame) <= settings.MAILBOX["RESPONSE_MAX_BYTES"]:
-                await self.view.send(frame)
+                await self.view.send(frame.decode())
                 return  # an oversized answer goes the common way, which replaces it with the size error
 
         await super().send_message(message)
@@ -211,7 +214,8 @@ class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
             await super().run_operation(operation)
             return
         try:
-            result = await database_sync_to_async(self.view.execute_operation_sync)(operation)
+            # On a data-stack chunk of its own, as the HTTP view executes (CPython gh-142183, graph/frame_stack.py).
+            result = await database_sync_to_async(run_on_fresh_stack)(self.view.execute_operation_sync, operation)
         except Exception as error:  # a fault outside GraphQL execution (which masks its own)
             result = ExecutionResult(data=None, errors=[format_error(GraphQLError(str(error), original_error=error))])
         if _is_pre_execution(result):
@@ -285,7 +289,7 @@ class MailboxWSConsumer(GraphQLWSConsumer):
             raise json.JSONDecodeError(str(exc)[:100], data if isinstance(data, str) else "", 0) from exc
 
     def encode_json(self, data: object) -> str | bytes:
-        return bounded_json(data, super().encode_json, wrapped=True)
+        return bounded_json(data, encoding.dumps, wrapped=True).decode()
 
     async def on_ws_connect(self, context: LiveContext) -> None:
         params = context.connection_params or {}

@@ -30,6 +30,7 @@ from core.live_db import live_db
 from core.models import AccessSource, AuditAction, AuditEvent, Event
 from graph import guards
 from graph.context import Context
+from graph.frame_stack import run_on_fresh_stack
 
 # Results of recent (event, cohort) executions, shared by the cohort's subscribers on this process.
 _COHORT_MEMO_SIZE = 4096
@@ -143,7 +144,8 @@ async def _shared_result(executor: LiveExecutor, key: tuple, serially: bool | No
 
 
 async def _execute_on_live_thread(executor: LiveExecutor, serially: bool | None) -> ExecutionResult:
-    result, entries = await live_db(_execute)(executor, serially)
+    # On a data-stack chunk of its own, as the HTTP view executes (CPython gh-142183, graph/frame_stack.py).
+    result, entries = await live_db(run_on_fresh_stack)(_execute, executor, serially)
     if entries:
         AUDIT.add(entries)
     return result
