@@ -80,3 +80,17 @@ subscription Live($conversationId: ID!) {
   }
 }
 """
+
+# What the Workbench's conversation list sends (web/static/web/js/workbench.js, `Q.conversations`).
+WORKBENCH_LIST = """
+query Conversations($id: ID!, $status: ConversationStatus!) { mailbox(id: $id) { id name status isSubscribed
+  conversations(status: $status, first: 50) { totalCount edges { node {
+    id status lastMessageAt createdAt unreadCount patient { id fullName preferredPronoun dateOfBirth accountNumber }
+  } } } } }
+"""
+
+# What the chart-summary widget sends for one patient (web/static/web/js/chart.js, `Q.patient`).
+CHART_SUMMARY = """
+query Chart($id: ID!) { patient(id: $id) { id fullName preferredPronoun dateOfBirth accountNumber
+  conversations { id status lastMessageAt unreadCount mailbox { id name status practice { id } } } } }
+"""

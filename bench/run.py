@@ -213,22 +213,47 @@ def measure_http(info: dict, seconds: int) -> list[dict]:
     import httpx
 
     from bench import queries
+    from bench.inprocess import chart_patient
     from core.models import User
     from core.tokens import issue_token
 
     token = issue_token(user=User.objects.get(pk=info["bench_user"]))
+    mailbox = gid("Mailbox", info["busy_mailbox"])
+    # (row id, figure, document, variables, check of the answer)
+    documents = [
+        (
+            "2",
+            "50-conversation page",
+            queries.CONVERSATIONS_PAGE,
+            {"mailboxId": mailbox, "conversations": 50, "messages": 5},
+            lambda data: len(data["mailbox"]["conversations"]["edges"]) == 50,
+        ),
+        (
+            "2.workbench",
+            "Workbench conversation list (50)",
+            queries.WORKBENCH_LIST,
+            {"id": mailbox, "status": "ACTIVE"},
+            lambda data: len(data["mailbox"]["conversations"]["edges"]) == 50,
+        ),
+        (
+            "2.chart",
+            "chart summary of a patient",
+            queries.CHART_SUMMARY,
+            {"id": gid("Patient", chart_patient(info))},
+            lambda data: len(data["patient"]["conversations"]) >= 1,
+        ),
+    ]
     server = Server(8791, BIG_DB)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    times: dict[str, list[float]] = {}
     try:
-        body = json.dumps(
-            {
-                "query": queries.CONVERSATIONS_PAGE,
-                "variables": {"mailboxId": gid("Mailbox", info["busy_mailbox"]), "conversations": 50, "messages": 5},
-            }
-        )
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-        check = httpx.post(f"{server.url}/graphql", content=body, headers=headers, timeout=30).json()
-        if check.get("errors") or len(check["data"]["mailbox"]["conversations"]["edges"]) != 50:
-            raise RuntimeError(f"GraphQL page is not 50 conversations: {str(check)[:300]}")
+        bodies = {}
+        for row_id, figure, query, variables, expect in documents:
+            body = json.dumps({"query": query, "variables": variables})
+            check = httpx.post(f"{server.url}/graphql", content=body, headers=headers, timeout=30).json()
+            if check.get("errors") or not expect(check["data"]):
+                raise RuntimeError(f"GraphQL answer for the {figure} is not as expected: {str(check)[:300]}")
+            bodies[row_id] = body
         floor_url = (
             f"{server.url}/bench/floor/conversations"
             f"?mailbox={info['busy_mailbox']}&user={info['bench_user']}&first=50&last=5"
@@ -237,32 +262,93 @@ def measure_http(info: dict, seconds: int) -> list[dict]:
             raise RuntimeError("floor view did not return 50 conversations")
         # Alternating rounds, so a change of machine load during the run hits both sides alike.
         load_round(floor_url, body=None, headers={}, seconds=2)
-        load_round(f"{server.url}/graphql", body=body, headers=headers, seconds=2)
-        figure: list[float] = []
-        floor: list[float] = []
+        load_round(f"{server.url}/graphql", body=bodies["2"], headers=headers, seconds=2)
+        times = {row_id: [] for row_id in [*bodies, "floor"]}
         for _ in range(3):
-            figure += load_round(f"{server.url}/graphql", body=body, headers=headers, seconds=seconds / 3)
-            floor += load_round(floor_url, body=None, headers={}, seconds=seconds / 3)
+            for row_id, body in bodies.items():
+                share = seconds / 3 if row_id == "2" else seconds / 6
+                times[row_id] += load_round(f"{server.url}/graphql", body=body, headers=headers, seconds=share)
+            times["floor"] += load_round(floor_url, body=None, headers={}, seconds=seconds / 3)
     finally:
         server.stop()
     rows = []
-    for p in (50, 99):
-        value, base = percentile(figure, p), percentile(floor, p)
+    for row_id, figure, *_ in documents:
+        for p in (50, 99):
+            value, base = percentile(times[row_id], p), percentile(times["floor"], p)
+            main = row_id == "2"
+            rows.append(
+                {
+                    "id": f"{row_id}.p{p}",
+                    "figure": f"HTTP p{p}, {figure}, 8 clients",
+                    "value": value,
+                    "floor": base,
+                    "ratio": value / base,
+                    "goal": "<= 1.5x" if main else "(the 50-conversation floor; no goal)",
+                    "met": value / base <= 1.5 if main else None,
+                    "unit": "ms",
+                    "detail": {
+                        "graphql_requests": len(times[row_id]),
+                        "floor_requests": len(times["floor"]),
+                        "floor_is": "async Django JSON view, 50 conversations with every field, same rows with the "
+                        "ORM (bench/floor_views.py)",
+                    },
+                }
+            )
+    return rows
+
+
+# ---- 7. in-process cost of one request ---------------------------------------------------------------------
+
+
+def measure_in_process(info: dict, runs: int) -> list[dict]:
+    """CPU, page faults and collections per request in this process (test client) at several entry depths."""
+    from bench import inprocess
+    from config.gc_tuning import tune_for_serving
+
+    tune_for_serving()  # as config/asgi.py does in a server process
+    figures = inprocess.measure(info, runs)
+    floor, page = figures["floor"], figures["page"]
+    depths = len(inprocess.DEPTHS)
+    rows = [
+        {
+            "id": "7.cpu",
+            "figure": "in-process CPU, 50-conversation page",
+            "value": page["cpu_ms_p50"],
+            "floor": floor["cpu_ms_p50"],
+            "ratio": page["cpu_ms_p50"] / floor["cpu_ms_p50"],
+            "goal": "<= 2x",
+            "met": page["cpu_ms_p50"] / floor["cpu_ms_p50"] <= 2,
+            "unit": "ms",
+            "detail": {"floor_is": "sync Django JSON view of the same rows, same process", **figures},
+        },
+        {
+            "id": "7.faults",
+            "figure": f"minor page faults per request (mean), page, {depths} depths",
+            "value": float(page["faults_mean"]),
+            "floor": float(floor["faults_mean"]),
+            "ratio": page["faults_mean"] / max(floor["faults_mean"], 1),
+            "goal": "< 100 (the figure)",
+            "met": page["faults_mean"] < 100,
+            "unit": "faults",
+            "detail": {
+                "median": page["faults_p50"],
+                "worst": page["faults_max"],
+                "floor_median": floor["faults_p50"],
+                "floor_worst": floor["faults_max"],
+            },
+        },
+    ]
+    for name, figure in (("workbench", "Workbench conversation list"), ("chart", "chart summary")):
         rows.append(
             {
-                "id": f"2.p{p}",
-                "figure": f"HTTP p{p}, 50-conversation page, 8 clients",
-                "value": value,
-                "floor": base,
-                "ratio": value / base,
-                "goal": "<= 1.5x",
-                "met": value / base <= 1.5,
+                "id": f"7.{name}",
+                "figure": f"in-process CPU, {figure}",
+                "value": figures[name]["cpu_ms_p50"],
+                "floor": floor["cpu_ms_p50"],
+                "ratio": figures[name]["cpu_ms_p50"] / floor["cpu_ms_p50"],
+                "goal": "(the page's floor; no goal)",
+                "met": None,
                 "unit": "ms",
-                "detail": {
-                    "graphql_requests": len(figure),
-                    "floor_requests": len(floor),
-                    "floor_is": "async Django JSON view, same rows with the ORM (bench/floor_views.py)",
-                },
             }
         )
     return rows
@@ -453,6 +539,10 @@ def machine() -> dict:
     }
 
 
+def _met(row: dict, yes: str, no: str) -> str:
+    return "-" if row["met"] is None else yes if row["met"] else no
+
+
 def table(rows: list[dict]) -> str:
     lines = [f"{'measurement':<48} {'figure':>12} {'floor':>12} {'ratio':>8}  {'goal':<28} met?"]
     for r in rows:
@@ -462,11 +552,11 @@ def table(rows: list[dict]) -> str:
         unit = r["unit"]
 
         def fmt(v: float, unit: str = unit) -> str:
-            return f"{v:.0f}" if unit == "statements" else f"{v:.2f} {unit}"
+            return f"{v:.0f}" if unit in ("statements", "faults") else f"{v:.2f} {unit}"
 
         lines.append(
             f"{r['figure']:<48} {fmt(r['value']):>12} {fmt(r['floor']):>12} {r['ratio']:>7.2f}x  {r['goal']:<28} "
-            f"{'yes' if r['met'] else 'NO'}"
+            f"{_met(r, 'yes', 'NO')}"
         )
     return "\n".join(lines)
 
@@ -477,11 +567,11 @@ def markdown(rows: list[dict]) -> str:
         if r.get("value") is None:
             lines.append(f"| {r['figure']} | - | - | - | {r['goal']} | not measured |")
             continue
-        unit = "" if r["unit"] == "statements" else f" {r['unit']}"
-        digits = 0 if r["unit"] == "statements" else 1
+        unit = "" if r["unit"] in ("statements", "faults") else f" {r['unit']}"
+        digits = 0 if r["unit"] in ("statements", "faults") else 1
         lines.append(
             f"| {r['figure']} | {r['value']:.{digits}f}{unit} | {r['floor']:.{digits}f}{unit} | {r['ratio']:.2f}x "
-            f"| {r['goal']} | {'yes' if r['met'] else '**no**'} |"
+            f"| {r['goal']} | {_met(r, 'yes', '**no**')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -493,11 +583,11 @@ def chart(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     measured = [r for r in rows if r.get("ratio") is not None]
-    goals = {"1.": 1.0, "2.": 1.5, "3.p50": 3.0, "3.p99": 5.0, "4.": 3.0, "5.": 10.0, "6.": 1.2}
+    goals = {"1.": 1.0, "2.p": 1.5, "3.p50": 3.0, "3.p99": 5.0, "4.": 3.0, "5.": 10.0, "6.": 1.2, "7.cpu": 2.0}
     fig, ax = plt.subplots(figsize=(10, 0.5 * len(measured) + 1.5))
     names = [r["figure"] for r in measured]
     ratios = [r["ratio"] for r in measured]
-    colors = ["#2a9d8f" if r["met"] else "#e76f51" for r in measured]
+    colors = [{True: "#2a9d8f", False: "#e76f51"}.get(r["met"], "#8d99ae") for r in measured]
     ax.barh(names, ratios, color=colors)
     for i, r in enumerate(measured):
         goal = next((g for k, g in goals.items() if r["id"].startswith(k)), None)
@@ -552,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 1M patients, 10M messages")
     parser.add_argument("--fresh", action="store_true", help="drop and reload the bench databases")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated measurement numbers")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated measurement numbers")
     parser.add_argument("--seconds", type=int, default=10, help="load duration of each HTTP run")
     parser.add_argument("--profile", action="store_true", help="write pyinstrument profiles to bench/results/")
     args = parser.parse_args(argv)
@@ -574,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         (3, lambda: measure_live(info, samples=100, fanout=500 if 4 in only else 0)),
         (5, lambda: measure_search(info, 200)),
         (6, lambda: measure_flat(info, small_info, 100)),
+        (7, lambda: measure_in_process(info, 5)),
     ]
     if 4 in only and 3 not in only:
         steps.append((4, lambda: measure_live(info, samples=0, fanout=500)))

@@ -14,3 +14,11 @@ http_limits.install()
 ws_writes.install()
 
 application = build_application(django_asgi_app)
+
+# Loaded now what the first request would load, then keep the startup heap out of the collector's walks.
+from django.urls import get_resolver  # noqa: E402
+
+from config import gc_tuning  # noqa: E402
+
+get_resolver().url_patterns  # noqa: B018  (imports every view module, the GraphQL schema included)
+gc_tuning.tune_for_serving()

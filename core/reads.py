@@ -36,22 +36,33 @@ def _count(queryset: QuerySet) -> Coalesce:
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
 
-def annotate_mailboxes(mailboxes: QuerySet[Mailbox], user: User | None) -> QuerySet[Mailbox]:
+MAILBOX_FACTS = frozenset({"subscriber_count", "is_subscribed", "unread_count"})
+
+
+def annotate_mailboxes(
+    mailboxes: QuerySet[Mailbox], user: User | None, facts: frozenset[str] = MAILBOX_FACTS
+) -> QuerySet[Mailbox]:
+    """The viewer's facts about each mailbox (of `MAILBOX_FACTS`, those in `facts`: a read whose answer selects
+    none of a fact leaves its subquery out; the fields load one left out for the whole list if asked after all)."""
     subscribers = MailboxSubscription.objects.filter(mailbox=OuterRef("pk"))
-    mailboxes = mailboxes.annotate(subscriber_count=_count(subscribers))
+    if "subscriber_count" in facts:
+        mailboxes = mailboxes.annotate(subscriber_count=_count(subscribers))
     if user is None:
         return mailboxes.annotate(is_subscribed=Value(False), unread_count=Value(0))
-    read = (
-        ReadState.objects.filter(user=user, mailbox_id=OuterRef("pk"), conversation_active=True)
-        .order_by()
-        .values("mailbox_id")
-        .annotate(total=Sum("read_patient_count"))
-        .values("total")
-    )
-    return mailboxes.annotate(
-        is_subscribed=Exists(subscribers.filter(user=user)),
-        unread_count=F("patient_message_count") - Coalesce(Subquery(read, output_field=BigIntegerField()), Value(0)),
-    )
+    if "is_subscribed" in facts:
+        mailboxes = mailboxes.annotate(is_subscribed=Exists(subscribers.filter(user=user)))
+    if "unread_count" in facts:
+        read = (
+            ReadState.objects.filter(user=user, mailbox_id=OuterRef("pk"), conversation_active=True)
+            .order_by()
+            .values("mailbox_id")
+            .annotate(total=Sum("read_patient_count"))
+            .values("total")
+        )
+        mailboxes = mailboxes.annotate(
+            unread_count=F("patient_message_count") - Coalesce(Subquery(read, output_field=BigIntegerField()), Value(0))
+        )
+    return mailboxes
 
 
 def annotate_conversations(conversations: QuerySet[Conversation], user: User | None) -> QuerySet[Conversation]:
@@ -64,15 +75,22 @@ def annotate_conversations(conversations: QuerySet[Conversation], user: User | N
     )
 
 
-def messages_with_details(messages: QuerySet[Message]) -> QuerySet[Message]:
-    return messages.select_related("sender_user", "sender_patient").prefetch_related("attachments")
+def messages_with_details(messages: QuerySet[Message], *, attachments: bool = True) -> QuerySet[Message]:
+    """Messages with their senders, and their attachments unless the answer does not show them."""
+    messages = messages.select_related("sender_user", "sender_patient")
+    return messages.prefetch_related("attachments") if attachments else messages
 
 
 # ---- staff reads -----------------------------------------------------------------------------------
 
 
 def list_mailboxes(
-    *, user: User | None, practice_id: int, active: bool | None = True, subscribed_only: bool = False
+    *,
+    user: User | None,
+    practice_id: int,
+    active: bool | None = True,
+    subscribed_only: bool = False,
+    facts: frozenset[str] = MAILBOX_FACTS,
 ) -> QuerySet[Mailbox]:
     require_workbench_member(user, practice_id)
     mailboxes = Mailbox.objects.filter(practice_id=practice_id)
@@ -80,11 +98,11 @@ def list_mailboxes(
         mailboxes = mailboxes.filter(is_active=active)
     if subscribed_only:
         mailboxes = mailboxes.filter(subscriptions__user=user)
-    return annotate_mailboxes(mailboxes, user).order_by("name", "pk")
+    return annotate_mailboxes(mailboxes, user, facts).order_by("name", "pk")
 
 
-def get_mailbox(*, user: User | None, mailbox_id: int) -> Mailbox:
-    mailbox = annotate_mailboxes(Mailbox.objects.filter(pk=mailbox_id), user).first()
+def get_mailbox(*, user: User | None, mailbox_id: int, facts: frozenset[str] = MAILBOX_FACTS) -> Mailbox:
+    mailbox = annotate_mailboxes(Mailbox.objects.filter(pk=mailbox_id), user, facts).first()
     if mailbox is None:
         raise not_found("mailbox")
     require_workbench_member(user, mailbox.practice_id)

@@ -48,8 +48,10 @@ from core.context import RequestInfo, client_address, current_request, reset_cur
 from core.errors import DomainError, ErrorCode
 from core.live_db import live_db
 from core.tokens import INVALID_TOKEN_MESSAGE, authenticate_token, valid_session_keys, valid_token_ids
+from graph import encoding
 from graph.context import Context
 from graph.errors import format_error
+from graph.frame_stack import run_on_fresh_stack
 from graph.limits import bounded_json
 from graph.live_exec import CURRENT_OPERATION, next_frame
 from graph.operations import DocumentRefused, operation_type, validation_error
@@ -197,7 +199,8 @@ class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
             await super().run_operation(operation)
             return
         try:
-            result = await database_sync_to_async(self.view.execute_operation_sync)(operation)
+            # On a data-stack chunk of its own, as the HTTP view executes (CPython gh-142183, graph/frame_stack.py).
+            result = await database_sync_to_async(run_on_fresh_stack)(self.view.execute_operation_sync, operation)
         except Exception as error:  # a fault outside GraphQL execution (which masks its own)
             result = ExecutionResult(data=None, errors=[format_error(GraphQLError(str(error), original_error=error))])
         if _is_pre_execution(result):
@@ -271,7 +274,7 @@ class MailboxWSConsumer(GraphQLWSConsumer):
             raise json.JSONDecodeError(str(exc)[:100], data if isinstance(data, str) else "", 0) from exc
 
     def encode_json(self, data: object) -> str | bytes:
-        return bounded_json(data, super().encode_json, wrapped=True)
+        return bounded_json(data, encoding.dumps, wrapped=True).decode()
 
     async def on_ws_connect(self, context: LiveContext) -> None:
         params = context.connection_params or {}

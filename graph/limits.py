@@ -99,19 +99,18 @@ def response_too_large(size: int, limit: int) -> dict[str, Any]:
     }
 
 
-def bounded_json(message: Any, encode: Callable[[Any], str], *, wrapped: bool) -> str:
-    """The encoded answer, or a QUERY_TOO_COMPLEX error in its place when it passes
+def bounded_json(message: Any, encode: Callable[[Any], bytes], *, wrapped: bool) -> bytes:
+    """The encoded answer (UTF-8 bytes), or a QUERY_TOO_COMPLEX error in its place when it passes
     `MAILBOX["RESPONSE_MAX_BYTES"]`. `wrapped`: a graphql-transport-ws message, whose payload is the answer.
 
-    The cost limit bounds rows, not bytes (a message body holds up to 20,000 characters). The encoders escape
-    non-ASCII, so the length of the text is its size in bytes.
+    The cost limit bounds rows, not bytes (a message body holds up to 20,000 characters).
     """
-    text = encode(message)
+    encoded = encode(message)
     limit = settings.MAILBOX["RESPONSE_MAX_BYTES"]
-    if len(text) <= limit:
-        return text
+    if len(encoded) <= limit:
+        return encoded
     if wrapped:
         if not (isinstance(message, dict) and message.get("type") == "next"):
-            return text  # protocol messages carry no answer
-        return encode({**message, "payload": response_too_large(len(text), limit)})
-    return encode(response_too_large(len(text), limit))
+            return encoded  # protocol messages carry no answer
+        return encode({**message, "payload": response_too_large(len(encoded), limit)})
+    return encode(response_too_large(len(encoded), limit))

@@ -33,8 +33,9 @@ from core import audit, live
 from core.context import RequestInfo, current_request
 from core.live_db import live_db
 from core.models import AccessSource, AuditAction, Event
-from graph import guards
+from graph import encoding, guards
 from graph.context import Context
+from graph.frame_stack import run_on_fresh_stack
 
 # Results of recent (event, cohort) executions, shared by the cohort's subscribers on this process.
 _COHORT_MEMO_SIZE = 4096
@@ -203,30 +204,34 @@ async def deliver_direct(delivery: LiveDelivery, send) -> bool:
 
 
 # The last payloads encoded, by the identity of their data: subscribers of one cohort get the same data object.
-_ENCODED: OrderedDict[int, tuple[object, str]] = OrderedDict()
+_ENCODED: OrderedDict[int, tuple[object, str, int]] = OrderedDict()
 
 
-def encoded_data(data: object) -> str:
-    """`{"data": …}` of a result, JSON-encoded once for every subscriber its cohort shares it with."""
+def encoded_data(data: object) -> tuple[str, int]:
+    """`{"data": …}` of a result and its size in bytes, encoded once for every subscriber of its cohort."""
     known = _ENCODED.get(id(data))
     if known is not None and known[0] is data:
-        return known[1]
-    encoded = '{"data":' + json.dumps(data, separators=(",", ":")) + "}"
-    _ENCODED[id(data)] = (data, encoded)
+        return known[1], known[2]
+    encoded = b'{"data":' + encoding.dumps(data) + b"}"
+    _ENCODED[id(data)] = (data, encoded.decode(), len(encoded))
     while len(_ENCODED) > 256:
         _ENCODED.popitem(last=False)
-    return encoded
+    return _ENCODED[id(data)][1], len(encoded)
 
 
 def next_frame(operation_id: str, data: object) -> str | None:
-    """The graphql-transport-ws `next` frame of a result; None past `RESPONSE_MAX_BYTES` (the common path then
-    answers with the size error)."""
-    frame = f'{{"id":{json.dumps(operation_id)},"type":"next","payload":{encoded_data(data)}}}'
-    return frame if len(frame) <= settings.MAILBOX["RESPONSE_MAX_BYTES"] else None
+    """The graphql-transport-ws `next` frame of a result; None past `RESPONSE_MAX_BYTES` in UTF-8 (the common
+    path then answers with the size error)."""
+    payload, size = encoded_data(data)
+    head = '{"id":' + encoding.dumps_text(operation_id) + ',"type":"next","payload":'
+    if size + len(head.encode()) + 1 > settings.MAILBOX["RESPONSE_MAX_BYTES"]:
+        return None
+    return head + payload + "}"
 
 
 async def _execute_on_live_thread(executor: LiveExecutor, serially: bool | None) -> ExecutionResult:
-    result, entries = await live_db(_execute)(executor, serially)
+    # On a data-stack chunk of its own, as the HTTP view executes (CPython gh-142183, graph/frame_stack.py).
+    result, entries = await live_db(run_on_fresh_stack)(_execute, executor, serially)
     AUDIT.add(*entries)
     return result
 

@@ -30,6 +30,7 @@ from graph.types import (
     PracticeSettingType,
     PracticeType,
     UserType,
+    selected_mailbox_facts,
     with_siblings,
 )
 from permissions import practices_visible_to, require_member
@@ -75,6 +76,7 @@ class Query:
             practice_id=decode_id(practice_id, "Practice"),
             active=None if status is None else status == MailboxStatus.ACTIVE,
             subscribed_only=bool(subscribed_only),
+            facts=selected_mailbox_facts(info),
         )
         rows = with_siblings(list(rows))
         guards.note_workbench_staff(info.context, decode_id(practice_id, "Practice"))
@@ -82,7 +84,9 @@ class Query:
 
     @strawberry.field
     def mailbox(self, info: Info, id: strawberry.ID) -> MailboxType | None:
-        mailbox = reads.get_mailbox(user=info.context.require_user(), mailbox_id=decode_id(id, "Mailbox"))
+        mailbox = reads.get_mailbox(
+            user=info.context.require_user(), mailbox_id=decode_id(id, "Mailbox"), facts=selected_mailbox_facts(info)
+        )
         guards.note_workbench_staff(info.context, mailbox.practice_id)
         return mailbox
 

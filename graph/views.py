@@ -23,9 +23,10 @@ from strawberry.types.graphql import OperationType
 from core.context import RequestInfo, client_address, reset_current_request, set_current_request
 from core.errors import DomainError
 from core.tokens import TokenOwner, authenticate_token
-from graph import http_body
+from graph import encoding, http_body
 from graph.context import Context
 from graph.errors import format_error
+from graph.frame_stack import run_on_fresh_stack
 from graph.limits import bounded_json
 from graph.operations import SUBSCRIPTIONS_OVER_HTTP, operation_choice_message
 
@@ -142,7 +143,8 @@ class MailboxGraphQLView(GraphQLView):
         )
         token = set_current_request(info)
         try:
-            response = super().dispatch(request, *args, **kwargs)
+            # Parsing, execution and encoding on a data-stack chunk of their own (CPython gh-142183).
+            response = run_on_fresh_stack(super().dispatch, request, *args, **kwargs)
         finally:
             reset_current_request(token)
         if response.status_code >= 400 and not response.get("Content-Type", "").startswith("application/json"):
@@ -181,7 +183,7 @@ class MailboxGraphQLView(GraphQLView):
         return http_body.files_into_operations(operations, files_map, request.files)
 
     def encode_json(self, data: object) -> str | bytes:
-        return bounded_json(data, super().encode_json, wrapped=False)
+        return bounded_json(data, encoding.dumps, wrapped=False)
 
     def process_result(self, request: HttpRequest, result: ExecutionResult) -> GraphQLHTTPResponse:
         # Errors raised before the operation hooks ran (e.g. by a parse-time limit) get their code here too.

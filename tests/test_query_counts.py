@@ -197,3 +197,96 @@ def test_portal_conversations_with_their_mailboxes_and_messages_cost_the_same_fo
         counts.append(queries)
         assert all(len(c["messages"]["edges"]) == 3 for c in data["portalConversations"])
     assert counts[0] == counts[1], f"portal page: {counts[0]} queries for 1 thread, {counts[1]} for 12"
+
+
+def test_a_page_of_messages_without_attachments_does_not_read_attachments(world):
+    # Given a thread whose messages have attachments
+    conversation = add_thread(world.scheduling, world.other_patient, 5, world.subscriber)
+    without = MESSAGES_PAGE.replace("attachments { id filename contentType size sha256 url }", "")
+    # When a page of its messages selects no attachment field
+    with CaptureQueriesContext(connection) as captured:
+        data = Api.as_user(world.staff).data(
+            without.replace("conversation(id: $c)", "conversation(id: $c, via: CHART_SUMMARY)"),
+            {"c": gid("Conversation", conversation.pk)},
+        )
+    # Then the attachments table is not read (one query fewer than with them)
+    assert len(data["conversation"]["messages"]["edges"]) == 5
+    assert not [q for q in captured.captured_queries if 'FROM "core_attachment"' in q["sql"]]
+
+
+def test_attachments_selected_through_a_fragment_are_loaded_with_the_page(world):
+    # Given a thread whose messages have attachments
+    conversation = add_thread(world.scheduling, world.other_patient, 4, world.subscriber)
+    query = (
+        "query($c: ID!) { conversation(id: $c, via: CHART_SUMMARY) { messages(last: 4) { edges { node { "
+        "...Files } } } } } fragment Files on Message { sequence attachments { filename } }"
+    )
+    # When the attachments are selected in a fragment
+    api = Api.as_user(world.staff)
+    api.post("{ __typename }")
+    with CaptureQueriesContext(connection) as captured:
+        data = api.data(query, {"c": gid("Conversation", conversation.pk)})
+    # Then every message has them, from one query for the page
+    edges = data["conversation"]["messages"]["edges"]
+    assert [e["node"]["attachments"] for e in edges] == [[{"filename": "scan.pdf"}]] * 4
+    assert len([q for q in captured.captured_queries if 'FROM "core_attachment"' in q["sql"]]) == 1
+
+
+WORKBENCH_LIST = (  # what web/static/web/js/workbench.js sends for the conversation list
+    "query($id: ID!) { mailbox(id: $id) { id name status isSubscribed conversations(first: 50) { totalCount "
+    "edges { node { id status lastMessageAt createdAt unreadCount patient { id fullName } } } } } }"
+)
+
+
+def test_the_workbench_list_reads_no_mailbox_count_it_does_not_show(world):
+    # Given a mailbox with a thread
+    add_thread(world.billing, world.other_patient, 3, world.subscriber)
+    api = Api.as_user(world.subscriber)
+    api.post("{ __typename }")
+    # When the Workbench's conversation list is read (isSubscribed, no unread or subscriber count of the mailbox)
+    with CaptureQueriesContext(connection) as captured:
+        data = api.data(WORKBENCH_LIST, {"id": gid("Mailbox", world.billing.pk)})
+    # Then the mailbox read has no count subquery, and the answer is whole
+    mailbox_reads = [q["sql"] for q in captured.captured_queries if q["sql"].startswith('SELECT "core_mailbox"."id"')]
+    assert len(mailbox_reads) == 1
+    assert "subscriber_count" not in mailbox_reads[0]
+    assert "unread_count" not in mailbox_reads[0]
+    assert data["mailbox"]["isSubscribed"] is True
+    assert data["mailbox"]["conversations"]["totalCount"] == 2
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        "isSubscribed subscriberCount unreadCount",
+        "...Facts",
+        "... on Mailbox { isSubscribed subscriberCount unreadCount }",
+        "a: isSubscribed b: subscriberCount c: unreadCount",
+        "name",  # none annotated, then asked in a nested list of the same mailboxes' fields below
+    ],
+)
+def test_mailbox_counts_answer_the_same_however_they_are_selected(world, selection):
+    # Given a mailbox with unread messages for its subscriber
+    add_thread(world.billing, world.other_patient, 3, world.subscriber)
+    fragment = " fragment Facts on Mailbox { isSubscribed subscriberCount unreadCount }" if "Facts" in selection else ""
+    api = Api.as_user(world.subscriber)
+    # When the counts are selected directly, through fragments, aliased, or not at the root
+    one = api.data(
+        f"query($id: ID!) {{ mailbox(id: $id) {{ {selection} }} }}{fragment}", {"id": gid("Mailbox", world.billing.pk)}
+    )
+    listed = api.data(
+        f"query($p: ID!) {{ mailboxes(practiceId: $p) {{ id {selection} }} }}{fragment}",
+        {"p": gid("Practice", world.practice.pk)},
+    )
+    nested = api.data(
+        "query($id: ID!) { mailbox(id: $id) { name conversations(first: 5) { edges { node { mailbox { "
+        "isSubscribed subscriberCount unreadCount } } } } } }",
+        {"id": gid("Mailbox", world.billing.pk)},
+    )
+    # Then every answer says the same
+    facts = {"isSubscribed": True, "subscriberCount": 2, "unreadCount": 2}
+    billing = next(m for m in listed["mailboxes"] if m["id"] == gid("Mailbox", world.billing.pk))
+    if selection != "name":
+        assert sorted(one["mailbox"].values()) == sorted(facts.values()), one
+        assert sorted(v for k, v in billing.items() if k != "id") == sorted(facts.values()), billing
+    assert nested["mailbox"]["conversations"]["edges"][0]["node"]["mailbox"] == facts
