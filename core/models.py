@@ -104,6 +104,10 @@ class Patient(models.Model):
     last_name = models.CharField(max_length=100)
     preferred_pronoun = models.CharField(max_length=40, blank=True)
     date_of_birth = models.DateField()
+    # Where new-message notices go (SPEC §6, from the directory file); blank: no notices.
+    email = models.EmailField(max_length=254, blank=True, default="", db_default="")
+    # The patient's own choice in the portal (setPortalNotifications).
+    email_notices = models.BooleanField(default=True, db_default=True)
     # Lowercased, accent-free "first last" for prefix search; kept in sync by save().
     search_name = models.CharField(max_length=201, editable=False)
     # Lowercased account number for case-insensitive exact/prefix matching with a plain index.
@@ -360,6 +364,53 @@ class Event(models.Model):
             models.Index(fields=["conversation_id", "id"], name="event_by_conversation"),
             models.Index(fields=["patient_id", "id"], name="event_by_patient"),
         ]
+
+
+class NoticeStatus(models.TextChoices):
+    PENDING = "PENDING"
+    # Handed to the mail server by a worker that may have died since (`claimed_at` says when).
+    SENDING = "SENDING"
+    SENT = "SENT"
+    SKIPPED = "SKIPPED"
+
+
+class EmailNotice(models.Model):
+    """One row per staff message the notice worker has read from the event log: whether and when the patient was
+    told by email. Unique per message, so a message is never noticed twice (`core.notices`)."""
+
+    practice = models.ForeignKey(Practice, on_delete=models.CASCADE, related_name="+")
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="email_notice")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
+    # The message's time: the cooldown is counted between messages, however late the worker reads them.
+    message_sent_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=NoticeStatus.choices, default=NoticeStatus.PENDING)
+    # Why no mail goes out: COOLDOWN, NO_EMAIL, OPTED_OUT, AUTOMATIC, WITHDRAWN, STALE (past NOTIFY_MAX_AGE_HOURS).
+    skip_reason = models.CharField(max_length=20, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True)
+    claimed_at = models.DateTimeField(null=True)
+    sent_at = models.DateTimeField(null=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=NoticeStatus.values), name="notice_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="notice_due"),
+            models.Index(fields=["conversation", "-message_sent_at"], name="notice_by_conversation"),
+        ]
+
+
+class NoticeCursor(models.Model):
+    """How far the notice worker has read a practice's event log. Per practice because event ids are committed
+    in order within a practice only (`core.events._serialize_practice_log`)."""
+
+    practice = models.OneToOneField(Practice, on_delete=models.CASCADE, related_name="+")
+    last_event_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
 
 
 class ApiToken(models.Model):

@@ -16,6 +16,7 @@ from graph.types import (
     MailboxType,
     MembershipType,
     MessageType,
+    PortalNotifications,
     PracticeMailboxAccess,
     PracticePermission,
     PracticeSettingType,
@@ -238,3 +239,8 @@ class Mutation:
             client_message_id=client_message_id,
         )
         return _message(info, message)
+
+    @strawberry.mutation(description="Portal: turns new-message notices by email on or off.")
+    def set_portal_notifications(self, info: Info, email: bool) -> PortalNotifications:
+        patient = actions.set_portal_notifications(acting_patient=info.context.require_patient(), email=email)
+        return PortalNotifications.of(patient)

@@ -452,6 +452,16 @@ class PatientType(relay.Node):
         return context.memo(("chart-conversations", batch), load).get(self.pk, [])
 
 
+@strawberry.type(description="The patient's choice of new-message notices (the email never carries the message).")
+class PortalNotifications:
+    email: bool = strawberry.field(description="Notices by email are on.")
+    email_on_file: bool = strawberry.field(description="The practice has an email address for the patient.")
+
+    @classmethod
+    def of(cls, patient: models.Patient) -> PortalNotifications:
+        return cls(email=patient.email_notices, email_on_file=bool(patient.email))
+
+
 # ---- admin views -----------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from core.actions.mailboxes import (
     subscribe_to_mailbox,
     unsubscribe_from_mailbox,
 )
+from core.actions.portal import set_portal_notifications
 from core.actions.practice import grant_permission, revoke_permission, set_practice_setting
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "send_patient_message",
     "send_staff_message",
     "set_mailbox_subscribers",
+    "set_portal_notifications",
     "set_practice_setting",
     "set_user_mailbox_access",
     "start_conversation",
