@@ -168,7 +168,14 @@ ROWS = [
         lambda i: {},
         patients_only(),
     ),
+    Row("portalNotifications", "{ portalNotifications { email emailOnFile } }", lambda i: {}, patients_only()),
     # ---- mutations
+    Row(
+        "setPortalNotifications",
+        "mutation { setPortalNotifications(email: false) { email } }",
+        lambda i: {},
+        patients_only(),
+    ),
     Row(
         "createMailbox",
         f'mutation($p: ID!) {{ createMailbox(practiceId: $p, name: "Front Desk") {{ {MAILBOX} }} }}',
