@@ -387,6 +387,7 @@ class EmailNotice(models.Model):
     status = models.CharField(max_length=10, choices=NoticeStatus.choices, default=NoticeStatus.PENDING)
     # Why no mail goes out: COOLDOWN, NO_EMAIL, OPTED_OUT, AUTOMATIC, WITHDRAWN, STALE (past NOTIFY_MAX_AGE_HOURS).
     skip_reason = models.CharField(max_length=20, blank=True)
+    # Sends the mail server answered (refused or accepted); a send cut off by a stopped worker is not counted.
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True)
     claimed_at = models.DateTimeField(null=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core import mail
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from core.models import (
@@ -36,6 +36,7 @@ from core.models import (
     MessageDirection,
     NoticeCursor,
     NoticeStatus,
+    Patient,
     Practice,
 )
 
@@ -131,7 +132,9 @@ def _queue_notices(message_ids: list[int], result: Pass) -> None:
     stale_before = timezone.now() - dt.timedelta(hours=_config("NOTIFY_MAX_AGE_HOURS"))
     for message in messages:
         # A worker first started on an old log does not mail about last month's messages.
-        reason = _skip_reason(message) or ("STALE" if message.sent_at < stale_before else "")
+        reason = _skip_reason(message, message.conversation.patient)
+        if not reason and message.sent_at < stale_before:
+            reason = "STALE"
         previous = last_counted.get(message.conversation_id)
         if not reason and previous is not None and message.sent_at - previous < cooldown:
             reason = "COOLDOWN"
@@ -156,8 +159,7 @@ def _queue_notices(message_ids: list[int], result: Pass) -> None:
     EmailNotice.objects.bulk_create(rows)
 
 
-def _skip_reason(message: Message) -> str:
-    patient = message.conversation.patient
+def _skip_reason(message: Message, patient: Patient) -> str:
     if getattr(message, "is_automatic", False):
         return "AUTOMATIC"
     if getattr(message, "retracted_at", None) is not None:
@@ -181,19 +183,16 @@ def reclaim_abandoned() -> int:
 
 
 def send_due(*, limit: int = SEND_BATCH, result: Pass | None = None) -> Pass:
-    """Sends up to `limit` due notices over one mail connection."""
+    """Claims up to `limit` due notices in one transaction, then sends them over one mail connection, each marked
+    SENT in its own commit right after the server accepted it."""
     result = result or Pass()
-    due = list(
-        EmailNotice.objects.filter(status=NoticeStatus.PENDING, next_attempt_at__lte=timezone.now())
-        .order_by("next_attempt_at", "pk")
-        .values_list("pk", flat=True)[:limit]
-    )
-    if not due:
+    claimed = _claim_due(limit)
+    if not claimed:
         return result
     connection = mail.get_connection(fail_silently=False)
     try:
-        for notice_id in due:
-            if _send_one(notice_id, connection):
+        for notice in claimed:
+            if _send_one(notice, connection):
                 result.sent += 1
             else:
                 result.failed += 1
@@ -203,29 +202,34 @@ def send_due(*, limit: int = SEND_BATCH, result: Pass | None = None) -> Pass:
     return result
 
 
-def _claim(notice_id: int) -> EmailNotice | None:
-    """Takes the notice for this worker (another worker may have taken it) and rechecks the patient's choice."""
+def _claim_due(limit: int) -> list[EmailNotice]:
+    """Takes due notices for this worker (SENDING): another worker skips them (PostgreSQL: SKIP LOCKED; SQLite
+    serializes writers). The patient's choice is checked again: opting out stops a notice not yet sent."""
     now = timezone.now()
     with transaction.atomic():
-        claimed = EmailNotice.objects.filter(pk=notice_id, status=NoticeStatus.PENDING).update(
-            status=NoticeStatus.SENDING, claimed_at=now
+        due = list(
+            EmailNotice.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=NoticeStatus.PENDING, next_attempt_at__lte=now)
+            .select_related("patient", "practice", "message")
+            .order_by("next_attempt_at", "pk")[:limit]
         )
-        if not claimed:
-            return None
-        notice = EmailNotice.objects.select_related("patient", "practice", "message").get(pk=notice_id)
-        reason = _skip_reason(notice.message) if notice.message_id else ""
-        if reason:
-            EmailNotice.objects.filter(pk=notice_id).update(status=NoticeStatus.SKIPPED, skip_reason=reason)
-            return None
-        EmailNotice.objects.filter(pk=notice_id).update(attempts=notice.attempts + 1)
-        notice.attempts += 1
-    return notice
+        claimed, skipped = [], {}
+        for notice in due:
+            reason = _skip_reason(notice.message, notice.patient)
+            if reason:
+                skipped.setdefault(reason, []).append(notice.pk)
+            else:
+                claimed.append(notice)
+        for reason, ids in skipped.items():
+            EmailNotice.objects.filter(pk__in=ids).update(status=NoticeStatus.SKIPPED, skip_reason=reason)
+        if claimed:
+            EmailNotice.objects.filter(pk__in=[n.pk for n in claimed]).update(
+                status=NoticeStatus.SENDING, claimed_at=now
+            )
+    return claimed
 
 
-def _send_one(notice_id: int, connection) -> bool:
-    notice = _claim(notice_id)
-    if notice is None:
-        return True
+def _send_one(notice: EmailNotice, connection) -> bool:
     name = notice.practice.name
     email = mail.EmailMessage(
         subject=subject_for(name),
@@ -237,15 +241,18 @@ def _send_one(notice_id: int, connection) -> bool:
     try:
         email.send()
     except Exception as error:  # the mail server refused or is unreachable: later, with a longer wait
-        delay = min(_config("NOTIFY_RETRY_SECONDS") * 2 ** (notice.attempts - 1), _config("NOTIFY_RETRY_MAX_SECONDS"))
+        delay = min(_config("NOTIFY_RETRY_SECONDS") * 2**notice.attempts, _config("NOTIFY_RETRY_MAX_SECONDS"))
         EmailNotice.objects.filter(pk=notice.pk).update(
             status=NoticeStatus.PENDING,
+            attempts=F("attempts") + 1,
             next_attempt_at=timezone.now() + dt.timedelta(seconds=delay),
             last_error=f"{type(error).__name__}: {error}"[:500],
         )
         log.warning("notice %s: mail server failed (%s); retry in %.1f s", notice.pk, type(error).__name__, delay)
         return False
-    EmailNotice.objects.filter(pk=notice.pk).update(status=NoticeStatus.SENT, sent_at=timezone.now(), last_error="")
+    EmailNotice.objects.filter(pk=notice.pk).update(
+        status=NoticeStatus.SENT, sent_at=timezone.now(), attempts=F("attempts") + 1, last_error=""
+    )
     return True
 
 
@@ -255,5 +262,5 @@ def run_pass() -> Pass:
     while True:
         before = result.sent + result.failed
         send_due(result=result)
-        if result.sent + result.failed - before < SEND_BATCH:
+        if result.sent + result.failed - before == 0:
             return result
