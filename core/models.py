@@ -146,6 +146,8 @@ class Mailbox(models.Model):
     # Messages from patients in its active conversations (for unread counts without scanning messages). An
     # archived conversation is not in the mailbox view, so its messages leave this count until it is reactivated.
     patient_message_count = models.PositiveBigIntegerField(default=0, db_default=0)
+    # Sent to the patient when their message opens a conversation or reactivates an archived one; null: off.
+    auto_reply = models.TextField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -205,6 +207,13 @@ class Message(models.Model):
     sender_user = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     sender_patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     client_message_id = models.CharField(max_length=100, null=True, blank=True)
+    # The mailbox's auto-reply: no staff sender, signed with the mailbox's name as it was (`sender_label`).
+    is_automatic = models.BooleanField(default=False, db_default=False)
+    sender_label = models.CharField(max_length=100, blank=True, default="", db_default="")
+    # Withdrawn (entered in error): kept whole for staff and the record; the patient sees only that it was.
+    retracted_at = models.DateTimeField(null=True, blank=True)
+    retracted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    retract_reason = models.CharField(max_length=500, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [
@@ -212,10 +221,30 @@ class Message(models.Model):
             models.CheckConstraint(condition=Q(sequence__gte=1), name="message_sequence_positive"),
             models.CheckConstraint(
                 condition=(
-                    Q(direction=MessageDirection.TO_PATIENT, sender_user__isnull=False, sender_patient__isnull=True)
-                    | Q(direction=MessageDirection.FROM_PATIENT, sender_user__isnull=True, sender_patient__isnull=False)
+                    Q(
+                        direction=MessageDirection.TO_PATIENT,
+                        sender_user__isnull=False,
+                        sender_patient__isnull=True,
+                        is_automatic=False,
+                    )
+                    | Q(
+                        direction=MessageDirection.TO_PATIENT,
+                        sender_user__isnull=True,
+                        sender_patient__isnull=True,
+                        is_automatic=True,
+                    )
+                    | Q(
+                        direction=MessageDirection.FROM_PATIENT,
+                        sender_user__isnull=True,
+                        sender_patient__isnull=False,
+                        is_automatic=False,
+                    )
                 ),
                 name="message_sender_matches_direction",
+            ),
+            models.CheckConstraint(
+                condition=Q(retracted_at__isnull=True) | Q(direction=MessageDirection.TO_PATIENT),
+                name="message_retracted_only_staff",
             ),
             models.UniqueConstraint(
                 fields=["conversation", "sender_user", "client_message_id"],
@@ -231,6 +260,8 @@ class Message(models.Model):
 
     @property
     def sender_name(self) -> str:
+        if self.is_automatic:
+            return self.sender_label
         if self.sender_user_id:
             return self.sender_user.display_name()
         return self.sender_patient.full_name
@@ -341,6 +372,8 @@ class EventKind(models.TextChoices):
     # Who may see what changed: a practice setting, a role, a permission, a membership, an account, a token or a
     # browser session (`data.reason`). Live streams decide their access again; no object is attached.
     ACCESS_CHANGED = "ACCESS_CHANGED"
+    MAILBOX_AUTO_REPLY_CHANGED = "MAILBOX_AUTO_REPLY_CHANGED"
+    MESSAGE_RETRACTED = "MESSAGE_RETRACTED"
 
 
 class Event(models.Model):

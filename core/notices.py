@@ -160,9 +160,9 @@ def _queue_notices(message_ids: list[int], result: Pass) -> None:
 
 
 def _skip_reason(message: Message, patient: Patient) -> str:
-    if getattr(message, "is_automatic", False):
+    if message.is_automatic:
         return "AUTOMATIC"
-    if getattr(message, "retracted_at", None) is not None:
+    if message.retracted_at is not None:
         return "WITHDRAWN"
     if not patient.email:
         return "NO_EMAIL"

@@ -65,7 +65,7 @@ def annotate_conversations(conversations: QuerySet[Conversation], user: User | N
 
 
 def messages_with_details(messages: QuerySet[Message]) -> QuerySet[Message]:
-    return messages.select_related("sender_user", "sender_patient").prefetch_related("attachments")
+    return messages.select_related("sender_user", "sender_patient", "retracted_by").prefetch_related("attachments")
 
 
 # ---- staff reads -----------------------------------------------------------------------------------
