@@ -86,7 +86,11 @@ def message_id_for(notice: EmailNotice) -> str:
 def read_log(*, limit: int = READ_BATCH) -> Pass:
     """Turns every new staff message of every practice's log into a notice row; returns the counts."""
     result = Pass()
+    positions = dict(NoticeCursor.objects.values_list("practice_id", "last_event_id"))
     for practice_id in Practice.objects.order_by("pk").values_list("pk", flat=True):
+        # One index probe per quiet practice, no transaction or lock.
+        if not Event.objects.filter(practice_id=practice_id, pk__gt=positions.get(practice_id, 0)).exists():
+            continue
         while True:
             read = _read_practice(practice_id, limit, result)
             if read < limit:

@@ -280,3 +280,20 @@ def test_a_killed_worker_resumes_where_it_stopped_nothing_lost_nothing_doubled(w
     assert NoticeCursor.objects.get(practice=world.practice).last_event_id == (
         Event.objects.filter(practice=world.practice).latest("pk").pk
     )
+
+
+def test_notify_worker_once_drains_and_says_where_mail_goes(world, smtp):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    with_email(world.patient)
+    staff_send(world)
+    err = StringIO()
+
+    call_command("notify_worker", "--once", stderr=err)
+
+    assert f"mail through SMTP 127.0.0.1:{smtp.port}" in err.getvalue()
+    assert "queued 1" in err.getvalue()
+    assert "sent 1" in err.getvalue()
+    assert len(smtp.sink.received) == 1

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import DatabaseError, connections
 
 from core import notices
+
+log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -25,8 +29,14 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, self._stop)
         self.stderr.write(f"notify_worker: mail through {self._destination()}; polling every {poll:g} s")
         while not self.stopping:
-            reclaimed = notices.reclaim_abandoned()
-            result = notices.run_pass()
+            try:
+                reclaimed = notices.reclaim_abandoned()
+                result = notices.run_pass()
+            except DatabaseError:  # the database restarted or is unreachable: the log waits; so do we
+                log.exception("notify_worker: database error; retrying in %g s", poll)
+                connections.close_all()
+                time.sleep(max(poll, 1.0))
+                continue
             if result.read or result.sent or result.failed or reclaimed:
                 self.stderr.write(
                     f"notify_worker: read {result.read} events, queued {result.queued}, skipped "
