@@ -192,7 +192,7 @@ def test_admin_creates_a_mailbox_and_subscribes_a_colleague(open_page, world):
     expect(colleague.get_by_text("No active conversations")).to_be_visible()
     admin.get_by_role("button", name="Options for Front Desk").click()
     expect(admin.get_by_role("menuitem")).to_have_text(
-        ["Subscribe", "Manage Subscribers", "Rename", "Deactivate", "Delete"]
+        ["Subscribe", "Manage Subscribers", "Rename", "Auto-reply…", "Deactivate", "Delete"]
     )
     shot(admin, "02-mailbox-menu")
 

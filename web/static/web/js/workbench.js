@@ -228,7 +228,7 @@ function mailboxMenu(mailbox) {
   if (isMailboxAdmin()) {
     items.push(["Manage Subscribers", () => manageSubscribers(mailbox)]);
     items.push(["Rename", () => renameMailbox(mailbox)]);
-    items.push(["Auto-reply…", () => autoReplyDialog(mailbox)]);
+    if (active) items.push(["Auto-reply…", () => autoReplyDialog(mailbox)]);
     items.push(active ? ["Deactivate", () => setActive(mailbox, false)] : ["Activate", () => setActive(mailbox, true)]);
     items.push(["Delete", () => deleteMailbox(mailbox)]);
   }
