@@ -63,7 +63,8 @@ def _config(name: str):
 
 
 def subject_for(practice_name: str) -> str:
-    return f"You have a new secure message from {practice_name}"
+    # One line whatever the directory holds: a line break in a header would be refused by the mail library.
+    return f"You have a new secure message from {' '.join(practice_name.split())}"
 
 
 def body_for(practice_name: str) -> str:
