@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import dj_email_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -22,6 +23,11 @@ def env_flag(name: str, default: bool = False) -> bool:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
 
 
 DEBUG = env_flag("DEBUG")
@@ -207,7 +213,25 @@ MAILBOX = {
     "TOKEN_FAILURE_RATE_LIMIT": (env_int("TOKEN_FAILURE_RATE_LIMIT", 20), 60),
     "LOGIN_ACCOUNT_FAILURE_RATE_LIMIT": (env_int("LOGIN_ACCOUNT_FAILURE_RATE_LIMIT", 10), 900),
     "LOGIN_ADDRESS_FAILURE_RATE_LIMIT": (env_int("LOGIN_ADDRESS_FAILURE_RATE_LIMIT", 50), 900),
+    # New-message notices by email (core.notices, `manage.py notify_worker`): one per conversation per cooldown,
+    # failed sends retried after NOTIFY_RETRY_SECONDS doubling up to NOTIFY_RETRY_MAX_SECONDS, a send left
+    # unfinished by a stopped worker taken up again after NOTIFY_CLAIM_TIMEOUT_SECONDS.
+    "NOTIFY_COOLDOWN_MINUTES": env_int("NOTIFY_COOLDOWN_MINUTES", 15),
+    "NOTIFY_RETRY_SECONDS": env_float("NOTIFY_RETRY_SECONDS", 30.0),
+    "NOTIFY_RETRY_MAX_SECONDS": env_float("NOTIFY_RETRY_MAX_SECONDS", 3600.0),
+    "NOTIFY_CLAIM_TIMEOUT_SECONDS": env_float("NOTIFY_CLAIM_TIMEOUT_SECONDS", 120.0),
+    "NOTIFY_MAX_AGE_HOURS": env_int("NOTIFY_MAX_AGE_HOURS", 24),
+    "NOTIFY_POLL_SECONDS": env_float("NOTIFY_POLL_SECONDS", 1.0),
+    # The link a notice carries (the portal's sign-in page).
+    "NOTIFY_PORTAL_URL": os.environ.get("NOTIFY_PORTAL_URL", "http://127.0.0.1:8000/portal/"),
 }
+
+# Mail (the notices): EMAIL_URL as dj-email-url reads it (`smtp://user:password@host:25`, `submission://…` for
+# STARTTLS on 587, `smtps://…`, `console://`); unset, mail is printed on the worker's stdout.
+EMAIL_CONFIG = dj_email_url.parse(os.environ.get("EMAIL_URL") or "console://")
+vars().update(EMAIL_CONFIG)
+EMAIL_TIMEOUT = EMAIL_CONFIG.get("EMAIL_TIMEOUT") or env_int("EMAIL_TIMEOUT_SECONDS", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "no-reply@localhost")
 # Browser sessions follow the token rules: they last TOKEN_TTL_HOURS from sign-in (core.sessions enforces it
 # from the sign-in time, since Django's expiry moves on every save) and end after TOKEN_IDLE_MINUTES idle.
 SESSION_COOKIE_AGE = MAILBOX["TOKEN_TTL_HOURS"] * 3600
