@@ -30,6 +30,7 @@ from core.live_db import live_db
 from core.models import AccessSource, AuditAction, AuditEvent, Event
 from graph import guards
 from graph.context import Context
+from ops import metrics
 
 # Results of recent (event, cohort) executions, shared by the cohort's subscribers on this process.
 _COHORT_MEMO_SIZE = 4096
@@ -225,6 +226,7 @@ class _LiveAudit:
 
 def _write_audit(rows: list[AuditEvent]) -> None:
     AuditEvent.objects.bulk_create(rows)
+    metrics.audit_rows(rows)
 
 
 AUDIT = _LiveAudit()
