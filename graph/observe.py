@@ -36,7 +36,9 @@ class ObserveOperation(SchemaExtension):
             kind = context.operation_type.value
         except Exception:  # no document (a parse error) or no operation of that name
             kind = None
-        errors = [*(context.pre_execution_errors or ()), *(getattr(context.result, "errors", None) or ())]
+        # Strawberry puts an execution's errors in both; before execution only pre_execution_errors has them.
+        result_errors = getattr(context.result, "errors", None)
+        errors = result_errors if context.result is not None else context.pre_execution_errors
         viewer = context.context
         user, patient = getattr(viewer, "user", None), getattr(viewer, "patient", None)
         stats.record_result(
@@ -44,5 +46,5 @@ class ObserveOperation(SchemaExtension):
             kind=kind,
             user_id=user.pk if user is not None else None,
             patient_id=patient.pk if patient is not None else None,
-            codes=[str((error.extensions or {}).get("code", "VALIDATION_ERROR")) for error in errors],
+            codes=[str((error.extensions or {}).get("code", "VALIDATION_ERROR")) for error in errors or ()],
         )

@@ -17,15 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import GaugeMetricFamily
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -153,8 +146,9 @@ class BacklogCollector:
         yield family
 
 
-def exposition() -> tuple[bytes, str]:
-    """The text a scrape gets: this process's metrics, or every process's in multiprocess mode."""
+def exposition(accept: str | None) -> tuple[bytes, str]:
+    """The text a scrape gets, in the format its Accept header asks for: this process's metrics, or every
+    process's in multiprocess mode."""
     if MULTIPROCESS:
         from prometheus_client import multiprocess
 
@@ -164,7 +158,8 @@ def exposition() -> tuple[bytes, str]:
         registry = CollectorRegistry()
         registry.register(_DefaultMetrics())
     registry.register(BacklogCollector())
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
 
 
 class _DefaultMetrics:

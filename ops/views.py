@@ -115,5 +115,5 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if not metrics_allowed(request):
         # No hint of what would be allowed.
         return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
-    body, content_type = metrics.exposition()
+    body, content_type = metrics.exposition(request.headers.get("Accept"))
     return HttpResponse(body, content_type=content_type)
