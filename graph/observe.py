@@ -22,6 +22,13 @@ def _in_event_loop() -> bool:
 
 
 class ObserveOperation(SchemaExtension):
+    def on_execute(self) -> Iterator[None]:
+        # Known once the document is parsed; a subscription ends by cancellation, past on_operation's exit.
+        stats = requests.current()
+        if stats is not None:
+            self._record(stats, errors=())
+        yield
+
     def on_operation(self) -> Iterator[None]:
         stats = requests.current()
         if stats is None:  # executed outside a request (tests calling the schema, the live executor)
@@ -32,13 +39,16 @@ class ObserveOperation(SchemaExtension):
         with requests.counting_queries(stats) if counting else contextlib.nullcontext():
             yield
         context = self.execution_context
+        # Strawberry puts an execution's errors in both; before execution only pre_execution_errors has them.
+        errors = getattr(context.result, "errors", None) if context.result is not None else context.pre_execution_errors
+        self._record(stats, errors=errors or ())
+
+    def _record(self, stats: requests.RequestStats, errors) -> None:
+        context = self.execution_context
         try:
             kind = context.operation_type.value
         except Exception:  # no document (a parse error) or no operation of that name
             kind = None
-        # Strawberry puts an execution's errors in both; before execution only pre_execution_errors has them.
-        result_errors = getattr(context.result, "errors", None)
-        errors = result_errors if context.result is not None else context.pre_execution_errors
         viewer = context.context
         user, patient = getattr(viewer, "user", None), getattr(viewer, "patient", None)
         stats.record_result(
@@ -46,5 +56,5 @@ class ObserveOperation(SchemaExtension):
             kind=kind,
             user_id=user.pk if user is not None else None,
             patient_id=patient.pk if patient is not None else None,
-            codes=[str((error.extensions or {}).get("code", "VALIDATION_ERROR")) for error in errors or ()],
+            codes=[str((error.extensions or {}).get("code", "VALIDATION_ERROR")) for error in errors],
         )

@@ -1,5 +1,5 @@
 """The outermost ASGI layer: counts open WebSockets and HTTP requests in flight, logs one line per closed socket,
-and lets graceful shutdown (`ops.shutdown`) close every socket with 1012."""
+and lets graceful shutdown (`ops.shutdown`) close every socket with 4503 (reconnect and resume)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Graceful shutdown under daphne: on SIGTERM (or SIGINT) a process stops being ready (`/readyz` answers 503),
-closes every open WebSocket with 1012 "Service Restart" (the Workbench's client, and any graphql-ws client,
-reconnects and resumes after its last cursor, so nothing is lost), lets HTTP requests in progress finish, and
+closes every open WebSocket with 4503 (the Workbench's client, and any graphql-ws client, reconnects and
+resumes after its last cursor, so nothing is lost), lets HTTP requests in progress finish, and
 only then lets daphne cancel what is left, at most `SHUTDOWN_GRACE_SECONDS` later.
 
 daphne itself cancels every application instance at once on shutdown (`Server.kill_all_applications`): sockets
@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import time
 
 from django.conf import settings
 
 from ops import logs, metrics
 
-SERVICE_RESTART = 1012  # RFC 6455 §7.4.1 / IANA: the server is restarting; clients should reconnect
+# "The server is restarting; reconnect and resume": RFC 6455's 1012 says so, but daphne's WebSocket library
+# (autobahn) only sends 1000 or 3000-4999, so it is the application code 4503 (HTTP 503's number). graphql-ws
+# clients retry on it (it is none of their fatal codes), and so does the Workbench's (web/static/web/js/ws.js
+# gives up only on 4401/4403), resubscribing with `after:` its last cursor.
+SERVICE_RESTART = 4503
 RESTART_REASON = "Server restarting; reconnect and resume after your last cursor"
 log = logs.get_logger("mailbox.shutdown")
 
@@ -37,8 +40,10 @@ async def drain(grace: float) -> None:
     started = time.monotonic()
     open_sockets, requests = len(sockets), http_in_flight[0]
     for socket in list(sockets):
-        with contextlib.suppress(Exception):  # the peer is gone already
+        try:
             await socket.close(SERVICE_RESTART, RESTART_REASON)
+        except Exception as error:  # the peer is gone already
+            log.info("socket already gone at shutdown", error=str(error)[:200])
     while (sockets or http_in_flight[0]) and time.monotonic() - started < grace:
         await asyncio.sleep(0.05)
     log.info(

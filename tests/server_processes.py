@@ -62,7 +62,7 @@ class Server:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         request = urllib.request.Request(self.url + "/graphql", data=body, headers=headers)
         with urllib.request.urlopen(request, timeout=15) as response:
-            return dict(response.headers), json.loads(response.read())
+            return response.headers, json.loads(response.read())
 
     def log_lines(self) -> list[dict]:
         """The JSON lines the process wrote (anything else it printed is skipped)."""

@@ -134,16 +134,20 @@ def test_metrics_count_operations_errors_audit_rows_and_rate_limit_refusals(worl
 
     # then each shows in the metrics
     duration = "mailbox_graphql_operation_duration_seconds_count"
-    assert value(after, duration, transport="http", type="query", operation="Thread") - value(
-        before, duration, transport="http", type="query", operation="Thread"
-    ) == 2
+    assert (
+        value(after, duration, transport="http", type="query", operation="Thread")
+        - value(before, duration, transport="http", type="query", operation="Thread")
+        == 2
+    )
     sends = value(after, duration, transport="http", type="mutation", operation="anonymous") - value(
         before, duration, transport="http", type="mutation", operation="anonymous"
     )
     assert sends == 2
     errors = "mailbox_graphql_errors_total"
     for code in ("RATE_LIMITED", "NOT_FOUND"):
-        assert value(after, errors, code=code, transport="http") - value(before, errors, code=code, transport="http") == 1
+        assert (
+            value(after, errors, code=code, transport="http") - value(before, errors, code=code, transport="http") == 1
+        )
     refusals = "mailbox_rate_limit_refusals_total"
     assert value(after, refusals, limit="SEND_RATE_LIMIT") - value(before, refusals, limit="SEND_RATE_LIMIT") == 1
     written = sum(
@@ -161,9 +165,10 @@ def test_operation_names_of_anonymous_callers_do_not_become_labels(db):
     Client().post("/graphql", data='{"query": "query Probe1234 { me { id } }"}', content_type="application/json")
     after = scrape()
     assert not any(("operation", "Probe1234") in labels for _, labels in after)
-    unauthenticated = ("mailbox_graphql_operation_duration_seconds_count", frozenset(
-        {"transport": "http", "type": "query", "operation": "unauthenticated"}.items()
-    ))
+    unauthenticated = (
+        "mailbox_graphql_operation_duration_seconds_count",
+        frozenset({"transport": "http", "type": "query", "operation": "unauthenticated"}.items()),
+    )
     assert after[unauthenticated] - before.get(unauthenticated, 0) == 1
 
 
@@ -185,9 +190,11 @@ def test_notifier_backlog_counts_events_after_the_stored_position(world, monkeyp
     metrics.register_backlog_source("notifier", lambda: newest)
     assert value(scrape(), "mailbox_notifier_backlog_events", worker="notifier") == 0
     actions.create_mailbox(acting_user=world.mailbox_admin, practice_id=world.practice.pk, name="Front Desk")
-    assert value(scrape(), "mailbox_notifier_backlog_events", worker="notifier") == Event.objects.filter(
-        pk__gt=newest
-    ).count() >= 1
+    assert (
+        value(scrape(), "mailbox_notifier_backlog_events", worker="notifier")
+        == Event.objects.filter(pk__gt=newest).count()
+        >= 1
+    )
 
 
 def request_lines(caplog) -> list[dict]:
@@ -206,21 +213,31 @@ def test_one_log_line_per_request_with_ids_duration_sql_and_outcome(world, caplo
     lines = request_lines(caplog)
     assert [line["event"] for line in lines] == ["request"] * 3
     read, refused, probe = lines
-    assert read["operation"] == "Thread" and read["operation_type"] == "query"
-    assert read["user_id"] == world.subscriber.pk and read["patient_id"] is None
-    assert read["outcome"] == "OK" and read["status"] == 200
-    assert read["sql_count"] > 0 and read["duration_ms"] > 0
-    assert refused["outcome"] == "NOT_FOUND" and refused["user_id"] == world.outsider.pk
-    assert probe["view"] == "healthz" and probe["sql_count"] == 0
+    assert read["operation"] == "Thread"
+    assert read["operation_type"] == "query"
+    assert read["user_id"] == world.subscriber.pk
+    assert read["patient_id"] is None
+    assert read["outcome"] == "OK"
+    assert read["status"] == 200
+    assert read["sql_count"] > 0
+    assert read["duration_ms"] > 0
+    assert refused["outcome"] == "NOT_FOUND"
+    assert refused["user_id"] == world.outsider.pk
+    assert probe["view"] == "healthz"
+    assert probe["sql_count"] == 0
     # ids only: neither names nor message text
     text = repr(lines)
-    assert world.patient.last_name not in text and world.subscriber.full_name not in text
+    assert world.patient.last_name not in text
+    assert world.subscriber.full_name not in text
 
 
 def test_the_log_line_carries_the_callers_request_id(world, caplog):
     caplog.set_level("INFO", logger="mailbox.requests")
     response = Client().post(
-        "/graphql", data='{"query": "{ me { id } }"}', content_type="application/json", headers={"X-Request-ID": "abc-1"}
+        "/graphql",
+        data='{"query": "{ me { id } }"}',
+        content_type="application/json",
+        headers={"X-Request-ID": "abc-1"},
     )
     assert response["X-Request-ID"] == "abc-1"
     [line] = request_lines(caplog)
@@ -232,4 +249,5 @@ def test_a_request_refused_before_graphql_runs_logs_its_code(db, caplog):
     caplog.set_level("INFO", logger="mailbox.requests")
     Client().get("/graphql", {"query": "{ me { id } }"})
     [line] = request_lines(caplog)
-    assert line["status"] == 405 and line["outcome"] == "VALIDATION_ERROR"
+    assert line["status"] == 405
+    assert line["outcome"] == "VALIDATION_ERROR"
