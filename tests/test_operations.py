@@ -251,3 +251,66 @@ def test_a_request_refused_before_graphql_runs_logs_its_code(db, caplog):
     [line] = request_lines(caplog)
     assert line["status"] == 405
     assert line["outcome"] == "VALIDATION_ERROR"
+
+
+def formatted(logger_name: str, config: dict, action) -> list[str]:
+    """What the configured console formatter writes for the records `action` logs."""
+    import io
+    import logging
+    import logging.config
+
+    stream = io.StringIO()
+    formatter = logging.config.DictConfigurator(config).configure_formatter(config["formatters"]["structured"])
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    try:
+        action()
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue().splitlines()
+
+
+def test_an_unexpected_error_is_logged_with_its_traceback_under_the_request_id(settings):
+    import json
+
+    import structlog
+    from graphql import GraphQLError
+
+    from core.context import RequestInfo, reset_current_request, set_current_request
+    from graph.errors import format_error
+    from ops.logs import logging_config
+
+    def fail_inside_a_request():
+        token = set_current_request(RequestInfo(request_id="req-42"))
+        try:
+            with structlog.contextvars.bound_contextvars(request_id="req-42"):
+                try:
+                    {}["missing"]  # a real fault, raised and caught as a resolver's would be
+                except KeyError as error:
+                    answer = format_error(GraphQLError(str(error), original_error=error))
+        finally:
+            reset_current_request(token)
+        assert answer.extensions == {"code": "INTERNAL_SERVER_ERROR", "requestId": "req-42"}
+
+    [line] = formatted("graph.errors", logging_config(json=True, level="INFO"), fail_inside_a_request)
+    record = json.loads(line)
+    assert record["request_id"] == "req-42"
+    assert record["level"] == "error"
+    assert "Traceback" in record["exception"]
+    assert "KeyError: 'missing'" in record["exception"]
+
+
+def test_development_logs_are_readable_lines(settings):
+    from ops.logs import logging_config
+
+    def log_one():
+        import logging
+
+        logging.getLogger("mailbox.requests").warning("request %s", "seen")
+
+    [line] = formatted("mailbox.requests", logging_config(json=False, level="INFO"), log_one)
+    assert not line.startswith("{")
+    assert "request seen" in line
+    assert "warning" in line
