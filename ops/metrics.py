@@ -119,30 +119,66 @@ def rate_limited(limit_name: str) -> None:
 
 # ---- the notifier's backlog -------------------------------------------------------------------------------
 
-# The notifier (`manage.py notify_worker`) follows the event log like a subscriber. Its position is whatever it
-# stores; it registers a function returning that position (an event id, or None before its first run) with
-# `register_backlog_source("notifier", position)`. The backlog (events logged after the position) is computed at
-# scrape time, by the process that answers `/metrics`, from the database.
+# The notifier (`manage.py notify_worker`) follows the event log and stores how far it has read. Its backlog (events
+# logged after that position) is computed at scrape time, by the process answering `/metrics`, from the database:
+# - a position per practice in a table (`core.NoticeCursor`: practice_id, last_event_id) is found by itself;
+# - any other follower registers `register_backlog_source(name, position)`, `position()` returning the event id
+#   it has read up to (None: nothing yet).
 _backlog_sources: dict[str, Callable[[], int | None]] = {}
+NOTIFIER_CURSOR_MODEL = ("core", "NoticeCursor")
 
 
 def register_backlog_source(name: str, position: Callable[[], int | None]) -> None:
     _backlog_sources[name] = position
 
 
+def backlog_after_practice_positions(table: str, practice_column: str, position_column: str) -> int:
+    """Events after each practice's stored position (a practice without a row: all of its events). One index range
+    scan per practice on `event_by_practice` (practice_id, id)."""
+    from django.db import connection
+
+    from core.models import Event, Practice
+
+    quote = connection.ops.quote_name
+    events, practices = quote(Event._meta.db_table), quote(Practice._meta.db_table)
+    cursors, practice, position = quote(table), quote(practice_column), quote(position_column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Names quoted by the backend, from models and the caller's code (never from a request).
+            f"SELECT COALESCE(SUM((SELECT COUNT(*) FROM {events} e WHERE e.practice_id = p.id "
+            f"AND e.id > COALESCE(c.{position}, 0))), 0) "
+            f"FROM {practices} p LEFT JOIN {cursors} c ON c.{practice} = p.id"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def _backlogs() -> dict[str, int]:
+    from django.apps import apps
+
+    from core.models import Event
+
+    found = {}
+    try:
+        model = apps.get_model(*NOTIFIER_CURSOR_MODEL)
+    except LookupError:  # no notifier in this deployment
+        model = None
+    if model is not None:
+        found["notifier"] = backlog_after_practice_positions(model._meta.db_table, "practice_id", "last_event_id")
+    for name, position in sorted(_backlog_sources.items()):
+        stored = position()
+        found[name] = (Event.objects.all() if stored is None else Event.objects.filter(pk__gt=stored)).count()
+    return found
+
+
 class BacklogCollector:
     def collect(self):
-        from core.models import Event
-
         family = GaugeMetricFamily(
             "mailbox_notifier_backlog_events",
             "Events in the log after the stored position of each worker that follows it (notifier).",
             labels=["worker"],
         )
-        for name, position in sorted(_backlog_sources.items()):
-            stored = position()
-            events = Event.objects.all() if stored is None else Event.objects.filter(pk__gt=stored)
-            family.add_metric([name], events.count())
+        for name, count in _backlogs().items():
+            family.add_metric([name], count)
         yield family
 
 

@@ -314,3 +314,31 @@ def test_development_logs_are_readable_lines(settings):
     assert not line.startswith("{")
     assert "request seen" in line
     assert "warning" in line
+
+
+def test_a_per_practice_position_table_gives_the_backlog_of_every_practice(world):
+    # given a worker's per-practice positions (the shape of the notifier's cursor table), one practice read to its
+    # newest event, the other never read
+    from django.db import connection
+
+    from core import actions
+    from core.models import Event
+
+    actions.create_mailbox(acting_user=world.mailbox_admin, practice_id=world.practice.pk, name="Front Desk")
+    actions.create_mailbox(acting_user=world.outsider, practice_id=world.other_practice.pk, name="Front Desk")
+    newest = Event.objects.filter(practice=world.practice).latest("pk").pk
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE test_worker_position (practice_id bigint, last_event_id bigint)")
+        cursor.execute("INSERT INTO test_worker_position VALUES (%s, %s)", [world.practice.pk, newest])
+    try:
+        # when its backlog is computed
+        backlog = metrics.backlog_after_practice_positions("test_worker_position", "practice_id", "last_event_id")
+        # then it is every event of the unread practice, none of the read one
+        assert backlog == Event.objects.filter(practice=world.other_practice).count() >= 1
+        actions.create_mailbox(acting_user=world.mailbox_admin, practice_id=world.practice.pk, name="Lab Results")
+        assert metrics.backlog_after_practice_positions("test_worker_position", "practice_id", "last_event_id") == (
+            backlog + 1
+        )
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE test_worker_position")
