@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from playwright.sync_api import expect, sync_playwright
 
 from core import actions
@@ -57,6 +58,9 @@ def test_the_workbench_works_with_debug_off(world, tmp_path, async_unsafe_allowe
             expect(page.locator(".conversation", has_text="María García")).to_be_visible()
             # and a message a colleague sends arrives live over the socket
             actions.create_mailbox(acting_user=world.mailbox_admin, practice_id=world.practice.pk, name="Front Desk")
+            # Playwright's loop gives this block a context of its own, and Django a connection of its own in it:
+            # closed here, so the test database can be dropped at the end of the run.
+            connections.close_all()
             expect(mailbox(page, "Front Desk")).to_be_visible(timeout=LIVE_TIMEOUT)
             shot(page, "20-workbench-debug-off")
             context.close()
