@@ -7,8 +7,6 @@ traceback is found under the id the client was given (`X-Request-ID`, `extension
 
 from __future__ import annotations
 
-import logging
-
 import structlog
 
 _SHARED = [
@@ -59,7 +57,3 @@ def logging_config(*, json: bool, level: str) -> dict:
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.stdlib.get_logger(name)
-
-
-def is_enabled() -> bool:
-    return logging.getLogger("mailbox.requests").isEnabledFor(logging.INFO)
