@@ -8,6 +8,8 @@ from pathlib import Path
 import dj_database_url
 import dj_email_url
 
+from ops import logs as ops_logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -61,7 +63,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ops.requests.RequestLogMiddleware",  # outermost: request id, SQL count, duration, one log line per request
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files (the Workbench) with DEBUG off
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -103,6 +107,9 @@ DATABASES = {
 TEST_DB_SUFFIX = os.environ.get("TEST_DB_SUFFIX", "")
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and TEST_DB_SUFFIX:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}{TEST_DB_SUFFIX}"}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database host that does not answer fails a request (and /readyz) after this, not after minutes.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DB_POOL_MAX_SIZE", 0):
     # Production option: a psycopg pool per server process instead of a connection per request.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -163,7 +170,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # `collectstatic` fills it; WhiteNoise expects it to exist
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
     "default": {
@@ -177,8 +185,11 @@ STORAGES = {
         if "ATTACHMENT_STORAGE_BACKEND" not in os.environ
         else {},
     },
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Compressed copies (gzip) made by `collectstatic`; without it WhiteNoise serves the apps' files as they are.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Serve the apps' static files without `collectstatic` too (a checkout, the test suite); collected files win.
+WHITENOISE_USE_FINDERS = True
 
 # Product limits (SPEC §2), overridable per deployment.
 MAILBOX = {
@@ -236,10 +247,27 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "no-reply@localhost")
 # from the sign-in time, since Django's expiry moves on every save) and end after TOKEN_IDLE_MINUTES idle.
 SESSION_COOKIE_AGE = MAILBOX["TOKEN_TTL_HOURS"] * 3600
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
-}
+# Operating it (SPEC §7, docs/operations.md): JSON log lines in production, readable lines with DEBUG.
+LOG_FORMAT = os.environ.get("LOG_FORMAT") or ("console" if DEBUG else "json")
+LOGGING = ops_logs.logging_config(json=LOG_FORMAT == "json", level=os.environ.get("LOG_LEVEL", "INFO"))
+# /metrics answers these addresses or networks (the caller's address as TRUSTED_PROXY_COUNT decides) or the token.
+METRICS_ALLOWED_IPS = [
+    ip.strip() for ip in os.environ.get("METRICS_ALLOWED_IPS", "127.0.0.1,::1").split(",") if ip.strip()
+]
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_MAX_OPERATION_NAMES = env_int("METRICS_MAX_OPERATION_NAMES", 200)
+READINESS_TIMEOUT_SECONDS = float(os.environ.get("READINESS_TIMEOUT_SECONDS", "2"))
+SHUTDOWN_GRACE_SECONDS = float(os.environ.get("SHUTDOWN_GRACE_SECONDS", "10"))
+
+# HTTPS deployments (the production profile, deploy/production.env): `manage.py check --deploy` is clean with these.
+SECURE_SSL_REDIRECT = env_flag("SECURE_SSL_REDIRECT")
+# Probes and scrapes come over plain HTTP from the load balancer and Prometheus.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_flag("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_flag("SECURE_HSTS_PRELOAD")
+SESSION_COOKIE_SECURE = env_flag("SESSION_COOKIE_SECURE")
+CSRF_COOKIE_SECURE = env_flag("CSRF_COOKIE_SECURE")
+if env_flag("SECURE_PROXY_SSL_HEADER"):
+    # Only behind a proxy that sets X-Forwarded-Proto itself, overwriting what the client sent.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -12,6 +12,7 @@ from django.db import models
 
 from core.context import current_request
 from core.models import AccessSource, AuditAction, AuditEvent, Patient, Practice, User
+from ops import metrics
 
 
 def build(
@@ -70,6 +71,7 @@ def record(**fields: Any) -> AuditEvent:
         collector.append(fields)
         return event
     event.save(force_insert=True)
+    metrics.audit_rows([event])
     return event
 
 
@@ -80,7 +82,9 @@ def record_many(entries: Iterable[dict[str, Any]]) -> list[AuditEvent]:
         entries = list(entries)
         collector.extend(entries)
         return [build(**entry) for entry in entries]
-    return AuditEvent.objects.bulk_create([build(**entry) for entry in entries])
+    rows = AuditEvent.objects.bulk_create([build(**entry) for entry in entries])
+    metrics.audit_rows(rows)
+    return rows
 
 
 # ---- refusals ----------------------------------------------------------------------------------------

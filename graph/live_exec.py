@@ -31,6 +31,7 @@ from core.models import AccessSource, AuditAction, AuditEvent, Event
 from graph import guards
 from graph.context import Context
 from graph.frame_stack import run_on_fresh_stack
+from ops import metrics
 
 # Results of recent (event, cohort) executions, shared by the cohort's subscribers on this process.
 _COHORT_MEMO_SIZE = 4096
@@ -227,6 +228,7 @@ class _LiveAudit:
 
 def _write_audit(rows: list[AuditEvent]) -> None:
     AuditEvent.objects.bulk_create(rows)
+    metrics.audit_rows(rows)
 
 
 AUDIT = _LiveAudit()

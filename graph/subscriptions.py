@@ -24,6 +24,7 @@ from graph.errors import format_error
 from graph.ids import decode_id
 from graph.live_exec import LiveDelivery, SocketOrigin
 from graph.types import AccessSource, ConversationType, EventKind, Info, MailboxType, MessageType
+from ops import metrics, requests
 
 
 @strawberry.type(
@@ -112,7 +113,10 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
                 raise
             for event in batch.items:
                 yield LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
+                # Resumed for the next event once this one's frame is sent: the delivery is measured here.
+                requests.live_delivered(stream.kind, event)
             last_seen = batch.last_id
+            metrics.log_position(last_seen)
             if not batch.more:
                 await wakeup.wait(timeout=_recheck_seconds())
             announced = wakeup.announced(stream.practice_id)
