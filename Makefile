@@ -24,6 +24,8 @@ demo: setup
 
 run: demo
 	$(BIN)/python manage.py demo_tokens --url http://$(HOST):$(PORT)/
+	@# The notice worker runs beside the server and stops with it (Ctrl-C stops both).
+	NOTIFY_PORTAL_URL=http://$(HOST):$(PORT)/portal/ $(BIN)/python manage.py notify_worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: setup

@@ -9,11 +9,14 @@ django_asgi_app = get_asgi_application()
 
 from config import http_limits, ws_writes  # noqa: E402
 from graph.asgi import build_application  # noqa: E402  (needs Django set up first)
+from ops import asgi as ops_asgi  # noqa: E402
+from ops import shutdown  # noqa: E402
 
 http_limits.install()
 ws_writes.install()
+shutdown.install()
 
-application = build_application(django_asgi_app)
+application = ops_asgi.observed(build_application(django_asgi_app))
 
 # Loaded now what the first request would load, then keep the startup heap out of the collector's walks.
 from django.urls import get_resolver  # noqa: E402

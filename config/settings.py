@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import dj_email_url
+
+from ops import logs as ops_logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -22,6 +25,11 @@ def env_flag(name: str, default: bool = False) -> bool:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
 
 
 DEBUG = env_flag("DEBUG")
@@ -55,7 +63,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ops.requests.RequestLogMiddleware",  # outermost: request id, SQL count, duration, one log line per request
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files (the Workbench) with DEBUG off
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -97,6 +107,9 @@ DATABASES = {
 TEST_DB_SUFFIX = os.environ.get("TEST_DB_SUFFIX", "")
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3" and TEST_DB_SUFFIX:
     DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}{TEST_DB_SUFFIX}"}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database host that does not answer fails a request (and /readyz) after this, not after minutes.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DB_POOL_MAX_SIZE", 0):
     # Production option: a psycopg pool per server process instead of a connection per request.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -157,7 +170,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # `collectstatic` fills it; WhiteNoise expects it to exist
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
     "default": {
@@ -171,8 +185,11 @@ STORAGES = {
         if "ATTACHMENT_STORAGE_BACKEND" not in os.environ
         else {},
     },
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Compressed copies (gzip) made by `collectstatic`; without it WhiteNoise serves the apps' files as they are.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Serve the apps' static files without `collectstatic` too (a checkout, the test suite); collected files win.
+WHITENOISE_USE_FINDERS = True
 
 # Product limits (SPEC §2), overridable per deployment.
 MAILBOX = {
@@ -207,15 +224,50 @@ MAILBOX = {
     "TOKEN_FAILURE_RATE_LIMIT": (env_int("TOKEN_FAILURE_RATE_LIMIT", 20), 60),
     "LOGIN_ACCOUNT_FAILURE_RATE_LIMIT": (env_int("LOGIN_ACCOUNT_FAILURE_RATE_LIMIT", 10), 900),
     "LOGIN_ADDRESS_FAILURE_RATE_LIMIT": (env_int("LOGIN_ADDRESS_FAILURE_RATE_LIMIT", 50), 900),
+    # New-message notices by email (core.notices, `manage.py notify_worker`): one per conversation per cooldown,
+    # failed sends retried after NOTIFY_RETRY_SECONDS doubling up to NOTIFY_RETRY_MAX_SECONDS, a send left
+    # unfinished by a stopped worker taken up again after NOTIFY_CLAIM_TIMEOUT_SECONDS.
+    "NOTIFY_COOLDOWN_MINUTES": env_int("NOTIFY_COOLDOWN_MINUTES", 15),
+    "NOTIFY_RETRY_SECONDS": env_float("NOTIFY_RETRY_SECONDS", 30.0),
+    "NOTIFY_RETRY_MAX_SECONDS": env_float("NOTIFY_RETRY_MAX_SECONDS", 3600.0),
+    "NOTIFY_CLAIM_TIMEOUT_SECONDS": env_float("NOTIFY_CLAIM_TIMEOUT_SECONDS", 120.0),
+    "NOTIFY_MAX_AGE_HOURS": env_int("NOTIFY_MAX_AGE_HOURS", 24),
+    "NOTIFY_POLL_SECONDS": env_float("NOTIFY_POLL_SECONDS", 1.0),
+    # The link a notice carries (the portal's sign-in page).
+    "NOTIFY_PORTAL_URL": os.environ.get("NOTIFY_PORTAL_URL", "http://127.0.0.1:8000/portal/"),
 }
+
+# Mail (the notices): EMAIL_URL as dj-email-url reads it (`smtp://user:password@host:25`, `submission://…` for
+# STARTTLS on 587, `smtps://…`, `console://`); unset, mail is printed on the worker's stdout.
+EMAIL_CONFIG = dj_email_url.parse(os.environ.get("EMAIL_URL") or "console://")
+vars().update(EMAIL_CONFIG)
+EMAIL_TIMEOUT = EMAIL_CONFIG.get("EMAIL_TIMEOUT") or env_int("EMAIL_TIMEOUT_SECONDS", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "no-reply@localhost")
 # Browser sessions follow the token rules: they last TOKEN_TTL_HOURS from sign-in (core.sessions enforces it
 # from the sign-in time, since Django's expiry moves on every save) and end after TOKEN_IDLE_MINUTES idle.
 SESSION_COOKIE_AGE = MAILBOX["TOKEN_TTL_HOURS"] * 3600
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
-}
+# Operating it (SPEC §7, docs/operations.md): JSON log lines in production, readable lines with DEBUG.
+LOG_FORMAT = os.environ.get("LOG_FORMAT") or ("console" if DEBUG else "json")
+LOGGING = ops_logs.logging_config(json=LOG_FORMAT == "json", level=os.environ.get("LOG_LEVEL", "INFO"))
+# /metrics answers these addresses or networks (the caller's address as TRUSTED_PROXY_COUNT decides) or the token.
+METRICS_ALLOWED_IPS = [
+    ip.strip() for ip in os.environ.get("METRICS_ALLOWED_IPS", "127.0.0.1,::1").split(",") if ip.strip()
+]
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_MAX_OPERATION_NAMES = env_int("METRICS_MAX_OPERATION_NAMES", 200)
+READINESS_TIMEOUT_SECONDS = float(os.environ.get("READINESS_TIMEOUT_SECONDS", "2"))
+SHUTDOWN_GRACE_SECONDS = float(os.environ.get("SHUTDOWN_GRACE_SECONDS", "10"))
+
+# HTTPS deployments (the production profile, deploy/production.env): `manage.py check --deploy` is clean with these.
+SECURE_SSL_REDIRECT = env_flag("SECURE_SSL_REDIRECT")
+# Probes and scrapes come over plain HTTP from the load balancer and Prometheus.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_flag("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_flag("SECURE_HSTS_PRELOAD")
+SESSION_COOKIE_SECURE = env_flag("SESSION_COOKIE_SECURE")
+CSRF_COOKIE_SECURE = env_flag("CSRF_COOKIE_SECURE")
+if env_flag("SECURE_PROXY_SSL_HEADER"):
+    # Only behind a proxy that sets X-Forwarded-Proto itself, overwriting what the client sent.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

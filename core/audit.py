@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from core.context import RequestInfo, current_request
 from core.models import AccessSource, AuditAction, AuditEvent, Patient, Practice, User
+from ops import metrics
 
 
 def build(
@@ -93,6 +94,7 @@ def insert_many(entries: Iterable[tuple[dict[str, Any], RequestInfo]]) -> None:
         cursor.executemany(
             f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES ({placeholders})", params
         )
+    metrics.audit_rows(row["action"] for row in rows)
 
 
 # Set while a live event is executed (graph.live_exec): reads are collected, to be written as live deliveries.
@@ -117,6 +119,7 @@ def record(**fields: Any) -> AuditEvent:
         collector.append(fields)
         return event
     event.save(force_insert=True)
+    metrics.audit_rows([event.action])
     return event
 
 
@@ -127,7 +130,9 @@ def record_many(entries: Iterable[dict[str, Any]]) -> list[AuditEvent]:
         entries = list(entries)
         collector.extend(entries)
         return [build(**entry) for entry in entries]
-    return AuditEvent.objects.bulk_create([build(**entry) for entry in entries])
+    rows = AuditEvent.objects.bulk_create([build(**entry) for entry in entries])
+    metrics.audit_rows(row.action for row in rows)
+    return rows
 
 
 # ---- refusals ----------------------------------------------------------------------------------------

@@ -104,6 +104,10 @@ class Patient(models.Model):
     last_name = models.CharField(max_length=100)
     preferred_pronoun = models.CharField(max_length=40, blank=True)
     date_of_birth = models.DateField()
+    # Where new-message notices go (SPEC §6, from the directory file); blank: no notices.
+    email = models.EmailField(max_length=254, blank=True, default="", db_default="")
+    # The patient's own choice in the portal (setPortalNotifications).
+    email_notices = models.BooleanField(default=True, db_default=True)
     # Lowercased, accent-free "first last" for prefix search; kept in sync by save().
     search_name = models.CharField(max_length=201, editable=False)
     # Lowercased account number for case-insensitive exact/prefix matching with a plain index.
@@ -142,6 +146,8 @@ class Mailbox(models.Model):
     # Messages from patients in its active conversations (for unread counts without scanning messages). An
     # archived conversation is not in the mailbox view, so its messages leave this count until it is reactivated.
     patient_message_count = models.PositiveBigIntegerField(default=0, db_default=0)
+    # Sent to the patient when their message opens a conversation or reactivates an archived one; null: off.
+    auto_reply = models.TextField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -201,6 +207,13 @@ class Message(models.Model):
     sender_user = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     sender_patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     client_message_id = models.CharField(max_length=100, null=True, blank=True)
+    # The mailbox's auto-reply: no staff sender, signed with the mailbox's name as it was (`sender_label`).
+    is_automatic = models.BooleanField(default=False, db_default=False)
+    sender_label = models.CharField(max_length=100, blank=True, default="", db_default="")
+    # Withdrawn (entered in error): kept whole for staff and the record; the patient sees only that it was.
+    retracted_at = models.DateTimeField(null=True, blank=True)
+    retracted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    retract_reason = models.CharField(max_length=500, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [
@@ -208,10 +221,30 @@ class Message(models.Model):
             models.CheckConstraint(condition=Q(sequence__gte=1), name="message_sequence_positive"),
             models.CheckConstraint(
                 condition=(
-                    Q(direction=MessageDirection.TO_PATIENT, sender_user__isnull=False, sender_patient__isnull=True)
-                    | Q(direction=MessageDirection.FROM_PATIENT, sender_user__isnull=True, sender_patient__isnull=False)
+                    Q(
+                        direction=MessageDirection.TO_PATIENT,
+                        sender_user__isnull=False,
+                        sender_patient__isnull=True,
+                        is_automatic=False,
+                    )
+                    | Q(
+                        direction=MessageDirection.TO_PATIENT,
+                        sender_user__isnull=True,
+                        sender_patient__isnull=True,
+                        is_automatic=True,
+                    )
+                    | Q(
+                        direction=MessageDirection.FROM_PATIENT,
+                        sender_user__isnull=True,
+                        sender_patient__isnull=False,
+                        is_automatic=False,
+                    )
                 ),
                 name="message_sender_matches_direction",
+            ),
+            models.CheckConstraint(
+                condition=Q(retracted_at__isnull=True) | Q(direction=MessageDirection.TO_PATIENT),
+                name="message_retracted_only_staff",
             ),
             models.UniqueConstraint(
                 fields=["conversation", "sender_user", "client_message_id"],
@@ -227,6 +260,8 @@ class Message(models.Model):
 
     @property
     def sender_name(self) -> str:
+        if self.is_automatic:
+            return self.sender_label
         if self.sender_user_id:
             return self.sender_user.display_name()
         return self.sender_patient.full_name
@@ -337,6 +372,8 @@ class EventKind(models.TextChoices):
     # Who may see what changed: a practice setting, a role, a permission, a membership, an account, a token or a
     # browser session (`data.reason`). Live streams decide their access again; no object is attached.
     ACCESS_CHANGED = "ACCESS_CHANGED"
+    MAILBOX_AUTO_REPLY_CHANGED = "MAILBOX_AUTO_REPLY_CHANGED"
+    MESSAGE_RETRACTED = "MESSAGE_RETRACTED"
 
 
 class Event(models.Model):
@@ -360,6 +397,54 @@ class Event(models.Model):
             models.Index(fields=["conversation_id", "id"], name="event_by_conversation"),
             models.Index(fields=["patient_id", "id"], name="event_by_patient"),
         ]
+
+
+class NoticeStatus(models.TextChoices):
+    PENDING = "PENDING"
+    # Handed to the mail server by a worker that may have died since (`claimed_at` says when).
+    SENDING = "SENDING"
+    SENT = "SENT"
+    SKIPPED = "SKIPPED"
+
+
+class EmailNotice(models.Model):
+    """One row per staff message the notice worker has read from the event log: whether and when the patient was
+    told by email. Unique per message, so a message is never noticed twice (`core.notices`)."""
+
+    practice = models.ForeignKey(Practice, on_delete=models.CASCADE, related_name="+")
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="email_notice")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
+    # The message's time: the cooldown is counted between messages, however late the worker reads them.
+    message_sent_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=NoticeStatus.choices, default=NoticeStatus.PENDING)
+    # Why no mail goes out: COOLDOWN, NO_EMAIL, OPTED_OUT, AUTOMATIC, WITHDRAWN, STALE (past NOTIFY_MAX_AGE_HOURS).
+    skip_reason = models.CharField(max_length=20, blank=True)
+    # Sends the mail server answered (refused or accepted); a send cut off by a stopped worker is not counted.
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True)
+    claimed_at = models.DateTimeField(null=True)
+    sent_at = models.DateTimeField(null=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=NoticeStatus.values), name="notice_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="notice_due"),
+            models.Index(fields=["conversation", "-message_sent_at"], name="notice_by_conversation"),
+        ]
+
+
+class NoticeCursor(models.Model):
+    """How far the notice worker has read a practice's event log. Per practice because event ids are committed
+    in order within a practice only (`core.events._serialize_practice_log`)."""
+
+    practice = models.OneToOneField(Practice, on_delete=models.CASCADE, related_name="+")
+    last_event_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
 
 
 class ApiToken(models.Model):

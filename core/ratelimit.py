@@ -15,6 +15,7 @@ from django.core.cache.backends.redis import RedisCache
 
 from core.context import has_request
 from core.errors import DomainError, ErrorCode
+from ops import metrics
 
 SENDS = "SEND_RATE_LIMIT"
 SEARCHES = "SEARCH_RATE_LIMIT"
@@ -43,6 +44,7 @@ def _key(limit_name: str, who: str, window_start: int) -> str:
 
 
 def _refusal(limit_name: str, retry_after: int) -> DomainError:
+    metrics.rate_limited(limit_name)
     return DomainError(
         ErrorCode.RATE_LIMITED,
         f"{_WHAT[limit_name]}; try again in {retry_after} seconds.",

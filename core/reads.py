@@ -77,7 +77,7 @@ def annotate_conversations(conversations: QuerySet[Conversation], user: User | N
 
 def messages_with_details(messages: QuerySet[Message], *, attachments: bool = True) -> QuerySet[Message]:
     """Messages with their senders, and their attachments unless the answer does not show them."""
-    messages = messages.select_related("sender_user", "sender_patient")
+    messages = messages.select_related("sender_user", "sender_patient", "retracted_by")
     return messages.prefetch_related("attachments") if attachments else messages
 
 

@@ -18,7 +18,6 @@ import datetime as dt
 import io
 import json
 import logging
-import uuid
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -56,6 +55,7 @@ from graph.limits import bounded_json
 from graph.live_exec import CURRENT_OPERATION, next_frame
 from graph.operations import DocumentRefused, operation_type, validation_error
 from graph.views import authenticate_request, bearer_token
+from ops import requests
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +185,11 @@ class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
         await super().send_message(message)
 
     async def run_operation(self, operation: Operation) -> None:
+        # One log line and the metrics per operation (a subscription's: when it ends), under its own request id.
+        async with requests.websocket_operation(operation_id=operation.id, operation_name=operation.operation_name):
+            await self._run_operation(operation)
+
+    async def _run_operation(self, operation: Operation) -> None:
         from graph.schema import MAX_TOKENS
 
         try:
@@ -192,8 +197,10 @@ class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
             if operation.variables is not None and not isinstance(operation.variables, dict):
                 raise DocumentRefused([validation_error("variables must be an object or null.")])
         except DocumentRefused as refusal:
+            requests.refused(refusal.errors)
             await operation.send_initial_errors(refusal.errors)
             return
+        requests.operation_kind(kind.value)
         if kind == OperationType.SUBSCRIPTION:
             CURRENT_OPERATION.set(operation)  # this task's: its events may be sent directly (graph.live_exec)
             await super().run_operation(operation)
@@ -203,6 +210,7 @@ class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
             result = await database_sync_to_async(run_on_fresh_stack)(self.view.execute_operation_sync, operation)
         except Exception as error:  # a fault outside GraphQL execution (which masks its own)
             result = ExecutionResult(data=None, errors=[format_error(GraphQLError(str(error), original_error=error))])
+            requests.refused(result.errors)
         if _is_pre_execution(result):
             await operation.send_initial_errors(result.errors)
             return
@@ -331,7 +339,7 @@ class MailboxWSConsumer(GraphQLWSConsumer):
         from graph.schema import schema
 
         # The caller's address as the socket's connect read it (behind a trusted proxy: the forwarded one).
-        token = set_current_request(RequestInfo(ip=current_request().ip, request_id=uuid.uuid4().hex))
+        token = set_current_request(RequestInfo(ip=current_request().ip, request_id=requests.current_request_id()))
         try:
             request = self.operation_request()
             try:

@@ -61,7 +61,7 @@ def message(delivery: LiveDelivery, context: Context) -> models.Message | None:
     def load() -> models.Message | None:
         rows = models.Message.objects.filter(pk=event.message_id, conversation__practice_id=stream.practice_id)
         # Attachments are read by `Message.attachments` only when the subscription selects them.
-        row = rows.select_related("sender_user", "sender_patient").first()
+        row = rows.select_related("sender_user", "sender_patient", "retracted_by").first()
         if row is not None:
             row._via = stream.via if stream.user is not None else None
         return row

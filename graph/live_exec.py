@@ -354,8 +354,10 @@ VIEWER_INDEPENDENT: dict[str, frozenset[str]] = {
     ),
     "Message": frozenset(
         {"id", "sequence", "direction", "body", "sentAt", "clientMessageId", "senderName", "conversationId"}
-        | {"attachments"}
+        | {"attachments", "isAutomatic", "retracted"}
     ),
+    # A patient's stream never shares a cohort with staff (`LiveStream.shared_key`), so `at`/`reason` answer alike.
+    "MessageRetraction": frozenset({"at", "reason"}),
     "Attachment": frozenset({"id", "filename", "contentType", "size", "sha256", "url"}),
 }
 _independent: OrderedDict[int, tuple[object, bool]] = OrderedDict()

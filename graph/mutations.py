@@ -16,6 +16,7 @@ from graph.types import (
     MailboxType,
     MembershipType,
     MessageType,
+    PortalNotifications,
     PracticeMailboxAccess,
     PracticePermission,
     PracticeSettingType,
@@ -82,6 +83,13 @@ class Mutation:
     def delete_mailbox(self, info: Info, mailbox_id: strawberry.ID) -> strawberry.ID:
         actions.delete_mailbox(acting_user=info.context.require_user(), mailbox_id=decode_id(mailbox_id, "Mailbox"))
         return mailbox_id
+
+    @strawberry.mutation(description="Mailbox admins: the auto-reply patients get (null or blank turns it off).")
+    def set_mailbox_auto_reply(self, info: Info, mailbox_id: strawberry.ID, text: str | None = None) -> MailboxType:
+        mailbox = actions.set_mailbox_auto_reply(
+            acting_user=info.context.require_user(), mailbox_id=decode_id(mailbox_id, "Mailbox"), text=text
+        )
+        return _mailbox(info, mailbox)
 
     @strawberry.mutation
     def subscribe_to_mailbox(self, info: Info, mailbox_id: strawberry.ID) -> MailboxType:
@@ -221,6 +229,16 @@ class Mutation:
         )
         return _message(info, message, to_access_source(via))
 
+    @strawberry.mutation(
+        description="Withdraw a message entered in error: its sender or a mailbox admin, staff messages only. "
+        "Nothing is deleted; the patient sees only that the practice withdrew a message."
+    )
+    def retract_message(self, info: Info, message_id: strawberry.ID, reason: str) -> MessageType:
+        message = actions.retract_message(
+            acting_user=info.context.require_user(), message_id=decode_id(message_id, "Message"), reason=reason
+        )
+        return _message(info, message)
+
     @strawberry.mutation(description="Portal: a patient writes to one of the practice's active mailboxes.")
     def send_portal_message(
         self,
@@ -238,3 +256,8 @@ class Mutation:
             client_message_id=client_message_id,
         )
         return _message(info, message)
+
+    @strawberry.mutation(description="Portal: turns new-message notices by email on or off.")
+    def set_portal_notifications(self, info: Info, email: bool) -> PortalNotifications:
+        patient = actions.set_portal_notifications(acting_patient=info.context.require_patient(), email=email)
+        return PortalNotifications.of(patient)

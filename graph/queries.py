@@ -26,6 +26,7 @@ from graph.types import (
     MeaningfulUse,
     MembershipType,
     PatientType,
+    PortalNotifications,
     PracticeMailboxAccess,
     PracticeSettingType,
     PracticeType,
@@ -186,6 +187,10 @@ class Query:
     @strawberry.field(description="Portal: the practice's active mailboxes a patient can write to.")
     def portal_mailboxes(self, info: Info) -> list[MailboxType]:
         return with_siblings(list(reads.portal_mailboxes(patient=info.context.require_patient())))
+
+    @strawberry.field(description="Portal: whether the patient gets new-message notices by email.")
+    def portal_notifications(self, info: Info) -> PortalNotifications:
+        return PortalNotifications.of(info.context.require_patient())
 
     @strawberry.field(description="Portal: the patient's own conversations, most recent first.")
     def portal_conversations(self, info: Info) -> list[ConversationType]:

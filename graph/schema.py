@@ -20,6 +20,7 @@ from graph.errors import DomainErrors
 from graph.limits import IntrospectionSwitch, MaxFieldsLimiter
 from graph.live_exec import LiveExecutor
 from graph.mutations import Mutation
+from graph.observe import ObserveOperation
 from graph.queries import Query
 from graph.text_arguments import UnstorableTextGuard
 
@@ -37,6 +38,7 @@ _LIMIT_RULES = (max_depth_rule(MAX_DEPTH, None, None), max_aliases_rule(MAX_ALIA
 
 def _extensions() -> list:
     extensions = [
+        ObserveOperation,  # first: exits last, sees the answered error codes
         DomainErrors,
         AuditRefusals,  # after DomainErrors: exits first, while the original refusals are still there
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

@@ -25,6 +25,7 @@ from graph.errors import format_error
 from graph.ids import decode_id
 from graph.live_exec import LiveDelivery, SocketOrigin, deliver_direct
 from graph.types import AccessSource, ConversationType, EventKind, Info, MailboxType, MessageType
+from ops import metrics, requests
 
 
 @strawberry.type(
@@ -115,7 +116,10 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
                 delivery = LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
                 if not await deliver_direct(delivery, consumer.send):
                     yield delivery
+                # Resumed for the next event once this one's frame is sent: the delivery is measured here.
+                requests.live_delivered(stream.kind, event)
             last_seen = batch.last_id
+            metrics.log_position(last_seen)
             if live.SHARED.due:
                 _revalidate_in_background()
             if not batch.more:

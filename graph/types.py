@@ -215,6 +215,14 @@ class MailboxType(relay.Node):
         guards.workbench_staff_of(info.context, self.practice_id)
         return int(getattr(_mailbox_facts(self, info, "subscriber_count"), "subscriber_count", 0))
 
+    @strawberry.field(
+        description="The text a patient gets back when their message opens a conversation here or reactivates an "
+        "archived one (null: none). Staff of the practice only (null with an error for others)."
+    )
+    def auto_reply(self: models.Mailbox, info: Info) -> str | None:
+        guards.workbench_staff_of(info.context, self.practice_id)
+        return self.auto_reply
+
     @strawberry.field(description="Messages from patients in this mailbox that the viewer has not read.")
     def unread_count(self: models.Mailbox, info: Info) -> int:
         return int(getattr(_mailbox_facts(self, info, "unread_count"), "unread_count", 0))
@@ -418,20 +426,47 @@ class AttachmentType(relay.Node):
         return request.build_absolute_uri(path) if request is not None else path
 
 
+@strawberry.type(description="A message withdrawn by the practice (entered in error). Patients see only `at`.")
+class MessageRetraction:
+    at: dt.datetime
+    by: UserType | None = strawberry.field(description="Who withdrew it (null for patients).")
+    reason: str | None = strawberry.field(description="Why (null for patients).")
+
+
+def _withdrawn_for_patient(message: models.Message, info: Info) -> bool:
+    return message.retracted_at is not None and info.context.patient is not None
+
+
 @strawberry_django.type(models.Message, name="Message")
 class MessageType(relay.Node):
     sequence: int
     direction: MessageDirection
-    body: str
     sent_at: dt.datetime
     client_message_id: str | None
+    is_automatic: bool = strawberry_django.field(
+        description="The mailbox's auto-reply: sent by no one, signed with the mailbox's name."
+    )
+
+    @strawberry.field(description="Empty for a patient once the practice withdrew the message.")
+    def body(self: models.Message, info: Info) -> str:
+        return "" if _withdrawn_for_patient(self, info) else self.body
+
+    @strawberry.field(description="Set when the practice withdrew the message; staff still see it whole.")
+    def retracted(self: models.Message, info: Info) -> MessageRetraction | None:
+        if self.retracted_at is None:
+            return None
+        if info.context.patient is not None:
+            return MessageRetraction(at=self.retracted_at, by=None, reason=None)
+        return MessageRetraction(at=self.retracted_at, by=self.retracted_by, reason=self.retract_reason)
 
     @strawberry.field
     def sender_name(self: models.Message) -> str:
         return self.sender_name
 
-    @strawberry.field
-    def attachments(self: models.Message) -> list[AttachmentType]:
+    @strawberry.field(description="Empty for a patient once the practice withdrew the message.")
+    def attachments(self: models.Message, info: Info) -> list[AttachmentType]:
+        if _withdrawn_for_patient(self, info):
+            return []
         rows = getattr(self, "_attachment_rows", None)
         if rows is None:
             rows = list(self.attachments.all())
@@ -480,6 +515,16 @@ class PatientType(relay.Node):
             return by_patient
 
         return context.memo(("chart-conversations", batch), load).get(self.pk, [])
+
+
+@strawberry.type(description="The patient's choice of new-message notices (the email never carries the message).")
+class PortalNotifications:
+    email: bool = strawberry.field(description="Notices by email are on.")
+    email_on_file: bool = strawberry.field(description="The practice has an email address for the patient.")
+
+    @classmethod
+    def of(cls, patient: models.Patient) -> PortalNotifications:
+        return cls(email=patient.email_notices, email_on_file=bool(patient.email))
 
 
 # ---- admin views -----------------------------------------------------------------------------------

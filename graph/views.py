@@ -3,8 +3,6 @@ in development."""
 
 from __future__ import annotations
 
-import uuid
-
 from cross_web import HTTPException
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -29,10 +27,16 @@ from graph.errors import format_error
 from graph.frame_stack import run_on_fresh_stack
 from graph.limits import bounded_json
 from graph.operations import SUBSCRIPTIONS_OVER_HTTP, operation_choice_message
+from ops.requests import request_id_from
 
 
 def client_ip(request: HttpRequest) -> str | None:
     return client_address(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"))
+
+
+def _request_id(request: HttpRequest) -> str:
+    """The id the request log line carries (`ops.requests.RequestLogMiddleware`), so both tell one story."""
+    return getattr(request, "request_id", None) or request_id_from(request.headers.get("X-Request-ID"))
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -131,16 +135,14 @@ class MailboxGraphQLView(GraphQLView):
     def dispatch(self, request, *args, **kwargs):
         if request.method == "GET" and "query" in request.GET:
             refused = _get_refusal()
-            refused["X-Request-ID"] = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
+            refused["X-Request-ID"] = _request_id(request)
             return refused
         refusal = _csrf_refusal(request)
         if refusal is not None:
             return _as_graphql_error(
                 refusal, "FORBIDDEN", "Send the CSRF token (X-CSRFToken header) with cookie sessions."
             )
-        info = RequestInfo(
-            ip=client_ip(request), request_id=request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex
-        )
+        info = RequestInfo(ip=client_ip(request), request_id=_request_id(request))
         token = set_current_request(info)
         try:
             # Parsing, execution and encoding on a data-stack chunk of their own (CPython gh-142183).

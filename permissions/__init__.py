@@ -21,6 +21,7 @@ from core.models import (
     MailboxSubscription,
     Membership,
     Message,
+    MessageDirection,
     Patient,
     PermissionGrant,
     Practice,
@@ -138,6 +139,16 @@ def require_mailbox_admin(user: User | None, practice_id: int) -> Membership:
     return membership
 
 
+def require_message_retraction(user: User | None, message: Message, conversation: Conversation) -> Membership:
+    """Withdraw a message: its sender or a mailbox admin of the practice (staff messages only: SPEC §6)."""
+    membership = require_workbench_member(user, conversation.practice_id)
+    if message.sender_user_id != user.pk and not is_mailbox_admin(membership):
+        raise DomainError(ErrorCode.FORBIDDEN, "Only the message's sender or a mailbox admin can withdraw it.")
+    if message.direction != MessageDirection.TO_PATIENT:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "Only messages from the practice can be withdrawn.")
+    return membership
+
+
 def require_practice_admin(user: User | None, practice_id: int) -> Membership:
     membership = require_member(user, practice_id)
     if not is_practice_admin(membership):
@@ -217,7 +228,8 @@ def require_attachment_access(
         raise not_found("attachment")
     conversation = attachment.message.conversation
     if patient is not None:
-        if conversation.patient_id != patient.pk:
+        # A withdrawn message's files are gone for the patient (staff keep them, the record keeps everything).
+        if conversation.patient_id != patient.pk or attachment.message.retracted_at is not None:
             raise not_found("attachment")
         require_portal(conversation.practice_id)
         return AccessSource.PORTAL

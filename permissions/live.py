@@ -25,6 +25,7 @@ MAILBOX_LIFECYCLE = (
     EventKind.MAILBOX_DEACTIVATED,
     EventKind.MAILBOX_ACTIVATED,
     EventKind.MAILBOX_DELETED,
+    EventKind.MAILBOX_AUTO_REPLY_CHANGED,
 )
 # Changes that concern one user's own view (whose ids the event lists).
 PERSONAL = (EventKind.SUBSCRIPTIONS_CHANGED, EventKind.CONVERSATION_READ)
@@ -35,7 +36,7 @@ PRACTICE_WIDE_ACCESS = frozenset(
 )
 ACCESS_CHANGES = frozenset({EventKind.ACCESS_CHANGED, EventKind.SUBSCRIPTIONS_CHANGED, *PRACTICE_WIDE_ACCESS})
 # What a patient sees of their own threads in the portal.
-PORTAL_KINDS = (EventKind.MESSAGE_ADDED, EventKind.CONVERSATION_STARTED)
+PORTAL_KINDS = (EventKind.MESSAGE_ADDED, EventKind.CONVERSATION_STARTED, EventKind.MESSAGE_RETRACTED)
 
 
 def require_mailbox_stream(user: User | None, practice_id: int) -> None:

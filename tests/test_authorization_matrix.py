@@ -75,8 +75,19 @@ class Row:
         return f"{self.field}{'-' + self.variant if self.variant else ''}"
 
 
+def _staff_message(w) -> Message:
+    """A message the subscriber sent in the Billing conversation (the one to withdraw)."""
+    message = Message.objects.filter(conversation=w.conversation, sender_user=w.subscriber).first()
+    if message is None:
+        from core import actions
+
+        message = actions.send_staff_message(acting_user=w.subscriber, conversation_id=w.conversation.pk, body="Hi")
+    return message
+
+
 def ids(w) -> dict[str, str]:
     return {
+        "message": gid("Message", _staff_message(w).pk),
         "practice": gid("Practice", w.practice.pk),
         "billing": gid("Mailbox", w.billing.pk),
         "scheduling": gid("Mailbox", w.scheduling.pk),
@@ -168,7 +179,14 @@ ROWS = [
         lambda i: {},
         patients_only(),
     ),
+    Row("portalNotifications", "{ portalNotifications { email emailOnFile } }", lambda i: {}, patients_only()),
     # ---- mutations
+    Row(
+        "setPortalNotifications",
+        "mutation { setPortalNotifications(email: false) { email } }",
+        lambda i: {},
+        patients_only(),
+    ),
     Row(
         "createMailbox",
         f'mutation($p: ID!) {{ createMailbox(practiceId: $p, name: "Front Desk") {{ {MAILBOX} }} }}',
@@ -206,6 +224,18 @@ ROWS = [
         lambda i: {"m": i["billing"]},
         expect(members=FORBIDDEN, mailbox_admin="MAILBOX_NOT_EMPTY"),
         "with-conversations",
+    ),
+    Row(
+        "setMailboxAutoReply",
+        f'mutation($m: ID!) {{ setMailboxAutoReply(mailboxId: $m, text: "We answer within a day.") {{ {MAILBOX} }} }}',
+        lambda i: {"m": i["billing"]},
+        mailbox_admins_only(),
+    ),
+    Row(
+        "retractMessage",
+        f'mutation($id: ID!) {{ retractMessage(messageId: $id, reason: "wrong patient") {{ {MESSAGE} }} }}',
+        lambda i: {"id": i["message"]},
+        expect(members=FORBIDDEN, subscriber=OK, mailbox_admin=OK),
     ),
     Row(
         "subscribeToMailbox",

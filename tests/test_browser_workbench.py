@@ -192,7 +192,7 @@ def test_admin_creates_a_mailbox_and_subscribes_a_colleague(open_page, world):
     expect(colleague.get_by_text("No active conversations")).to_be_visible()
     admin.get_by_role("button", name="Options for Front Desk").click()
     expect(admin.get_by_role("menuitem")).to_have_text(
-        ["Subscribe", "Manage Subscribers", "Rename", "Deactivate", "Delete"]
+        ["Subscribe", "Manage Subscribers", "Rename", "Auto-reply…", "Deactivate", "Delete"]
     )
     shot(admin, "02-mailbox-menu")
 
@@ -576,3 +576,86 @@ def test_archived_conversation_is_not_in_the_mailbox_badge(open_page, world):
     page.get_by_role("tab", name="Archived").click()
     expect(page.locator(".conversation", has_text="María García").locator(".badge")).to_have_text("2")
     shot(page, "20-archived-not-in-badge")
+
+
+def test_mailbox_admin_sets_an_auto_reply_the_patient_gets_it_marked_automatic(open_page, world):
+    # given the mailbox admin, subscribed to Scheduling, and María's portal
+    MailboxSubscription.objects.create(mailbox=world.scheduling, user=world.mailbox_admin)
+    with_password(world.mailbox_admin)
+    admin = sign_in(open_page(), world.mailbox_admin.username)
+    portal = portal_sign_in(open_page(1000, 760), world.patient)
+
+    # when the admin sets Scheduling's auto-reply from its three-dot menu
+    mailbox_menu(admin, "Scheduling", "Auto-reply…")
+    admin.get_by_role("textbox").last.fill("Thanks for writing to Scheduling. We answer within one working day.")
+    shot(admin, "20-auto-reply-dialog")
+    admin.get_by_role("button", name="Save").click()
+    expect(admin.locator(".toast", has_text="Auto-reply of Scheduling saved")).to_be_visible()
+    world.scheduling.refresh_from_db()
+    assert world.scheduling.auto_reply == "Thanks for writing to Scheduling. We answer within one working day."
+
+    # and María writes to Scheduling for the first time
+    portal.get_by_label("Write to").select_option(label="Scheduling")
+    portal.get_by_role("button", name="New message").click()
+    portal.get_by_role("textbox", name="Message").fill("Can I move my appointment to Friday?")
+    portal.get_by_role("button", name="Send").click()
+
+    # then her thread shows the auto-reply, signed by the mailbox and marked automatic
+    reply = portal.locator(".msg-automatic")
+    expect(reply).to_contain_text("We answer within one working day.", timeout=LIVE_TIMEOUT)
+    expect(reply.locator(".msg-meta")).to_contain_text("Scheduling")
+    expect(reply.locator(".chip-auto")).to_have_text("Automatic reply")
+    expect(portal.locator(".msg-automatic")).to_have_count(1)
+    shot(portal, "21-portal-auto-reply")
+    # and staff see it marked automatic in the thread
+    admin.locator(".mailbox-select", has_text="Scheduling").click()
+    admin.locator(".conversation-select", has_text="María García").click()
+    expect(admin.locator(".msg-automatic .chip-auto")).to_have_text("Automatic reply")
+    expect(admin.locator(".msg-in")).to_contain_text("move my appointment")
+    shot(admin, "22-workbench-auto-reply")
+
+
+def test_sender_withdraws_a_message_the_portal_shows_only_that_it_was_withdrawn_live(open_page, world):
+    # given a message with a PDF the subscriber sent María, open in the workbench and in her portal
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from core import actions
+
+    actions.send_staff_message(
+        acting_user=world.subscriber,
+        conversation_id=world.conversation.pk,
+        body="Your HbA1c came back at 7.1.",
+        attachments=[SimpleUploadedFile("lab.pdf", pdf_bytes(), content_type="application/pdf")],
+    )
+    with_password(world.subscriber)
+    staff = sign_in(open_page(), world.subscriber.username)
+    portal = portal_sign_in(open_page(1000, 760), world.patient)
+    expect(portal.locator(".msg-in")).to_contain_text("HbA1c came back")
+    staff.locator(".mailbox-select", has_text="Billing").click()
+    staff.locator(".conversation-select", has_text="María García").click()
+    expect(staff.locator(".msg-out")).to_contain_text("HbA1c came back")
+
+    # when the sender withdraws it from the message's menu, with a reason
+    staff.get_by_role("button", name="Options for message 1").click()
+    staff.get_by_role("menuitem", name="Withdraw…").click()
+    staff.get_by_label("Reason").fill("sent to the wrong patient")
+    shot(staff, "23-withdraw-dialog")
+    staff.get_by_role("button", name="Withdraw", exact=True).click()
+
+    # then staff still see it, marked with who, when and why
+    withdrawn = staff.locator(".msg-is-withdrawn")
+    expect(withdrawn.locator(".msg-withdrawn")).to_contain_text("Withdrawn by Sam Subscriber")
+    expect(withdrawn.locator(".msg-withdrawn")).to_contain_text("sent to the wrong patient")
+    expect(withdrawn.locator(".msg-body")).to_contain_text("HbA1c came back")
+    expect(withdrawn.get_by_role("link", name="lab.pdf")).to_be_visible()
+    expect(staff.get_by_role("button", name="Options for message 1")).to_have_count(0)
+    shot(staff, "24-workbench-withdrawn")
+    # and the portal, live, shows only that the practice withdrew a message
+    expect(portal.locator(".msg-withdrawn")).to_contain_text("The practice withdrew this message", timeout=LIVE_TIMEOUT)
+    expect(portal.locator(".msg-in")).not_to_contain_text("HbA1c")
+    expect(portal.get_by_role("link", name="lab.pdf")).to_have_count(0)
+    expect(portal.locator(".conv-sub")).to_have_text("Message withdrawn")
+    shot(portal, "25-portal-withdrawn")
+    message = Message.objects.get(conversation=world.conversation)
+    assert message.body == "Your HbA1c came back at 7.1."
+    assert message.retract_reason == "sent to the wrong patient"

@@ -37,7 +37,7 @@ def test_only_plain_columns_and_node_ids_take_the_direct_path():
     # Every node type's id, and the columns a page reads most
     for type_name in ("Mailbox", "Conversation", "Message", "Patient", "User", "Attachment", "Practice"):
         assert found[(type_name, "id")] == "id"
-    for column in ("sequence", "direction", "body", "sentAt", "clientMessageId"):
+    for column in ("sequence", "direction", "sentAt", "clientMessageId", "isAutomatic"):
         assert ("Message", column) in found
     # Methods that need nothing but the row are called directly
     for method in (("Patient", "fullName"), ("Message", "senderName"), ("Conversation", "unreadCount")):
@@ -49,6 +49,8 @@ def test_only_plain_columns_and_node_ids_take_the_direct_path():
         ("Mailbox", "subscriberCount"),
         ("Mailbox", "conversations"),
         ("Patient", "conversations"),
+        ("Message", "body"),  # empty for a patient once the message is withdrawn
+        ("Message", "attachments"),
     ):
         assert guarded not in found
     # Each direct column field reads a concrete column of its type's model
@@ -96,5 +98,5 @@ def test_direct_resolvers_answer_the_loaded_values_and_fall_back_for_deferred_on
             assert resolve(instance, None) == getattr(instance, attname), (type_name, name)
     # A column left out of the query is not in the instance's __dict__: the original resolver loads it
     deferred = Message.objects.only("id").get(pk=message.pk)
-    assert "body" not in deferred.__dict__
-    assert GRAPHQL.type_map["Message"].fields["body"].resolve(deferred, None) == "Your statement is ready"
+    assert "client_message_id" not in deferred.__dict__
+    assert GRAPHQL.type_map["Message"].fields["clientMessageId"].resolve(deferred, None) == message.client_message_id

@@ -270,6 +270,7 @@ def _second_practice_conflicting_name(data: dict) -> None:
         (_set(0, "staff", 1, "permissions", ["ROOT"]), '"priya"', "permission 'ROOT' is unknown"),
         (_set(0, "staff", 1, "isClinician", "yes"), '"priya"', "isClinician must be true or false"),
         (_set(0, "patients", 0, "dob", "1980-04-02"), '"A-1001"', "unknown field 'dob'"),
+        (_set(0, "patients", 1, "email", "jose at example"), '"A-1002"', "email 'jose at example' is not an email"),
         (_duplicate_account, '"accountNumber": "A-1001",\n          "firstName": "José"', "duplicate account number"),
         (_second_practice_conflicting_name, '"Alice Someone-Else"', "fullName 'Alice Someone-Else' differs"),
     ],
@@ -327,3 +328,16 @@ def test_every_problem_of_the_file_is_listed(tmp_path):
     assert len(lines) == 2
     assert "role 'BOSS'" in lines[0]
     assert "'1992-02-30' is not a date" in lines[1]
+
+
+def test_patient_email_is_optional_imported_and_updated(tmp_path):
+    data = directory()
+    data["practices"][0]["patients"][0]["email"] = "maria@example.org"
+    run_import(write(tmp_path / "directory.json", data))
+    emails = dict(Patient.objects.filter(practice__key="north").values_list("account_number", "email"))
+    assert emails["A-1001"] == "maria@example.org"
+    assert emails["A-1002"] == ""
+
+    data["practices"][0]["patients"][0]["email"] = "maria.g@example.org"
+    run_import(write(tmp_path / "directory.json", data))
+    assert Patient.objects.get(account_number="A-1001", practice__key="north").email == "maria.g@example.org"

@@ -33,8 +33,8 @@ USER = "id username fullName memberships { role isClinician permissions practice
 MAILBOX = f"id name status isSubscribed subscriberCount unreadCount practice {{ id name key }} subscribers {{ {USER} }}"
 PATIENT = "id fullName firstName lastName preferredPronoun dateOfBirth accountNumber"
 MESSAGE = (
-    "id sequence direction body sentAt clientMessageId senderName conversationId "
-    "attachments { id filename contentType size sha256 url }"
+    "id sequence direction body sentAt clientMessageId senderName conversationId isAutomatic "
+    "retracted { at reason by { id fullName } } attachments { id filename contentType size sha256 url }"
 )
 MESSAGES = f"messages(last: 5) {{ {PAGE} edges {{ cursor node {{ {MESSAGE} }} }} }}"
 CONVERSATION = (
@@ -57,7 +57,8 @@ MESSAGES_PAGE_QUERIES = 7
 
 
 def add_thread(mailbox: Mailbox, patient: Patient, messages: int, staff) -> Conversation:
-    """A thread alternating patient and staff messages, each with one attachment row."""
+    """A thread alternating patient and staff messages, each with one attachment row; every fourth message (a staff
+    one) is withdrawn by its sender."""
     now = timezone.now()
     conversation = Conversation.objects.create(
         practice_id=mailbox.practice_id,
@@ -79,6 +80,9 @@ def add_thread(mailbox: Mailbox, patient: Patient, messages: int, staff) -> Conv
             sender_user=None if n % 2 else staff,
             body=f"message {n}",
             client_message_id=f"c-{n}",
+            retracted_at=now if n % 4 == 0 else None,
+            retracted_by=staff if n % 4 == 0 else None,
+            retract_reason="entered in error" if n % 4 == 0 else "",
         )
         for n in range(1, messages + 1)
     )
@@ -161,6 +165,7 @@ def messages_page_queries(world, rows: int) -> int:
     )
     edges = data["conversation"]["messages"]["edges"]
     assert [e["node"]["sequence"] for e in edges] == list(range(1, rows + 1))
+    assert edges[3]["node"]["retracted"]["by"]["fullName"] == world.subscriber.full_name
     return queries
 
 

@@ -3,6 +3,8 @@
 from core.actions.conversations import (
     archive_conversation,
     mark_conversation_read,
+    retract_message,
+    send_auto_reply,
     send_patient_message,
     send_staff_message,
     start_conversation,
@@ -14,11 +16,13 @@ from core.actions.mailboxes import (
     deactivate_mailbox,
     delete_mailbox,
     rename_mailbox,
+    set_mailbox_auto_reply,
     set_mailbox_subscribers,
     set_user_mailbox_access,
     subscribe_to_mailbox,
     unsubscribe_from_mailbox,
 )
+from core.actions.portal import set_portal_notifications
 from core.actions.practice import grant_permission, revoke_permission, set_practice_setting
 
 __all__ = [
@@ -30,10 +34,14 @@ __all__ = [
     "grant_permission",
     "mark_conversation_read",
     "rename_mailbox",
+    "retract_message",
     "revoke_permission",
+    "send_auto_reply",
     "send_patient_message",
     "send_staff_message",
+    "set_mailbox_auto_reply",
     "set_mailbox_subscribers",
+    "set_portal_notifications",
     "set_practice_setting",
     "set_user_mailbox_access",
     "start_conversation",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from functools import partial
 
@@ -27,10 +28,12 @@ from core.models import (
     ReadState,
     User,
 )
+from core.text import require_storable_text, strip_invisible
 from permissions import (
     require_active_mailbox,
     require_conversation_access,
     require_mailbox_view,
+    require_message_retraction,
     require_patient_conversation,
     require_portal,
     require_workbench_member,
@@ -135,8 +138,10 @@ def _append_message(
     sender_user: User | None = None,
     sender_patient: Patient | None = None,
     uploads: Sequence[attachment_store.StoredUpload] = (),
+    automatic_from: Mailbox | None = None,
 ) -> Message:
-    """Caller holds the conversation lock: the next sequence number is gap-free and unique."""
+    """Caller holds the conversation lock: the next sequence number is gap-free and unique. `automatic_from`: the
+    mailbox's auto-reply (no staff sender; the mailbox's name signs it)."""
     now = timezone.now()
     message = Message.objects.create(
         conversation=conversation,
@@ -147,6 +152,8 @@ def _append_message(
         sender_user=sender_user,
         sender_patient=sender_patient,
         client_message_id=client_message_id,
+        is_automatic=automatic_from is not None,
+        sender_label=automatic_from.name if automatic_from is not None else "",
     )
     attachment_store.attach(uploads, message)
     conversation.last_sequence = message.sequence
@@ -296,8 +303,9 @@ def send_patient_message(
                     attachment_store.discard(uploads)
                     return repeated
             require_active_mailbox(mailbox)
-            conversation, _ = _get_or_create_conversation(mailbox, acting_patient)
+            conversation, created = _get_or_create_conversation(mailbox, acting_patient)
             conversation = lock_conversation(conversation.pk)
+            reopened = created or conversation.status == ConversationStatus.ARCHIVED
             message = _append_message(
                 conversation,
                 direction=MessageDirection.FROM_PATIENT,
@@ -316,9 +324,92 @@ def send_patient_message(
                 via=AccessSource.PORTAL,
                 detail={"conversation_id": conversation.pk, "attachments": len(uploads)},
             )
+            if reopened:
+                send_auto_reply(conversation, mailbox, answering=message)
     except BaseException:
         attachment_store.discard(uploads)
         raise
+    return message
+
+
+def send_auto_reply(conversation: Conversation, mailbox: Mailbox, *, answering: Message) -> Message | None:
+    """The one place an automatic message is created (SPEC §6): the mailbox's auto-reply, once, when a patient's
+    message opens a new conversation or reactivates an archived one. It is TO_PATIENT but no staff answer: it
+    neither marks the patient as answered nor sends a notice email (core.notices skips automatic messages).
+    Caller holds the mailbox and conversation locks."""
+    if not mailbox.auto_reply:
+        return None
+    reply = _append_message(
+        conversation,
+        direction=MessageDirection.TO_PATIENT,
+        body=mailbox.auto_reply,
+        client_message_id=None,
+        automatic_from=mailbox,
+    )
+    audit.record(
+        operation="autoReply",
+        action=AuditAction.CREATE,
+        practice=conversation.practice_id,
+        target=reply,
+        patient=conversation.patient_id,
+        via=AccessSource.PORTAL,
+        detail={"conversation_id": conversation.pk, "answering_message_id": answering.pk},
+    )
+    return reply
+
+
+RETRACT_REASON_MAX = 500
+
+
+def clean_retract_reason(reason: str | None) -> str:
+    require_storable_text(reason, "reason")
+    cleaned = " ".join(strip_invisible(unicodedata.normalize("NFC", reason or "")).split())
+    if not cleaned:
+        raise DomainError(
+            ErrorCode.VALIDATION_ERROR, "Say why the message is withdrawn (e.g. 'wrong patient').", field="reason"
+        )
+    if len(cleaned) > RETRACT_REASON_MAX:
+        raise DomainError(
+            ErrorCode.VALIDATION_ERROR, f"The reason is at most {RETRACT_REASON_MAX} characters.", field="reason"
+        )
+    return cleaned
+
+
+def retract_message(*, acting_user: User, message_id: int, reason: str | None) -> Message:
+    """Withdraws a message entered in error (SPEC §6): nothing is deleted, the patient sees only that the practice
+    withdrew a message; staff keep seeing it, marked with who, when and why."""
+    reason = clean_retract_reason(reason)
+    with transaction.atomic():
+        conversation_id = Message.objects.filter(pk=message_id).values_list("conversation_id", flat=True).first()
+        if conversation_id is None:
+            raise not_found("message")
+        conversation = lock_conversation(conversation_id)
+        message = Message.objects.select_for_update().get(pk=message_id)
+        require_message_retraction(acting_user, message, conversation)
+        if message.retracted_at is not None:
+            raise DomainError(ErrorCode.VALIDATION_ERROR, "This message is already withdrawn.")
+        message.retracted_at = timezone.now()
+        message.retracted_by = acting_user
+        message.retract_reason = reason
+        message.save(update_fields=["retracted_at", "retracted_by", "retract_reason"])
+        audit.record(
+            operation="retractMessage",
+            action=AuditAction.UPDATE,
+            practice=conversation.practice_id,
+            actor_user=acting_user,
+            target=message,
+            patient=conversation.patient_id,
+            via=AccessSource.MAILBOX,
+            detail={"conversation_id": conversation.pk, "reason": reason},
+        )
+        emit(
+            EventKind.MESSAGE_RETRACTED,
+            practice_id=conversation.practice_id,
+            mailbox_id=conversation.mailbox_id,
+            conversation_id=conversation.pk,
+            patient_id=conversation.patient_id,
+            message_id=message.pk,
+        )
     return message
 
 

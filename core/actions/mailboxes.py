@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 
 from django.db import IntegrityError, transaction
@@ -11,6 +12,7 @@ from core.actions._common import clean_mailbox_name, lock_mailbox
 from core.errors import DomainError, ErrorCode, not_found
 from core.events import emit
 from core.models import AccessSource, AuditAction, EventKind, Mailbox, MailboxSubscription, Membership, User
+from core.text import require_storable_text, strip_invisible
 from permissions import require_active_mailbox, require_mailbox_admin, require_workbench_member
 
 
@@ -75,6 +77,41 @@ def rename_mailbox(*, acting_user: User, mailbox_id: int, name: str) -> Mailbox:
             emit(EventKind.MAILBOX_RENAMED, practice_id=mailbox.practice_id, mailbox_id=mailbox.pk)
     except IntegrityError as exc:
         raise _duplicate_name(name) from exc
+    return mailbox
+
+
+AUTO_REPLY_MAX = 2_000
+
+
+def clean_auto_reply(text: str | None) -> str | None:
+    """None, empty or blank turns the auto-reply off."""
+    require_storable_text(text, "text")
+    cleaned = strip_invisible(unicodedata.normalize("NFC", text or ""))
+    if len(cleaned) > AUTO_REPLY_MAX:
+        raise DomainError(
+            ErrorCode.VALIDATION_ERROR, f"Auto-replies are at most {AUTO_REPLY_MAX:,} characters.", field="text"
+        )
+    return cleaned or None
+
+
+def set_mailbox_auto_reply(*, acting_user: User, mailbox_id: int, text: str | None) -> Mailbox:
+    """The text a patient gets back when their message opens a conversation here or reactivates one (SPEC §6)."""
+    text = clean_auto_reply(text)
+    with transaction.atomic():
+        mailbox = lock_mailbox(mailbox_id)
+        require_mailbox_admin(acting_user, mailbox.practice_id)
+        if mailbox.auto_reply != text:
+            mailbox.auto_reply = text
+            mailbox.save(update_fields=["auto_reply"])
+            _admin_audit(
+                acting_user,
+                mailbox,
+                "setMailboxAutoReply",
+                AuditAction.UPDATE,
+                on=text is not None,
+                length=len(text or ""),
+            )
+            emit(EventKind.MAILBOX_AUTO_REPLY_CHANGED, practice_id=mailbox.practice_id, mailbox_id=mailbox.pk)
     return mailbox
 
 

@@ -204,7 +204,7 @@ class _Writer:
     def patients(self, practice: Practice, records: list[PatientRecord]) -> None:
         tally = self.summary.patients
         existing = {p.account_number: p for p in Patient.objects.filter(practice=practice)}
-        fields = ["first_name", "last_name", "preferred_pronoun", "date_of_birth"]
+        fields = ["first_name", "last_name", "preferred_pronoun", "date_of_birth", "email"]
         for chunk in _chunks(records, BATCH):
             new, changed = [], []
             for record in chunk:

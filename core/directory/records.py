@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 
 from core.actions.practice import setting_problem
 from core.directory.jsonlines import line_of
@@ -23,7 +24,7 @@ _username_validator = UnicodeUsernameValidator()
 
 PRACTICE_FIELDS = {"key", "name", "settings", "staff", "patients"}
 STAFF_FIELDS = {"username", "fullName", "password", "role", "isClinician", "permissions"}
-PATIENT_FIELDS = {"accountNumber", "firstName", "lastName", "preferredPronoun", "dateOfBirth"}
+PATIENT_FIELDS = {"accountNumber", "firstName", "lastName", "preferredPronoun", "dateOfBirth", "email"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class PatientRecord:
     last_name: str
     preferred_pronoun: str
     date_of_birth: date
+    email: str = ""
 
 
 @dataclass
@@ -201,6 +203,12 @@ def _patient(problems: list[Problem], obj: dict, index: int) -> PatientRecord | 
     last = check.text("lastName", max_length=100)
     pronoun = check.text("preferredPronoun", max_length=40, required=False)
     raw_dob = check.text("dateOfBirth", max_length=100)
+    email = check.text("email", max_length=254, required=False)
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            check.fail(f"email {email!r} is not an email address")
     dob = None
     if raw_dob:
         try:
@@ -220,6 +228,7 @@ def _patient(problems: list[Problem], obj: dict, index: int) -> PatientRecord | 
         last_name=last,
         preferred_pronoun=pronoun,
         date_of_birth=dob,
+        email=email,
     )
 
 

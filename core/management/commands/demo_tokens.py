@@ -46,6 +46,17 @@ class Command(BaseCommand):
         out(f"  {patient.full_name} (patient {account} of {patient.practice.name}, portal API)")
         out(f"    Authorization: Bearer {issue_token(patient=patient)}")
         out("")
+        out(self.style.MIGRATE_HEADING("Email notices (manage.py notify_worker, started beside the server)"))
+        out(f"  {self._mail_destination()}")
+        out("")
+
+    @staticmethod
+    def _mail_destination() -> str:
+        from django.conf import settings
+
+        if settings.EMAIL_BACKEND.endswith("console.EmailBackend"):
+            return "printed in this terminal (console backend); set EMAIL_URL=smtp://host:25 to send them"
+        return f"sent through {settings.EMAIL_HOST}:{settings.EMAIL_PORT} ({settings.EMAIL_BACKEND.rsplit('.', 2)[-2]})"
 
     def _other_logins(self) -> list[str]:
         shown = {name for name, _ in DEMO_TOKEN_USERS}

@@ -108,7 +108,10 @@ async function open(id) {
     variables: { conversationId: id },
     onEvent(event) {
       if (event?.conversation) applyConversation(event.conversation);
-      if (event?.message && thread === mounted) mounted.addMessage(event.message);
+      if (event?.message && thread === mounted) {
+        if (event.kind === "MESSAGE_RETRACTED") mounted.replaceMessage(event.message);
+        else mounted.addMessage(event.message);
+      }
     },
     onResync: refresh, // the server no longer has the events we missed
     poll: refresh,

@@ -73,7 +73,7 @@ function renderSide() {
               "button",
               { type: "button", class: "conversation-select", "aria-current": c.mailbox.id === selectedMailbox ? "true" : null, onclick: () => open(c.mailbox.id) },
               h("span", { class: "conv-top" }, h("span", { class: "conv-name" }, c.mailbox.name), h("span", { class: "muted small" }, fmtTime(c.lastMessageAt))),
-              h("span", { class: "conv-sub muted small" }, last ? last.body.slice(0, 60) || "Attachment" : "No messages yet"),
+              h("span", { class: "conv-sub muted small" }, last ? (last.retracted ? "Message withdrawn" : last.body.slice(0, 60) || "Attachment") : "No messages yet"),
             ),
           );
         })
@@ -122,7 +122,10 @@ function applyEvent(event) {
   const base = old || { messages: { totalCount: 0, edges: [] } };
   let messages = base.messages;
   const message = event.message;
-  if (message && !messages.edges.some((e) => e.node.id === message.id || e.node.sequence === message.sequence)) {
+  const withdrawn = event.kind === "MESSAGE_RETRACTED";
+  if (message && withdrawn) {
+    messages = { ...messages, edges: messages.edges.map((e) => (e.node.id === message.id ? { node: { ...e.node, ...message } } : e)) };
+  } else if (message && !messages.edges.some((e) => e.node.id === message.id || e.node.sequence === message.sequence)) {
     const edges = [...messages.edges, { node: message }].sort((a, b) => a.node.sequence - b.node.sequence);
     messages = { ...messages, totalCount: (messages.totalCount || 0) + 1, edges };
   }
@@ -137,7 +140,8 @@ function applyEvent(event) {
     if (thread.conversation?.id !== row.id) thread.show(row); // the mailbox's first message: its thread now exists
     else {
       thread.update({ status: row.status, lastMessageAt: row.lastMessageAt });
-      if (message) thread.addMessage(message);
+      if (message && withdrawn) thread.replaceMessage(message);
+      else if (message) thread.addMessage(message);
     }
   }
 }

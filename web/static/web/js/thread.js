@@ -1,7 +1,8 @@
 // One conversation thread: messages oldest first, attachments, and a composer (text + files).
 import { fmtSize, fmtTime, h, showError, uuid } from "./ui.js";
 
-export const MESSAGE_FIELDS = `id sequence direction body sentAt senderName attachments { id filename contentType size url }`;
+export const MESSAGE_FIELDS = `id sequence direction body sentAt senderName isAutomatic retracted { at reason by { fullName } }
+  attachments { id filename contentType size url }`;
 export const THREAD_FIELDS = `id status lastMessageAt unreadCount
   mailbox { id name status }
   patient { id fullName preferredPronoun dateOfBirth accountNumber }
@@ -19,8 +20,45 @@ function clip() {
   return svg;
 }
 
-function messageView(message, perspective) {
+// Staff see a withdrawn message whole, marked with who, when and why; the patient sees only that it was withdrawn.
+function withdrawnNote(message, perspective) {
+  const r = message.retracted;
+  if (!r) return null;
+  if (perspective === "patient") return h("div", { class: "msg-withdrawn" }, `The practice withdrew this message (${fmtTime(r.at)}).`);
+  return h("div", { class: "msg-withdrawn" }, `Withdrawn by ${r.by?.fullName || "staff"} · ${fmtTime(r.at)} · ${r.reason || ""}`);
+}
+
+function messageMenu(message, actions) {
+  const items = actions.filter(([, , allowed]) => allowed(message));
+  if (!items.length) return null;
+  const menu = h("ul", { class: "menu menu-right", role: "menu", hidden: true, "aria-label": `Message ${message.sequence} options` });
+  const button = h("button", { type: "button", class: "kebab kebab-small", "aria-haspopup": "true", "aria-expanded": "false", "aria-label": `Options for message ${message.sequence}` }, "⋮");
+  const close = () => {
+    menu.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+  };
+  for (const [label, run] of items) {
+    menu.append(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: (e) => { e.stopPropagation(); close(); run(message); } }, label)));
+  }
+  button.addEventListener("click", (event) => {
+    event.stopPropagation();
+    menu.hidden = !menu.hidden;
+    button.setAttribute("aria-expanded", String(!menu.hidden));
+    if (!menu.hidden) menu.querySelector("button").focus();
+  });
+  menu.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      close();
+      button.focus();
+    }
+  });
+  document.addEventListener("click", close);
+  return h("div", { class: "menu-wrap msg-menu" }, button, menu);
+}
+
+function messageView(message, perspective, actions = []) {
   const mine = perspective === "patient" ? message.direction === "FROM_PATIENT" : message.direction === "TO_PATIENT";
+  const withdrawn = !!message.retracted;
   const files = message.attachments.map((a) =>
     h(
       "li",
@@ -29,11 +67,21 @@ function messageView(message, perspective) {
       h("span", { class: "muted small" }, ` ${fmtSize(a.size)}`),
     ),
   );
+  const classes = ["msg", mine ? "msg-out" : "msg-in", message.isAutomatic ? "msg-automatic" : "", withdrawn ? "msg-is-withdrawn" : ""];
   return h(
     "li",
-    { class: `msg ${mine ? "msg-out" : "msg-in"}`, dataset: { sequence: message.sequence } },
-    h("div", { class: "msg-meta" }, h("strong", {}, message.senderName), " · ", h("time", { datetime: message.sentAt }, fmtTime(message.sentAt))),
-    message.body ? h("div", { class: "msg-body" }, message.body) : null,
+    { class: classes.filter(Boolean).join(" "), dataset: { sequence: message.sequence, messageId: message.id } },
+    h(
+      "div",
+      { class: "msg-meta" },
+      h("strong", {}, message.senderName),
+      message.isAutomatic ? h("span", { class: "chip-auto" }, "Automatic reply") : null,
+      " · ",
+      h("time", { datetime: message.sentAt }, fmtTime(message.sentAt)),
+      withdrawn ? null : messageMenu(message, actions),
+    ),
+    withdrawnNote(message, perspective),
+    message.body && !(withdrawn && perspective === "patient") ? h("div", { class: "msg-body" }, message.body) : null,
     files.length ? h("ul", { class: "attachments" }, files) : null,
   );
 }
@@ -41,7 +89,8 @@ function messageView(message, perspective) {
 // `send` may return the stored message (it is shown at once; its live event is then a duplicate and ignored).
 // `onRead` is called when the person works in a thread with unread messages: messages that arrive live are
 // shown, but marked read only when someone is evidently at the screen, not by an unattended tab.
-export function mountThread({ container, load, send, header, perspective = "staff", disabledReason = () => null, onRead = null }) {
+// `messageActions`: [label, run(message), allowed(message)] entries of each message's menu (staff: Withdraw…).
+export function mountThread({ container, load, send, header, perspective = "staff", disabledReason = () => null, onRead = null, messageActions = [] }) {
   const head = h("div", { class: "thread-head" });
   const list = h("ol", { class: "messages", "aria-label": "Messages", "aria-live": "polite" });
   const body = h("textarea", { id: "composer-body", name: "body", rows: 3, placeholder: "Type a message…", "aria-label": "Message" });
@@ -81,7 +130,7 @@ export function mountThread({ container, load, send, header, perspective = "staf
 
   function renderMessages() {
     const newest = messages.length ? messages[messages.length - 1].sequence : 0;
-    list.replaceChildren(...(messages.length ? messages.map((m) => messageView(m, perspective)) : [h("li", { class: "empty muted" }, "No messages yet. Write the first one below.")]));
+    list.replaceChildren(...(messages.length ? messages.map((m) => messageView(m, perspective, messageActions)) : [h("li", { class: "empty muted" }, "No messages yet. Write the first one below.")]));
     if (newest !== lastSeq) list.scrollTop = list.scrollHeight;
     lastSeq = newest;
   }
@@ -131,6 +180,18 @@ export function mountThread({ container, load, send, header, perspective = "staf
     if (messages.some((m) => m.id === message.id || m.sequence === message.sequence)) return false;
     messages = [...messages, message].sort((a, b) => a.sequence - b.sequence);
     if (conversation.messages) conversation.messages.totalCount = (conversation.messages.totalCount || 0) + 1;
+    renderedKey = "";
+    renderMessages();
+    return true;
+  }
+
+  // A shown message changed (withdrawn): its new state from the event or the mutation's answer replaces it.
+  function replaceMessage(message) {
+    if (loading && message) replay.push([replaceMessage, message]);
+    if (!conversation || !message) return false;
+    const at = messages.findIndex((m) => m.id === message.id);
+    if (at < 0) return false;
+    messages = messages.map((m, i) => (i === at ? { ...m, ...message } : m));
     renderedKey = "";
     renderMessages();
     return true;
@@ -188,5 +249,5 @@ export function mountThread({ container, load, send, header, perspective = "staf
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) composer.requestSubmit();
   });
 
-  return { refresh, show, addMessage, update, focus: () => body.focus(), get conversation() { return conversation; } };
+  return { refresh, show, addMessage, replaceMessage, update, focus: () => body.focus(), get conversation() { return conversation; } };
 }

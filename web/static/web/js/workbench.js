@@ -16,7 +16,7 @@ const CONVERSATION_ROW = `id status lastMessageAt createdAt unreadCount patient 
 const Q = {
   me: `{ me { id username fullName memberships { practice { id name } role isClinician permissions } } practices { id name } }`,
   mailboxes: `query Mailboxes($practiceId: ID!, $status: MailboxStatus!, $subscribedOnly: Boolean!) {
-    mailboxes(practiceId: $practiceId, status: $status, subscribedOnly: $subscribedOnly) { id name status isSubscribed subscriberCount unreadCount } }`,
+    mailboxes(practiceId: $practiceId, status: $status, subscribedOnly: $subscribedOnly) { id name status isSubscribed subscriberCount unreadCount autoReply } }`,
   unread: `query Unread($practiceId: ID!) { mailboxes(practiceId: $practiceId, subscribedOnly: true) { id unreadCount } }`,
   conversations: `query Conversations($id: ID!, $status: ConversationStatus!) { mailbox(id: $id) { id name status isSubscribed
     conversations(status: $status, first: 50) { totalCount edges { node { ${CONVERSATION_ROW} } } } } }`,
@@ -29,7 +29,7 @@ const Q = {
   // Everything the mailbox list, the conversation list, the open thread and the header badge show.
   mailboxEvents: `subscription MailboxEvents($practiceId: ID!, $after: String) { mailboxEvents(practiceId: $practiceId, after: $after) {
     cursor kind occurredAt mailboxId conversationId mailboxName userIds
-    mailbox { id name status isSubscribed subscriberCount unreadCount }
+    mailbox { id name status isSubscribed subscriberCount unreadCount autoReply }
     conversation { ${CONVERSATION_ROW} mailbox { id } }
     message { ${MESSAGE_FIELDS} clientMessageId } } }`,
 };
@@ -39,6 +39,8 @@ const M = {
   deactivateMailbox: `mutation($id: ID!) { deactivateMailbox(mailboxId: $id) { id status } }`,
   activateMailbox: `mutation($id: ID!) { activateMailbox(mailboxId: $id) { id status } }`,
   deleteMailbox: `mutation($id: ID!) { deleteMailbox(mailboxId: $id) }`,
+  setAutoReply: `mutation($id: ID!, $text: String) { setMailboxAutoReply(mailboxId: $id, text: $text) { id name status isSubscribed subscriberCount unreadCount autoReply } }`,
+  retract: `mutation($id: ID!, $reason: String!) { retractMessage(messageId: $id, reason: $reason) { ${MESSAGE_FIELDS} } }`,
   subscribe: `mutation($id: ID!) { subscribeToMailbox(mailboxId: $id) { id isSubscribed } }`,
   unsubscribe: `mutation($id: ID!) { unsubscribeFromMailbox(mailboxId: $id) { id isSubscribed } }`,
   setSubscribers: `mutation($id: ID!, $userIds: [ID!]!) { setMailboxSubscribers(mailboxId: $id, userIds: $userIds) { id subscriberCount } }`,
@@ -151,7 +153,7 @@ function applyMailboxEvent(event) {
   if (!event) return;
   if (event.kind === "MAILBOX_DELETED") removeMailbox(event.mailboxId);
   else if (event.mailbox) applyMailbox(event.mailbox);
-  if (event.conversation) applyConversation(event.conversation, event.message);
+  if (event.conversation) applyConversation(event.conversation, event.message, event.kind);
 }
 
 function removeMailbox(id) {
@@ -185,7 +187,7 @@ function applyMailbox(fields) {
 }
 
 // Upserts a conversation row into the open mailbox's list (most recent activity first) and the open thread.
-function applyConversation(conversation, message) {
+function applyConversation(conversation, message, kind = "MESSAGE_ADDED") {
   const mailboxId = conversation.mailbox?.id;
   // A list being fetched may have been read before this event: it is applied again once the list is in.
   if (mailboxId && mailboxId === state.mailboxId && conversationsLoading) lateRows.push(conversation);
@@ -195,7 +197,8 @@ function applyConversation(conversation, message) {
   }
   if (thread && state.conversationId === conversation.id) {
     thread.update({ status: conversation.status, unreadCount: conversation.unreadCount, lastMessageAt: conversation.lastMessageAt });
-    if (message) thread.addMessage(message);
+    if (message && kind === "MESSAGE_RETRACTED") thread.replaceMessage(message);
+    else if (message) thread.addMessage(message);
   }
 }
 
@@ -225,6 +228,7 @@ function mailboxMenu(mailbox) {
   if (isMailboxAdmin()) {
     items.push(["Manage Subscribers", () => manageSubscribers(mailbox)]);
     items.push(["Rename", () => renameMailbox(mailbox)]);
+    if (active) items.push(["Auto-reply…", () => autoReplyDialog(mailbox)]);
     items.push(active ? ["Deactivate", () => setActive(mailbox, false)] : ["Activate", () => setActive(mailbox, true)]);
     items.push(["Delete", () => deleteMailbox(mailbox)]);
   }
@@ -441,6 +445,49 @@ function renameMailbox(mailbox) {
   });
   input.select();
 }
+
+// The text patients get back when their message opens a conversation here or reactivates an archived one.
+function autoReplyDialog(mailbox) {
+  const input = h("textarea", { id: "auto-reply-text", name: "text", rows: 5, maxlength: 2000, placeholder: "e.g. Thanks for your message. We answer within two working days." }, mailbox.autoReply || "");
+  formDialog({
+    title: `Auto-reply of “${mailbox.name}”`,
+    body: [
+      h("label", { for: "auto-reply-text" }, "Sent once, signed with the mailbox's name, when a patient's message opens a conversation or reactivates an archived one. Leave empty to turn it off."),
+      input,
+    ],
+    submitLabel: "Save",
+    async onSubmit(form) {
+      const text = form.get("text").trim();
+      const saved = (await api.request(M.setAutoReply, { id: mailbox.id, text: text || null })).setMailboxAutoReply;
+      applyMailbox(saved);
+      toast(saved.autoReply ? `Auto-reply of ${saved.name} saved.` : `Auto-reply of ${saved.name} turned off.`, "ok", 3000);
+    },
+  });
+  input.focus();
+}
+
+// Withdraw a message entered in error: the patient then sees only that it was withdrawn; nothing is deleted.
+function withdrawDialog(message) {
+  const input = h("input", { id: "withdraw-reason", name: "reason", required: true, maxlength: 500, placeholder: "e.g. sent to the wrong patient" });
+  formDialog({
+    title: "Withdraw this message?",
+    body: [
+      h("p", { class: "muted small" }, "The patient will see only that the practice withdrew a message. Staff keep seeing it, marked with who, when and why."),
+      h("label", { for: "withdraw-reason" }, "Reason"),
+      input,
+    ],
+    submitLabel: "Withdraw",
+    danger: true,
+    async onSubmit(form) {
+      const withdrawn = (await api.request(M.retract, { id: message.id, reason: form.get("reason") })).retractMessage;
+      thread?.replaceMessage(withdrawn);
+    },
+  });
+  input.focus();
+}
+
+const mayWithdraw = (m) =>
+  m.direction === "TO_PATIENT" && !m.retracted && (isMailboxAdmin() || (!m.isAutomatic && m.senderName === state.me.fullName));
 
 async function setActive(mailbox, on) {
   try {
@@ -774,6 +821,7 @@ async function openConversation(id) {
     send: async ({ body, files, clientMessageId }) => (await api.request(M.send, { id, body, attachments: files.length ? files : null, clientMessageId })).sendMessage,
     header: threadHeader,
     onRead: markRead,
+    messageActions: [["Withdraw…", withdrawDialog, mayWithdraw]],
   });
   await refreshThread();
   thread?.focus();

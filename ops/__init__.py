@@ -1,0 +1,1 @@
+"""Running the service unattended: health and readiness probes, Prometheus metrics, request logs, shutdown."""
