@@ -7,12 +7,13 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from config import http_limits  # noqa: E402
+from config import http_limits, ws_writes  # noqa: E402
 from graph.asgi import build_application  # noqa: E402  (needs Django set up first)
 from ops import asgi as ops_asgi  # noqa: E402
 from ops import shutdown  # noqa: E402
 
 http_limits.install()
+ws_writes.install()
 shutdown.install()
 
 application = ops_asgi.observed(build_application(django_asgi_app))

@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from django.db import models
+from django.db import connections, models, router
+from django.utils import timezone
 
-from core.context import current_request
+from core.context import RequestInfo, current_request
 from core.models import AccessSource, AuditAction, AuditEvent, Patient, Practice, User
 from ops import metrics
 
@@ -28,25 +29,72 @@ def build(
     outcome: str = "SUCCESS",
     query: str = "",
     detail: dict | None = None,
+    request: RequestInfo | None = None,
 ) -> AuditEvent:
-    """An unsaved audit row; `record` and `record_many` write it."""
-    info = current_request()
-    return AuditEvent(
-        practice_id=practice if isinstance(practice, int) or practice is None else practice.pk,
-        actor_user=actor_user,
-        actor_patient=actor_patient,
-        action=action,
-        operation=operation,
-        object_type=type(target).__name__ if target is not None else "",
-        object_id=str(target.pk) if target is not None else "",
-        patient_id=patient if isinstance(patient, int) or patient is None else patient.pk,
-        query=query[:200],
-        via=str(via),
-        ip=info.ip,
-        outcome=outcome,
-        request_id=info.request_id,
-        detail=detail or {},
-    )
+    """An unsaved audit row; `record` and `record_many` write it. `request`: where it came from, when not the
+    current request's (a row built away from its request's task)."""
+    return AuditEvent(**_columns(**locals()))
+
+
+def _columns(
+    *,
+    operation: str,
+    action: AuditAction,
+    practice: Practice | int | None,
+    actor_user: User | None,
+    actor_patient: Patient | None,
+    target: models.Model | None,
+    patient: Patient | int | None,
+    via: AccessSource | str,
+    outcome: str,
+    query: str,
+    detail: dict | None,
+    request: RequestInfo | None,
+) -> dict[str, Any]:
+    info = request or current_request()
+    return {
+        "practice_id": practice if isinstance(practice, int) or practice is None else practice.pk,
+        "actor_user_id": actor_user.pk if actor_user is not None else None,
+        "actor_patient_id": actor_patient.pk if actor_patient is not None else None,
+        "action": action,
+        "operation": operation,
+        "object_type": type(target).__name__ if target is not None else "",
+        "object_id": str(target.pk) if target is not None else "",
+        "patient_id": patient if isinstance(patient, int) or patient is None else patient.pk,
+        "query": query[:200],
+        "via": str(via),
+        "ip": info.ip,
+        "outcome": outcome,
+        "request_id": info.request_id,
+        "detail": detail or {},
+    }
+
+
+_DEFAULTS = {"actor_user": None, "actor_patient": None, "target": None, "patient": None, "via": ""}
+_DEFAULTS |= {"outcome": "SUCCESS", "query": "", "detail": None}
+
+
+def insert_many(entries: Iterable[tuple[dict[str, Any], RequestInfo]]) -> None:
+    """Writes rows given as `build`'s keywords with their request, in one statement and without making model
+    instances: live deliveries write hundreds per event, and `bulk_create` cost ~180 µs a row."""
+    rows = [_columns(**{**_DEFAULTS, **fields, "request": request}) for fields, request in entries]
+    if not rows:
+        return
+    meta, connection = AuditEvent._meta, connections[router.db_for_write(AuditEvent)]
+    names = [*rows[0], "created_at"]
+    fields = [meta.get_field(name) for name in names]  # "practice_id" names the practice field too
+    now = timezone.now()
+    params = [
+        [field.get_db_prep_save(value, connection) for field, value in zip(fields, (*row.values(), now), strict=True)]
+        for row in rows
+    ]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES ({placeholders})", params
+        )
+    metrics.audit_rows(row["action"] for row in rows)
 
 
 # Set while a live event is executed (graph.live_exec): reads are collected, to be written as live deliveries.
@@ -71,7 +119,7 @@ def record(**fields: Any) -> AuditEvent:
         collector.append(fields)
         return event
     event.save(force_insert=True)
-    metrics.audit_rows([event])
+    metrics.audit_rows([event.action])
     return event
 
 
@@ -83,7 +131,7 @@ def record_many(entries: Iterable[dict[str, Any]]) -> list[AuditEvent]:
         collector.extend(entries)
         return [build(**entry) for entry in entries]
     rows = AuditEvent.objects.bulk_create([build(**entry) for entry in entries])
-    metrics.audit_rows(rows)
+    metrics.audit_rows(row.action for row in rows)
     return rows
 
 

@@ -102,10 +102,11 @@ def publish(event: Event) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    # The practice lets a woken stream tell whether its process has already read this event (core.live).
+    # The practice lets a woken stream tell whether its process has already read this event (core.live); the
+    # group, which of a process's streams it wakes (graph.asgi.LiveHub).
     payload = {"type": "mailbox.event", "event_id": event.pk, "practice_id": event.practice_id}
     try:
         for group in groups_for(event):
-            async_to_sync(layer.group_send)(group, payload)
+            async_to_sync(layer.group_send)(group, {**payload, "group": group})
     except Exception:  # the log is the source of truth; never fail a committed change
         log.exception("publishing event %s failed; subscribers will recover it on resume", event.pk)

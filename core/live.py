@@ -62,6 +62,8 @@ class LiveStream:
     via: AccessSource = AccessSource.MAILBOX
     # The browser session a cookie-authenticated socket signed in with (signing out ends the stream).
     session_key: str | None = None
+    # How the subscription executes its events (`graph.live_exec`), worked out at its first event.
+    live_plan: object = field(default=None, repr=False, compare=False)
 
     def log_filter(self) -> Q:
         if self.kind == StreamKind.CONVERSATION:
@@ -314,7 +316,8 @@ class SharedLog:
     Access changes are events too (`permissions.live.ACCESS_CHANGES`: settings, permissions, memberships,
     subscriptions, mailbox status, token revocation, sign-out): reading one drops the decisions it concerns,
     so the next event is decided afresh, and an event costs no access query otherwise. Decisions are also
-    dropped after `LIVE_ACCESS_RECHECK_SECONDS`, the safety net for changes made outside the actions (raw SQL);
+    decided again after `LIVE_ACCESS_RECHECK_SECONDS`, the safety net for changes made outside the actions (raw SQL),
+    in the background while the old decision stands (at most as long again);
     tokens that simply expire are the sockets' own re-check (`graph.asgi.TokenWatch`).
     """
 
@@ -329,6 +332,7 @@ class SharedLog:
     def clear(self) -> None:
         self.logs: dict[int, _PracticeLog] = {}
         self.access: dict[tuple, _Memo] = {}
+        self.due: set[tuple] = set()  # keys of `access` to decide again (`revalidate_due`)
 
     def read_batch(self, stream: LiveStream, after_id: int, wanted_id: int | None, limit: int = BATCH_SIZE) -> Batch:
         log = self._log(stream.practice_id, after_id, wanted_id)
@@ -416,10 +420,38 @@ class SharedLog:
         )
 
     def _fresh(self, memos: dict[tuple, _Memo], key: tuple, head: int, now: float) -> _Memo | None:
+        """A decision that stands. Past `reuse_for` it still stands, for as long again, while it is decided anew
+        in the background (`revalidate_due`): 250 viewers whose decisions expired together made one event wait
+        for 250 access checks on the live thread."""
         memo = memos.get(key)
-        if memo is not None and memo.head <= head and now - memo.at <= self.reuse_for():
+        if memo is None or memo.head > head:
+            return None
+        age, reuse = now - memo.at, self.reuse_for()
+        if age <= reuse:
+            return memo
+        if age <= 2 * reuse and memo.stream is not None:
+            self.due.add(key)
             return memo
         return None
+
+    def revalidate_due(self, limit: int = 25) -> int:
+        """Decides again (on the live thread) up to `limit` decisions past `reuse_for` that streams still use;
+        returns how many wait. A refusal drops the decision: the stream's next read decides, and ends it."""
+        for _ in range(min(limit, len(self.due))):
+            key = self.due.pop()
+            memo = self.access.get(key)
+            now = time.monotonic()
+            if memo is None or memo.stream is None or now - memo.at <= self.reuse_for():
+                continue
+            log = self.logs.get(memo.stream.practice_id)
+            try:
+                value = _recheck_access(memo.stream)
+            except DomainError:
+                self.access.pop(key, None)
+                continue
+            head = max(memo.head, log.head if log is not None else 0)
+            self.access[key] = _Memo(head=head, at=now, value=value, stream=memo.stream)
+        return len(self.due)
 
     def _forget_changed(self, practice_id: int, changes: list[Event]) -> None:
         """Drops the decisions an access change of the practice concerns (the next event decides afresh)."""
@@ -441,7 +473,7 @@ class SharedLog:
 
     def _forget_old(self) -> None:
         now = time.monotonic()
-        for key in [k for k, m in self.access.items() if now - m.at > self.reuse_for()]:
+        for key in [k for k, m in self.access.items() if now - m.at > 2 * self.reuse_for()]:
             self.access.pop(key, None)
 
 

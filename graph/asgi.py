@@ -13,7 +13,6 @@ and context, authenticated per operation as an HTTP request is. Only subscriptio
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime as dt
 import io
@@ -53,6 +52,7 @@ from graph.context import Context
 from graph.errors import format_error
 from graph.frame_stack import run_on_fresh_stack
 from graph.limits import bounded_json
+from graph.live_exec import CURRENT_OPERATION, next_frame
 from graph.operations import DocumentRefused, operation_type, validation_error
 from graph.views import authenticate_request, bearer_token
 from ops import requests
@@ -166,21 +166,6 @@ def _is_pre_execution(result: ExecutionResult) -> bool:
     return result.data is None and bool(result.errors) and all(not error.path for error in result.errors)
 
 
-# The last payloads encoded, by the identity of their data: subscribers of one cohort get the same data object.
-_ENCODED: collections.OrderedDict[int, tuple[object, bytes]] = collections.OrderedDict()
-
-
-def _encoded_data(data: object) -> bytes:
-    known = _ENCODED.get(id(data))
-    if known is not None and known[0] is data:
-        return known[1]
-    encoded = b'{"data":' + encoding.dumps(data) + b"}"
-    _ENCODED[id(data)] = (data, encoded)
-    while len(_ENCODED) > 256:
-        _ENCODED.popitem(last=False)
-    return encoded
-
-
 class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
     """Strawberry's graphql-transport-ws handler, with queries and mutations run as the HTTP view runs them and
     documents that cannot run answered with the protocol's `error` message (codes as over HTTP) instead of a
@@ -192,10 +177,9 @@ class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
         """A `next` of a live event whose data a cohort shares is encoded once for all its subscribers."""
         payload = message.get("payload") if message.get("type") == "next" else None
         if isinstance(payload, dict) and payload.keys() == {"data"}:
-            frame = b'{"id":' + encoding.dumps(message["id"]) + b',"type":"next","payload":'
-            frame += _encoded_data(payload["data"]) + b"}"
-            if len(frame) <= settings.MAILBOX["RESPONSE_MAX_BYTES"]:
-                await self.view.send(frame.decode())
+            frame = next_frame(message["id"], payload["data"])
+            if frame is not None:
+                await self.view.send(frame)
                 return  # an oversized answer goes the common way, which replaces it with the size error
 
         await super().send_message(message)
@@ -218,6 +202,7 @@ class MailboxTransportWSHandler(BaseGraphQLTransportWSHandler):
             return
         requests.operation_kind(kind.value)
         if kind == OperationType.SUBSCRIPTION:
+            CURRENT_OPERATION.set(operation)  # this task's: its events may be sent directly (graph.live_exec)
             await super().run_operation(operation)
             return
         try:
@@ -394,36 +379,99 @@ class MailboxWSConsumer(GraphQLWSConsumer):
 
     @contextlib.asynccontextmanager
     async def wakeups(self, groups: Sequence[str]) -> AsyncIterator[WakeUp]:
-        """Like strawberry's `listen_to_channel`, with a coalescing signal instead of an unbounded queue.
-
-        One consumer serves every subscription of the socket and `dispatch` hands each layer message to all of
-        them; that is harmless here because a woken stream reads only its own part of the log.
-        """
-        if self.channel_layer is None:
-            raise RuntimeError("Live events need a channel layer (CHANNEL_LAYERS).")
-        wakeup = WakeUp()
-        self.listen_queues[LIVE_MESSAGE_TYPE].add(wakeup)
+        """The wake-up signal of one of this socket's streams (`LiveHub`); the stream ends with the socket."""
         task = asyncio.current_task()
         if task is not None:
             self._stream_tasks.add(task)
+        try:
+            async with LiveHub.current().wakeups(groups) as wakeup:
+                yield wakeup
+        finally:
+            self._stream_tasks.discard(task)
+
+
+class LiveHub:
+    """The process's one listener on the channel layer for every live stream it serves (one per event loop).
+
+    Each socket joining the groups of its streams made the layer hand every publish to every socket's consumer
+    task, which only passed it on to its streams: with 250 subscribers a process woke 500 tasks per event. The
+    hub joins each group once and wakes the streams of that group itself. Wake-ups carry nothing a stream needs
+    (it re-reads the log), so one lost here is recovered by the stream's periodic re-check.
+    """
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LiveHub] = weakref.WeakKeyDictionary()
+
+    def __init__(self, layer) -> None:
+        self.layer = layer
+        self.channel: str | None = None
+        self.by_group: dict[str, set[WakeUp]] = defaultdict(set)
+        self.lock = asyncio.Lock()
+        self.task: asyncio.Task | None = None
+
+    @classmethod
+    def current(cls) -> LiveHub:
+        from channels.layers import get_channel_layer
+
+        loop = asyncio.get_running_loop()
+        hub = cls._by_loop.get(loop)
+        if hub is None:
+            layer = get_channel_layer()
+            if layer is None:
+                raise RuntimeError("Live events need a channel layer (CHANNEL_LAYERS).")
+            hub = cls._by_loop[loop] = cls(layer)
+        return hub
+
+    @contextlib.asynccontextmanager
+    async def wakeups(self, groups: Sequence[str]) -> AsyncIterator[WakeUp]:
+        wakeup = WakeUp()
         joined: list[str] = []
         try:
+            async with self.lock:
+                if self.channel is None:
+                    self.channel = await self.layer.new_channel("live-hub.")
+                if self.task is None or self.task.done():
+                    self.task = asyncio.create_task(self._listen(self.channel))
             for group in groups:
-                async with self._group_lock:
-                    await self.channel_layer.group_add(group, self.channel_name)
-                    self._group_refs[group] += 1
+                async with self.lock:
+                    # Joined again by every stream: the in-memory layer forgets memberships after a day.
+                    await self.layer.group_add(group, self.channel)
+                    self.by_group[group].add(wakeup)
                 joined.append(group)
             yield wakeup
         finally:
-            self._stream_tasks.discard(task)
-            self.listen_queues[LIVE_MESSAGE_TYPE].discard(wakeup)
-            for group in joined:
-                async with self._group_lock:
-                    self._group_refs[group] -= 1
-                    if self._group_refs[group] <= 0:
-                        del self._group_refs[group]
-                        with contextlib.suppress(Exception):
-                            await self.channel_layer.group_discard(group, self.channel_name)
+            async with self.lock:
+                for group in joined:
+                    members = self.by_group.get(group)
+                    if members is not None:
+                        members.discard(wakeup)
+                        if not members:
+                            del self.by_group[group]
+                            with contextlib.suppress(Exception):
+                                await self.layer.group_discard(group, self.channel)
+                if not self.by_group:
+                    await self._stop()
+
+    async def _stop(self) -> None:
+        """The last stream left: the listener stops and leaves its channel while the loop runs."""
+        task, self.task, self.channel = self.task, None, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def _listen(self, channel: str) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the layer is away (Redis down): streams re-check the log meanwhile
+                logger.warning("Live wake-ups: the channel layer failed; retrying", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            if message.get("type") != LIVE_MESSAGE_TYPE:
+                continue
+            for wakeup in tuple(self.by_group.get(message.get("group"), ())):
+                wakeup.put_nowait(message)
 
 
 def websocket_consumer():

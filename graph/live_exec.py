@@ -17,21 +17,25 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
 from graphql import ExecutionResult
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from core import audit, live
+from core.context import RequestInfo, current_request
 from core.live_db import live_db
-from core.models import AccessSource, AuditAction, AuditEvent, Event
-from graph import guards
+from core.models import AccessSource, AuditAction, Event
+from graph import encoding, guards
 from graph.context import Context
 from graph.frame_stack import run_on_fresh_stack
-from ops import metrics
 
 # Results of recent (event, cohort) executions, shared by the cohort's subscribers on this process.
 _COHORT_MEMO_SIZE = 4096
@@ -121,34 +125,114 @@ class LiveExecutor(StrawberryGraphQLCoreExecutionContext):
         delivery = self.root_value
         if not isinstance(delivery, LiveDelivery) or getattr(self, "_on_live_thread", False):
             return super().execute_operation(serially)
+        plan = delivery.stream.live_plan
+        if plan is None or plan.operation is not self.operation:
+            # The subscription's first event: what every later one needs is worked out once (`deliver_direct`).
+            plan = delivery.stream.live_plan = _Plan.of(self)
+        return _shared_result(plan, self, delivery, serially)
+
+
+@dataclass
+class _Plan:
+    """What one subscription's events execute with: its executor (to copy per event) and the fixed part of the
+    cohort key. Made at its first event, kept on the stream."""
+
+    executor: LiveExecutor
+    operation: object
+    # (the operation node's id, the variables): with the stream's cohort, the place and the event, a cohort key
+    fixed_key: tuple
+    # A selection of fields that answer alike for every viewer the stream admits (no unread counts, no
+    # subscription flags, no nested lists) is executed once for all of them; any other once per viewer.
+    shared: bool
+
+    @classmethod
+    def of(cls, executor: LiveExecutor) -> _Plan:
+        operation = executor.operation
+        shared = viewer_independent(executor.schema, operation, executor.fragment_definitions)
+        return cls(executor, operation, (id(operation), _variables_key(executor)), shared)
+
+    def key(self, delivery: LiveDelivery) -> tuple:
         stream = delivery.stream
-        # A selection of fields that answer alike for every viewer the stream admits (no unread counts, no
-        # subscription flags, no nested lists) is executed once for all of them; any other once per viewer.
-        shared = viewer_independent(self.schema, self.operation, self.fragment_definitions)
-        key = (
-            id(self.operation),
-            _variables_key(self),
-            stream.shared_key() if shared else stream.cohort_key(),
+        return (
+            *self.fixed_key,
+            stream.shared_key() if self.shared else stream.cohort_key(),
             delivery.origin.key if delivery.origin is not None else None,
             delivery.event.pk,
         )
-        return _shared_result(self, key, serially)
+
+    def result(self, delivery: LiveDelivery, executor: LiveExecutor | None = None) -> asyncio.Future:
+        """The cohort's execution of the event: started by the first subscriber to ask, shared by the others."""
+
+        def start():
+            return _execute_on_live_thread(executor or self.executor.build_per_event_executor(delivery), None)
+
+        return _cohorts_of_loop().get_or_start(self.key(delivery), self.operation, start)
 
 
-async def _shared_result(executor: LiveExecutor, key: tuple, serially: bool | None) -> ExecutionResult:
-    future = _cohorts_of_loop().get_or_start(
-        key, executor.operation, lambda: _execute_on_live_thread(executor, serially)
-    )
-    result = await asyncio.shield(future)
-    AUDIT.add([_delivery_row(executor.root_value)])  # every subscriber's own, whoever executed the cohort
+async def _shared_result(
+    plan: _Plan, executor: LiveExecutor, delivery: LiveDelivery, serially: bool | None
+) -> ExecutionResult:
+    future = plan.result(delivery, executor)
+    result = future.result() if future.done() else await asyncio.shield(future)
+    AUDIT.add(_delivery_row(delivery))  # every subscriber's own, whoever executed the cohort
     return result
+
+
+# The subscription operation whose events the current task streams (set by the socket's protocol handler).
+CURRENT_OPERATION: ContextVar[Any] = ContextVar("live_operation", default=None)
+
+
+async def deliver_direct(delivery: LiveDelivery, send) -> bool:
+    """Sends the event's `next` frame itself, as the common path would send it, when it can: the subscription has
+    run before (its plan is known), the cohort's result has no errors and fits the size bound. Then the event
+    skips graphql-core's and strawberry's per-result work, which was most of the per-subscriber cost of a fan-out
+    once the cohort's execution was shared. False: the caller yields the delivery the common way (which takes
+    the same cohort result)."""
+    plan, operation = delivery.stream.live_plan, CURRENT_OPERATION.get()
+    if plan is None or operation is None:
+        return False
+    future = plan.result(delivery)
+    result = future.result() if future.done() else await asyncio.shield(future)
+    if result.errors or result.data is None or result.extensions:
+        return False
+    frame = next_frame(operation.id, result.data)
+    if frame is None or operation.completed:
+        return False
+    await send(frame)
+    AUDIT.add(_delivery_row(delivery))
+    return True
+
+
+# The last payloads encoded, by the identity of their data: subscribers of one cohort get the same data object.
+_ENCODED: OrderedDict[int, tuple[object, str, int]] = OrderedDict()
+
+
+def encoded_data(data: object) -> tuple[str, int]:
+    """`{"data": …}` of a result and its size in bytes, encoded once for every subscriber of its cohort."""
+    known = _ENCODED.get(id(data))
+    if known is not None and known[0] is data:
+        return known[1], known[2]
+    encoded = b'{"data":' + encoding.dumps(data) + b"}"
+    _ENCODED[id(data)] = (data, encoded.decode(), len(encoded))
+    while len(_ENCODED) > 256:
+        _ENCODED.popitem(last=False)
+    return _ENCODED[id(data)][1], len(encoded)
+
+
+def next_frame(operation_id: str, data: object) -> str | None:
+    """The graphql-transport-ws `next` frame of a result; None past `RESPONSE_MAX_BYTES` in UTF-8 (the common
+    path then answers with the size error)."""
+    payload, size = encoded_data(data)
+    head = '{"id":' + encoding.dumps_text(operation_id) + ',"type":"next","payload":'
+    if size + len(head.encode()) + 1 > settings.MAILBOX["RESPONSE_MAX_BYTES"]:
+        return None
+    return head + payload + "}"
 
 
 async def _execute_on_live_thread(executor: LiveExecutor, serially: bool | None) -> ExecutionResult:
     # On a data-stack chunk of its own, as the HTTP view executes (CPython gh-142183, graph/frame_stack.py).
     result, entries = await live_db(run_on_fresh_stack)(_execute, executor, serially)
-    if entries:
-        AUDIT.add(entries)
+    AUDIT.add(*entries)
     return result
 
 
@@ -200,35 +284,52 @@ def _live_audit_rows(delivery: LiveDelivery, entries: list[dict]) -> list[dict]:
 
 
 class _LiveAudit:
-    """Live-delivery audit rows of a process, written in one INSERT after the frames of an event went out."""
+    """Live-delivery audit rows of a process, written in one INSERT after the frames of an event went out.
+
+    Each row's request (its connection's address and request id) is taken in the subscriber's own task; the
+    rows are built and written on the live thread once the fan-out is over (`LIVE_AUDIT_DELAY_SECONDS` after the
+    first of them), so building 500 rows does not hold the interpreter while frames are still going out. Rows
+    wait with the event loop that delivered them (a loop that ends takes its unwritten rows with it: drain first).
+    """
 
     def __init__(self) -> None:
-        self.pending: list[AuditEvent] = []
-        self.flushing: asyncio.Task | None = None
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PendingRows] = weakref.WeakKeyDictionary()
 
-    def add(self, entries: list[dict | None]) -> None:
-        # Built here, in the subscriber's own task: its connection's address and request id go on its rows.
-        self.pending.extend(audit.build(**entry) for entry in entries if entry is not None)
-        if not self.pending:
-            return
-        if self.flushing is None or self.flushing.done():
-            self.flushing = asyncio.get_running_loop().create_task(self._flush())
+    def _of_loop(self) -> _PendingRows:
+        loop = asyncio.get_running_loop()
+        pending = self._loops.get(loop)
+        if pending is None:
+            pending = self._loops[loop] = _PendingRows()
+        return pending
 
-    async def _flush(self) -> None:
-        await asyncio.sleep(0)  # let the woken subscribers send their frames first
-        while self.pending:
-            rows, self.pending = self.pending, []
-            await live_db(_write_audit)(rows)
+    def add(self, *entries: dict | None) -> None:
+        request = current_request()
+        pending = self._of_loop()
+        pending.rows.extend((entry, request) for entry in entries if entry is not None)
+        if pending.rows and (pending.flushing is None or pending.flushing.done()):
+            pending.flushing = asyncio.get_running_loop().create_task(pending.flush())
 
     async def drain(self) -> None:
-        """Waits until every collected row is written (tests, shutdown)."""
-        while self.flushing is not None and not self.flushing.done():
-            await self.flushing
+        """Waits until every collected row of this loop is written (tests, shutdown)."""
+        pending = self._of_loop()
+        while pending.flushing is not None and not pending.flushing.done():
+            await pending.flushing
 
 
-def _write_audit(rows: list[AuditEvent]) -> None:
-    AuditEvent.objects.bulk_create(rows)
-    metrics.audit_rows(rows)
+@dataclass
+class _PendingRows:
+    rows: list[tuple[dict, RequestInfo]] = field(default_factory=list)
+    flushing: asyncio.Task | None = None
+
+    async def flush(self) -> None:
+        await asyncio.sleep(float(settings.MAILBOX.get("LIVE_AUDIT_DELAY_SECONDS", 0.05)))
+        while self.rows:
+            rows, self.rows = self.rows, []
+            await live_db(_write_audit)(rows)
+
+
+def _write_audit(rows: list[tuple[dict, RequestInfo]]) -> None:
+    audit.insert_many(rows)
 
 
 AUDIT = _LiveAudit()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import weakref
 from collections.abc import AsyncGenerator, Iterator
 
 import strawberry
@@ -22,7 +23,7 @@ from core.live_db import live_db
 from graph import event_objects
 from graph.errors import format_error
 from graph.ids import decode_id
-from graph.live_exec import LiveDelivery, SocketOrigin
+from graph.live_exec import LiveDelivery, SocketOrigin, deliver_direct
 from graph.types import AccessSource, ConversationType, EventKind, Info, MailboxType, MessageType
 from ops import metrics, requests
 
@@ -112,11 +113,15 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
                     await consumer.close_for_invalid_token()
                 raise
             for event in batch.items:
-                yield LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
+                delivery = LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
+                if not await deliver_direct(delivery, consumer.send):
+                    yield delivery
                 # Resumed for the next event once this one's frame is sent: the delivery is measured here.
                 requests.live_delivered(stream.kind, event)
             last_seen = batch.last_id
             metrics.log_position(last_seen)
+            if live.SHARED.due:
+                _revalidate_in_background()
             if not batch.more:
                 await wakeup.wait(timeout=_recheck_seconds())
             announced = wakeup.announced(stream.practice_id)
@@ -147,6 +152,24 @@ async def _next_batch(stream: live.LiveStream, last_seen: int, announced: int | 
     finally:
         del _reading[key]
         done.set_result(None)
+
+
+_revalidating: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task] = weakref.WeakKeyDictionary()
+
+
+def _revalidate_in_background() -> None:
+    """Access decisions past the safety-net interval are decided again off the events' path, a few per live
+    thread call, so event reads queued meanwhile go between them."""
+    loop = asyncio.get_running_loop()
+    task = _revalidating.get(loop)
+    if task is None or task.done():
+        _revalidating[loop] = loop.create_task(_revalidate())
+
+
+async def _revalidate() -> None:
+    await asyncio.sleep(0.05)  # after the fan-out of the event that found them due
+    while await live_db(live.SHARED.revalidate_due)():
+        pass
 
 
 def _via(via: AccessSource) -> models.AccessSource:

@@ -15,7 +15,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -108,9 +109,10 @@ def log_position(event_id: int) -> None:
         LOG_POSITION.set(event_id)
 
 
-def audit_rows(rows) -> None:
-    for row in rows:
-        AUDIT_ROWS.labels(str(row.action)).inc()
+def audit_rows(actions: Iterable) -> None:
+    """Counts written audit rows by their actions."""
+    for action, count in Tally(str(action) for action in actions).items():
+        AUDIT_ROWS.labels(action).inc(count)
 
 
 def rate_limited(limit_name: str) -> None:

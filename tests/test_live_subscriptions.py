@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import timedelta
 from io import StringIO
 
@@ -18,6 +19,7 @@ from core.live import SHARED, encode_cursor
 from core.live_db import live_db, release_connection
 from core.models import AccessSource, Event, Message
 from core.tokens import issue_token
+from graph.live_exec import AUDIT
 from tests.graphql_client import gid
 from tests.live_client import (
     CONVERSATION_EVENTS,
@@ -534,9 +536,11 @@ def test_a_batch_of_events_costs_the_same_queries_however_many_events(world):
 
 
 async def live_queries_while(deliver) -> list[str]:
-    """The SQL the live thread (every subscription's reads) ran while `deliver` ran."""
+    """The SQL the live thread (every subscription's reads, and the deliveries' audit rows) ran for `deliver`."""
+    await AUDIT.drain()  # rows of earlier deliveries are not this one's
     await live_db(start_counting_queries)()
     await deliver()
+    await AUDIT.drain()
     return await live_db(stop_counting_queries)()
 
 
@@ -739,6 +743,52 @@ def test_cached_batch_answers_from_memory_only_what_the_live_thread_has_read_dec
     assert shared.cached_batch(stream, read.last_id, Event.objects.latest("id").pk) is None
     shared.reuse_seconds = 0
     assert shared.cached_batch(same_viewer, start, wanted) is None
+
+
+def test_a_decision_past_the_safety_net_interval_stands_while_it_is_decided_again_in_the_background(world):
+    # given a process reader whose subscriber's access decision is older than the safety-net interval
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from core import live
+    from core.models import MailboxSubscription
+
+    shared = live.SharedLog()
+    shared.reuse_seconds = 30
+    stream = live.open_mailbox_stream(user=world.subscriber, token_id=None, practice_id=world.practice.pk)
+    start, _newest = live.start_position(stream, None)
+    actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="one")
+    wanted = Event.objects.latest("id").pk
+    shared.read_batch(stream, start, wanted)
+    key = stream.access_key()
+    shared.access[key] = replace(shared.access[key], at=shared.access[key].at - 31)
+
+    # when the event loop asks for the batch, then it gets it from memory and the decision is due again
+    with CaptureQueriesContext(connection) as queries:
+        cached = shared.cached_batch(stream, start, wanted)
+    assert queries.captured_queries == []
+    assert [e.pk for e in cached.items] == [wanted]
+    assert shared.due == {key}
+
+    # when the subscription was removed behind the actions' back, then the background decision no longer shows it
+    MailboxSubscription.objects.filter(user=world.subscriber).delete()
+    assert shared.revalidate_due() == 0
+    assert shared.cached_batch(stream, start, wanted).items == []
+
+    # when the account is deactivated behind the actions' back, then the background decision drops it (the
+    # stream's next read decides, and is refused)
+    shared.access[key] = replace(shared.access[key], at=shared.access[key].at - 31)
+    shared.cached_batch(stream, start, wanted)
+    type(world.subscriber).objects.filter(pk=world.subscriber.pk).update(is_active=False)
+    assert shared.revalidate_due() == 0
+    assert key not in shared.access
+    assert shared.cached_batch(stream, start, wanted) is None
+    type(world.subscriber).objects.filter(pk=world.subscriber.pk).update(is_active=True)
+
+    # and a decision past twice the interval is never used
+    shared.read_batch(stream, start, wanted)
+    shared.access[key] = replace(shared.access[key], at=shared.access[key].at - 61)
+    assert shared.cached_batch(stream, start, wanted) is None
 
 
 def test_reading_an_event_for_a_conversation_subscriber_costs_three_queries(world):

@@ -169,3 +169,67 @@ def test_subscriber_on_one_process_receives_a_message_sent_through_another(world
                 assert event["message"] == {"body": body, "direction": "TO_PATIENT"}
             assert max(latencies) < 2000, latencies
             print(f"cross-process delivery (POST to B → event on A): {', '.join(f'{x:.0f} ms' for x in latencies)}")
+
+
+LONG_THREAD = """
+subscription($id: ID!, $after: String) {
+  conversationEvents(conversationId: $id, after: $after) {
+    message { body }
+    conversation { messages(last: 50) { edges { node { body } } } }
+  }
+}
+"""
+
+
+def test_a_reader_that_falls_behind_gets_every_frame_whole_and_in_order(world, tmp_path):
+    # given a daphne process and a thread of fifty long messages
+    port = free_port()
+    log = tmp_path / "daphne.log"
+    process = start_daphne(port, log)
+    try:
+        wait_until_listening(port, process, log)
+        token = issue_token(user=world.subscriber)
+        for n in range(50):
+            body = f"history {n:02d} " + "h" * 15_000
+            actions.send_staff_message(acting_user=world.subscriber, conversation_id=world.conversation.pk, body=body)
+        after = encode_cursor(Event.objects.latest("id").pk)
+
+        # and a subscriber to the thread, with its last fifty messages in every event (frames of ~750 KB), whose
+        # client reads slowly (small receive buffer, one-frame queue): the server's socket fills, so frames go out
+        # partly at once and partly from Twisted's buffer
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        url = f"ws://127.0.0.1:{port}/graphql"
+        with connect(url, sock=sock, subprotocols=["graphql-transport-ws"], max_queue=1, max_size=2**24) as ws:
+            ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "connection_ack"
+            variables = {"id": gid("Conversation", world.conversation.pk), "after": after}
+            ws.send(
+                json.dumps({"id": "1", "type": "subscribe", "payload": {"query": LONG_THREAD, "variables": variables}})
+            )
+            time.sleep(0.5)
+
+            # when ten more are sent while it does not read
+            bodies = [f"new {n:02d} " + "x" * 15_000 for n in range(10)]
+            for body in bodies:
+                actions.send_staff_message(
+                    acting_user=world.subscriber, conversation_id=world.conversation.pk, body=body
+                )
+            time.sleep(2)
+
+            # then it receives every event, whole (each frame parses), in the order sent
+            for body in bodies:
+                message = json.loads(ws.recv(timeout=30))
+                while message["type"] == "ping":
+                    ws.send(json.dumps({"type": "pong"}))
+                    message = json.loads(ws.recv(timeout=30))
+                event = message["payload"]["data"]["conversationEvents"]
+                assert event["message"]["body"] == body
+                # (the thread as it is when the event is delivered: later messages may be in it already)
+                thread = [edge["node"]["body"] for edge in event["conversation"]["messages"]["edges"]]
+                assert len(thread) == 50
+                assert body in thread
+    finally:
+        process.terminate()
+        process.wait(10)
