@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import weakref
 from collections.abc import AsyncGenerator, Iterator
 
@@ -26,6 +27,8 @@ from graph.ids import decode_id
 from graph.live_exec import LiveDelivery, SocketOrigin, deliver_direct
 from graph.types import AccessSource, ConversationType, EventKind, Info, MailboxType, MessageType
 from ops import metrics, requests
+
+logger = logging.getLogger(__name__)
 
 
 @strawberry.type(
@@ -168,8 +171,11 @@ def _revalidate_in_background() -> None:
 
 async def _revalidate() -> None:
     await asyncio.sleep(0.05)  # after the fan-out of the event that found them due
-    while await live_db(live.SHARED.revalidate_due)():
-        pass
+    try:
+        while await live_db(live.SHARED.revalidate_due)():
+            pass
+    except Exception:  # the database is away: the decisions stay due, and past their grace streams decide them
+        logger.warning("Background re-decision of live access failed", exc_info=True)
 
 
 def _via(via: AccessSource) -> models.AccessSource:
