@@ -287,8 +287,8 @@ class _LiveAudit:
     """Live-delivery audit rows of a process, written in one INSERT after the frames of an event went out.
 
     Each row's request (its connection's address and request id) is taken in the subscriber's own task; the
-    rows are built and written on the live thread once the fan-out is over (`LIVE_AUDIT_DELAY_SECONDS` after the
-    first of them), so building 500 rows does not hold the interpreter while frames are still going out. Rows
+    rows are built and written on the live thread once the fan-out is over (no new row for
+    `LIVE_AUDIT_DELAY_SECONDS`), so building 500 rows does not hold the interpreter while frames still go out. Rows
     wait with the event loop that delivered them (a loop that ends takes its unwritten rows with it: drain first).
     """
 
@@ -322,8 +322,15 @@ class _PendingRows:
     flushing: asyncio.Task | None = None
 
     async def flush(self) -> None:
-        await asyncio.sleep(float(settings.MAILBOX.get("LIVE_AUDIT_DELAY_SECONDS", 0.05)))
+        # Once no row has come for `LIVE_AUDIT_DELAY_SECONDS` (the fan-out is over), at the latest a second after
+        # the first: writing while frames still go out took the interpreter from the event loop.
+        quiet = float(settings.MAILBOX.get("LIVE_AUDIT_DELAY_SECONDS", 0.03))
+        deadline = asyncio.get_running_loop().time() + 1.0
         while self.rows:
+            seen = len(self.rows)
+            await asyncio.sleep(quiet)
+            if len(self.rows) > seen and asyncio.get_running_loop().time() < deadline:
+                continue
             rows, self.rows = self.rows, []
             await live_db(_write_audit)(rows)
 

@@ -172,8 +172,8 @@ def _revalidate_in_background() -> None:
 async def _revalidate() -> None:
     await asyncio.sleep(0.05)  # after the fan-out of the event that found them due
     try:
-        while await live_db(live.SHARED.revalidate_due)():
-            pass
+        while await live_db(live.SHARED.revalidate_due)(10):
+            await asyncio.sleep(0.01)  # the event loop keeps the interpreter between chunks
     except Exception:  # the database is away: the decisions stay due, and past their grace streams decide them
         logger.warning("Background re-decision of live access failed", exc_info=True)
 
