@@ -251,7 +251,7 @@ def test_markup_in_a_body_is_plain_text_in_the_snippet(world, thread):
     (edge,) = search(world, "script")["data"]["searchMessages"]["edges"]
 
     assert "".join(s["text"] for s in edge["snippet"]) == MARKUP
-    assert [s["text"] for s in edge["snippet"] if s["highlighted"]] == ["script", "script", "results"][:2]
+    assert [s["text"] for s in edge["snippet"] if s["highlighted"]] == ["script", "script"]
 
 
 def test_a_long_message_shows_the_part_around_its_first_match(world):
@@ -261,7 +261,8 @@ def test_a_long_message_shows_the_part_around_its_first_match(world):
     (edge,) = search(world, "invoice")["data"]["searchMessages"]["edges"]
     text = "".join(s["text"] for s in edge["snippet"])
 
-    assert text.startswith("…") and text.endswith("…")
+    assert text.startswith("…")
+    assert text.endswith("…")
     assert "The invoice number is 4711." in text
     assert len(text) < 300
     assert [s["text"] for s in edge["snippet"] if s["highlighted"]] == ["invoice"]
