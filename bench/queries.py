@@ -80,3 +80,17 @@ subscription Live($conversationId: ID!) {
   }
 }
 """
+
+SEARCH_MESSAGES = """
+query SearchMessages($practiceId: ID!, $query: String!) {
+  searchMessages(practiceId: $practiceId, query: $query, first: 20) {
+    pageInfo { hasNextPage endCursor }
+    edges {
+      cursor
+      node { id sequence direction body sentAt senderName }
+      conversation { id mailbox { id name } patient { id fullName accountNumber } }
+      snippet { text highlighted }
+    }
+  }
+}
+"""

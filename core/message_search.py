@@ -9,7 +9,7 @@ import datetime as dt
 import unicodedata
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 
 from core.text import search_words
 
@@ -26,12 +26,43 @@ class Position:
     message_id: int
 
 
-# PostgreSQL: the planner picks between the GIN bitmap (rare words: few rows, then sorted) and a walk of the
-# message_recent index newest first, checking each row's tsvector (common words: the page fills after a few rows).
-_POSTGRES = """
-SELECT m.id FROM core_message m JOIN core_conversation c ON c.id = m.conversation_id
-WHERE m.search_document @@ to_tsquery('mailbox_search', %(query)s) AND c.mailbox_id = ANY(%(mailboxes)s){seek}
-ORDER BY m.sent_at DESC, m.id DESC LIMIT %(limit)s
+# PostgreSQL, in up to three statements (docs/performance.md has the measurements behind each):
+# 1. each query word becomes the lexemes it is a prefix of, from core_message_search_word (one btree range per
+#    word): GIN then intersects exact posting lists instead of building a bitmap of every row a prefix matches;
+#    a word no message has ends the search with no answer;
+# 2. the newest RECENT_WINDOW messages (the message_recent index, from the cursor on) are checked first: a word in
+#    more than about 2 % of messages fills a page there, where GIN would have to sort every match;
+# 3. otherwise the matches are rare: GIN finds all of them (a materialized CTE, so the planner cannot walk the
+#    whole table newest first on a misestimate), each is checked against the mailboxes by its conversation's key,
+#    and the newest are kept.
+RECENT_WINDOW = 1000
+MAX_LEXEMES_PER_WORD = 64  # beyond, the word stays a prefix (`w:*`): a short, common prefix, met in the window
+
+_EXPAND = """
+SELECT p.i, w.word FROM unnest(%(prefixes)s::text[]) WITH ORDINALITY AS p(prefix, i)
+CROSS JOIN LATERAL (
+    SELECT s.word FROM core_message_search_word s WHERE s.word LIKE p.prefix || '%%' ORDER BY s.word LIMIT %(most)s
+) w
+"""
+_IN_MAILBOXES = "(SELECT c.mailbox_id FROM core_conversation c WHERE c.id = {row}.conversation_id) = ANY(%(mailboxes)s)"
+_RECENT = f"""
+WITH recent AS MATERIALIZED (
+    SELECT m.id, m.sent_at, m.conversation_id, m.search_document FROM core_message m
+    WHERE true{{seek}} ORDER BY m.sent_at DESC, m.id DESC LIMIT %(window)s
+)
+SELECT (SELECT count(*) FROM recent), ARRAY(
+    SELECT r.id FROM recent r
+    WHERE r.search_document @@ %(query)s::tsquery AND {_IN_MAILBOXES.format(row="r")}
+    ORDER BY r.sent_at DESC, r.id DESC LIMIT %(limit)s
+)
+"""
+_ALL_MATCHES = f"""
+WITH hits AS MATERIALIZED (
+    SELECT m.id, m.sent_at, m.conversation_id FROM core_message m
+    WHERE m.search_document @@ %(query)s::tsquery{{seek}}
+)
+SELECT h.id FROM hits h WHERE {_IN_MAILBOXES.format(row="h")}
+ORDER BY h.sent_at DESC, h.id DESC LIMIT %(limit)s
 """
 _SQLITE = """
 SELECT m.id FROM core_message_search s JOIN core_message m ON m.id = s.rowid
@@ -40,6 +71,45 @@ WHERE core_message_search MATCH %(query)s AND c.mailbox_id IN ({mailboxes}){seek
 ORDER BY m.sent_at DESC, m.id DESC LIMIT %(limit)s
 """
 _SEEK = " AND (m.sent_at, m.id) < (%(sent_at)s, %(message_id)s)"
+
+
+def _lexeme(word: str) -> str:
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _postgres_tsquery(cursor, words: list[str]) -> str | None:
+    """`('bill' | 'billing') & 'tuesday'`, or None when a word starts no lexeme of any message."""
+    cursor.execute(_EXPAND, {"prefixes": words, "most": MAX_LEXEMES_PER_WORD + 1})
+    lexemes: dict[int, list[str]] = {}
+    for i, word in cursor.fetchall():
+        lexemes.setdefault(i, []).append(word)
+    terms = []
+    for i, word in enumerate(words, start=1):
+        found = lexemes.get(i)
+        if not found:
+            return None
+        if len(found) > MAX_LEXEMES_PER_WORD:
+            terms.append(f"{_lexeme(word)}:*")
+        else:
+            terms.append("(" + " | ".join(_lexeme(w) for w in found) + ")")
+    return " & ".join(terms)
+
+
+def _postgres_ids(params: dict, seek: str, words: list[str], mailbox_ids: list[int]) -> list[int]:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Compiling these short statements (their estimates pass jit_above_cost on big tables) costs more than
+        # running them: measured 300 ms of JIT for a 40 ms GIN probe.
+        cursor.execute("SET LOCAL jit = off")
+        query = _postgres_tsquery(cursor, words)
+        if query is None:
+            return []
+        params.update(query=query, mailboxes=list(mailbox_ids), window=RECENT_WINDOW)
+        cursor.execute(_RECENT.format(seek=seek), params)
+        scanned, ids = cursor.fetchone()
+        if len(ids) >= params["limit"] or scanned < RECENT_WINDOW:  # a full page, or no older message left
+            return list(ids)
+        cursor.execute(_ALL_MATCHES.format(seek=seek), params)
+        return [row[0] for row in cursor.fetchall()]
 
 
 def matching_message_ids(words: list[str], mailbox_ids: list[int], *, after: Position | None, limit: int) -> list[int]:
@@ -53,18 +123,15 @@ def matching_message_ids(words: list[str], mailbox_ids: list[int], *, after: Pos
         params["sent_at"] = connection.ops.adapt_datetimefield_value(after.sent_at)
         params["message_id"] = after.message_id
     if connection.vendor == "postgresql":
-        # Words are letters and digits only (search_words), so nothing in them is tsquery syntax.
-        params.update(query=" & ".join(f"{w}:*" for w in words), mailboxes=list(mailbox_ids))
-        sql = _POSTGRES.format(seek=seek)
-    else:
-        params["query"] = " ".join(f'"{w}"*' for w in words)
-        names = []
-        for i, pk in enumerate(mailbox_ids):
-            params[f"mailbox{i}"] = pk
-            names.append(f"%(mailbox{i})s")
-        sql = _SQLITE.format(mailboxes=", ".join(names), seek=seek)
+        return _postgres_ids(params, seek, words, mailbox_ids)
+    # Words are letters and digits only (search_words), so nothing in them is FTS5 query syntax.
+    params["query"] = " ".join(f'"{w}"*' for w in words)
+    names = []
+    for i, pk in enumerate(mailbox_ids):
+        params[f"mailbox{i}"] = pk
+        names.append(f"%(mailbox{i})s")
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_SQLITE.format(mailboxes=", ".join(names), seek=seek), params)
         return [row[0] for row in cursor.fetchall()]
 
 

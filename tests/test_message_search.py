@@ -11,9 +11,10 @@ import datetime as dt
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from core import actions
+from core import actions, message_search
 from core.models import AuditEvent, Conversation, Mailbox, MailboxSubscription, Message, PracticeSetting
 from tests.graphql_client import Api, gid
 
@@ -336,30 +337,45 @@ def test_searching_writes_nothing_but_its_audit_rows(world, thread):
     assert (Message.objects.count(), Conversation.objects.count()) == counts
 
 
-@pytest.mark.parametrize("matches", [2, 12])
-def test_a_page_of_results_costs_the_same_queries_for_2_or_12_hits(world, matches, django_assert_num_queries):
-    # given `matches` messages over as many conversations, each with an attachment-free body
-    for i in range(matches):
+def _statement_hits(world, first: int, count: int) -> None:
+    for i in range(first, first + count):
         patient = world.patient if i % 2 == 0 else world.other_patient
-        mailbox = world.billing if i < matches // 2 else world.scheduling
+        mailbox = world.billing if i % 3 else world.scheduling
         conversation, _ = Conversation.objects.get_or_create(
             practice=world.practice, mailbox=mailbox, patient=patient, defaults={"last_activity_at": NOW}
         )
         add_message(conversation, f"Statement {i} is ready", i)
+
+
+def test_a_page_of_results_costs_the_same_queries_for_2_or_12_hits(world, django_assert_max_num_queries):
+    # given 2 matching messages over conversations of two mailboxes and two patients
     MailboxSubscription.objects.get_or_create(mailbox=world.scheduling, user=world.subscriber)
+    _statement_hits(world, 0, 2)
     api = Api.as_user(world.subscriber)
     variables = {"p": gid("Practice", world.practice.pk), "q": "statem"}
     api.post(SEARCH, variables)  # the token's first use records itself once
-
-    with django_assert_num_queries(QUERIES_PER_PAGE):
+    with CaptureQueriesContext(connection) as two:
         answer = api.post(SEARCH, variables)
+    assert len(answer["data"]["searchMessages"]["edges"]) == 2
 
-    assert len(answer["data"]["searchMessages"]["edges"]) == matches
+    # when 10 more match, then the page of 12 costs the same statements
+    _statement_hits(world, 2, 10)
+    with CaptureQueriesContext(connection) as twelve:
+        answer = api.post(SEARCH, variables)
+    assert len(answer["data"]["searchMessages"]["edges"]) == 12
+    assert len(twelve.captured_queries) == len(two.captured_queries)
+    assert len(two.captured_queries) <= 14
 
 
-# Token, membership and switch, subscribed mailboxes, the search, messages, attachments, conversations, their
-# mailboxes, the audit INSERT (and its SAVEPOINT pair on SQLite's atomic request).
-QUERIES_PER_PAGE = 9
+def test_rare_words_are_found_past_the_newest_messages_checked_first(world, thread, monkeypatch):
+    # given more messages than the window PostgreSQL checks first, the match the oldest of them
+    monkeypatch.setattr(message_search, "RECENT_WINDOW", 3)
+    for i in range(5):
+        add_message(world.conversation, f"Filler message {i}", 50 - i)
+
+    assert bodies(world, "normal") == [LAB]
+    assert bodies(world, "results", first=1) == [MARKUP]
+    assert bodies(world, "fill", first=2) == ["Filler message 4", "Filler message 3"]
 
 
 def test_timestamps_are_compared_in_the_database_s_own_format(world):
