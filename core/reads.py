@@ -57,14 +57,17 @@ def annotate_mailboxes(mailboxes: QuerySet[Mailbox], user: User | None) -> Query
     )
 
 
+def unread_count_of(user: User, *, conversation: str = "pk", patient_messages: str = "patient_message_count"):
+    """The viewer's unread messages of a conversation, as an expression over rows naming it by `conversation`."""
+    read = ReadState.objects.filter(user=user, conversation=OuterRef(conversation)).values("read_patient_count")[:1]
+    return F(patient_messages) - Coalesce(Subquery(read, output_field=IntegerField()), Value(0))
+
+
 def annotate_conversations(conversations: QuerySet[Conversation], user: User | None) -> QuerySet[Conversation]:
     conversations = conversations.select_related("mailbox", "patient")
     if user is None:
         return conversations.annotate(unread_count=Value(0))
-    read = ReadState.objects.filter(user=user, conversation=OuterRef("pk")).values("read_patient_count")[:1]
-    return conversations.annotate(
-        unread_count=F("patient_message_count") - Coalesce(Subquery(read, output_field=IntegerField()), Value(0))
-    )
+    return conversations.annotate(unread_count=unread_count_of(user))
 
 
 def messages_with_details(messages: QuerySet[Message]) -> QuerySet[Message]:
@@ -317,20 +320,27 @@ def search_messages(
     ratelimit.hit(ratelimit.SEARCHES, f"user:{user.pk}")
     ids = message_search.matching_message_ids(words, mailbox_ids, after=after, limit=limit + 1)
     has_more, ids = len(ids) > limit, ids[:limit]
-    messages = {m.pk: m for m in messages_with_details(Message.objects.filter(pk__in=ids))}
-    conversations = {
-        c.pk: c
-        for c in annotate_conversations(
-            Conversation.objects.filter(pk__in={m.conversation_id for m in messages.values()}), user
+    # The messages with their conversations (mailbox, patient, the viewer's unread count) in one query.
+    rows = (
+        messages_with_details(Message.objects.filter(pk__in=ids))
+        .select_related("conversation__mailbox", "conversation__patient")
+        .annotate(
+            _unread=unread_count_of(
+                user, conversation="conversation_id", patient_messages="conversation__patient_message_count"
+            )
         )
-    }
-    hits = []
-    for pk in ids:
-        message = messages.get(pk)
-        if message is None:  # deleted since the search (a patient's removal): not part of the answer
-            continue
-        message.conversation = conversations[message.conversation_id]
-        hits.append(MessageHit(message, message.conversation, message_search.snippet(message.body, words)))
+    )
+    messages = {m.pk: m for m in rows}
+    conversations: dict[int, Conversation] = {}
+    for message in messages.values():  # one object per conversation, shared by its messages
+        conversation = conversations.setdefault(message.conversation_id, message.conversation)
+        conversation.unread_count = message._unread
+        message.conversation = conversation
+    hits = [
+        MessageHit(messages[pk], messages[pk].conversation, message_search.snippet(messages[pk].body, words))
+        for pk in ids
+        if pk in messages  # not deleted since the search (a patient's removal)
+    ]
     by_patient: dict[int | None, list[MessageHit]] = {}
     for hit in hits:
         by_patient.setdefault(hit.conversation.patient_id, []).append(hit)

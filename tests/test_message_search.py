@@ -390,3 +390,23 @@ def test_timestamps_are_compared_in_the_database_s_own_format(world):
     assert [e["node"]["body"] for e in first["edges"] + second["edges"]] == ["Fax two", "Fax one"]
     assert connection.vendor in ("sqlite", "postgresql")
     assert timezone.is_aware(Message.objects.get(pk=a.pk).sent_at)
+
+
+def test_a_result_s_conversation_answers_as_the_conversation_query_does(world):
+    # given two unread patient messages in the Billing conversation
+    for body in ("Question about my invoice", "Second invoice question"):
+        actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body=body)
+    api = Api.as_user(world.subscriber)
+    fields = "id status unreadCount lastMessageAt mailbox { id name unreadCount } patient { id fullName }"
+
+    edges = api.data(
+        f'query($p: ID!) {{ searchMessages(practiceId: $p, query: "invoice") '
+        f"{{ edges {{ conversation {{ {fields} }} }} }} }}",
+        {"p": gid("Practice", world.practice.pk)},
+    )["searchMessages"]["edges"]
+    opened = api.data(
+        f"query($c: ID!) {{ conversation(id: $c) {{ {fields} }} }}", {"c": gid("Conversation", world.conversation.pk)}
+    )
+
+    assert [e["conversation"] for e in edges] == [opened["conversation"]] * 2
+    assert opened["conversation"]["unreadCount"] == 2
