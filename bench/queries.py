@@ -94,3 +94,17 @@ CHART_SUMMARY = """
 query Chart($id: ID!) { patient(id: $id) { id fullName preferredPronoun dateOfBirth accountNumber
   conversations { id status lastMessageAt unreadCount mailbox { id name status practice { id } } } } }
 """
+
+SEARCH_MESSAGES = """
+query SearchMessages($practiceId: ID!, $query: String!) {
+  searchMessages(practiceId: $practiceId, query: $query, first: 20) {
+    pageInfo { hasNextPage endCursor }
+    edges {
+      cursor
+      node { id sequence direction body sentAt senderName }
+      conversation { id mailbox { id name } patient { id fullName accountNumber } }
+      snippet { text highlighted }
+    }
+  }
+}
+"""

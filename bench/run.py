@@ -19,8 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-BIG_DB = "mailbox_bench"
-SMALL_DB = "mailbox_bench_small"
+# BENCH_DB / BENCH_SMALL_DB: another database name, e.g. to measure a branch without touching the shared data.
+BIG_DB = os.environ.get("BENCH_DB", "mailbox_bench")
+SMALL_DB = os.environ.get("BENCH_SMALL_DB", "mailbox_bench_small")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -427,6 +428,70 @@ def measure_search(info: dict, runs: int) -> list[dict]:
     ]
 
 
+# ---- 7. searchMessages on 10M messages ---------------------------------------------------------------------
+
+# Every bench body is one of 12 texts (bench/data.py), so each word below is in about 1/12 of all messages or more:
+# common words, two words of one body, two words never in one body (an empty answer), and a word in no message.
+MESSAGE_SEARCH_TERMS = (
+    "appoint",
+    "lab res",
+    "résult",
+    "pharm",
+    "tuesday morn",
+    "BLOOD fast",
+    "bill",
+    "immuniz",
+    "bill tuesday",
+    "fever pharmacy",
+    "zebra",
+    "pain back",
+)
+
+
+def measure_message_search(info: dict, runs: int) -> list[dict]:
+    import random
+
+    from bench import queries
+    from core.models import Message
+
+    api = InProcess(info["bench_user"])
+    practice = gid("Practice", info["main_practice"])
+    terms = [MESSAGE_SEARCH_TERMS[i % len(MESSAGE_SEARCH_TERMS)] for i in range(runs)]
+    for term in MESSAGE_SEARCH_TERMS:
+        api.post(queries.SEARCH_MESSAGES, {"practiceId": practice, "query": term})
+    rng = random.Random(13)
+    top = Message.objects.order_by("-pk").values_list("pk", flat=True).first()
+    times, orm, per_term = [], [], {}
+    for term in terms:
+        started = time.perf_counter()
+        api.post(queries.SEARCH_MESSAGES, {"practiceId": practice, "query": term})
+        elapsed = (time.perf_counter() - started) * 1000
+        times.append(elapsed)
+        per_term.setdefault(term, []).append(elapsed)
+        pk = rng.randrange(1, top + 1)
+        started = time.perf_counter()
+        Message.objects.filter(pk=pk).first()
+        orm.append((time.perf_counter() - started) * 1000)
+    p95, floor = percentile(times, 95), percentile(orm, 95)
+    return [
+        {
+            "id": "8.message_search",
+            "figure": f"searchMessages p95 ({info['messages'] / 1e6:.1f}M messages)",
+            "value": p95,
+            "floor": floor,
+            "ratio": p95 / floor,
+            "goal": "<= 10x and <= 50 ms",
+            "met": p95 / floor <= 10 and p95 <= 50,
+            "unit": "ms",
+            "detail": {
+                "p50": percentile(times, 50),
+                "floor_is": "ORM indexed lookup of one message by id, p95",
+                "p95_per_term": {t: round(percentile(v, 95), 1) for t, v in per_term.items()},
+            },
+        }
+    ]
+
+
 # ---- 6. newest 50 messages: 10M-row table vs 10k-row table ------------------------------------------------
 
 
@@ -642,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="1.0 = 1M patients, 10M messages")
     parser.add_argument("--fresh", action="store_true", help="drop and reload the bench databases")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated measurement numbers")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="comma-separated measurement numbers")
     parser.add_argument("--seconds", type=int, default=10, help="load duration of each HTTP run")
     parser.add_argument("--profile", action="store_true", help="write pyinstrument profiles to bench/results/")
     args = parser.parse_args(argv)
@@ -665,6 +730,7 @@ def main(argv: list[str] | None = None) -> int:
         (5, lambda: measure_search(info, 200)),
         (6, lambda: measure_flat(info, small_info, 100)),
         (7, lambda: measure_in_process(info, 5)),
+        (8, lambda: measure_message_search(info, 240)),
     ]
     if 4 in only and 3 not in only:
         steps.append((4, lambda: measure_live(info, samples=0, fanout=500)))

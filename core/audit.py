@@ -141,6 +141,8 @@ def record_many(entries: Iterable[dict[str, Any]]) -> list[AuditEvent]:
 AUDITED_REFUSALS = frozenset({"FORBIDDEN", "NOT_FOUND", "NOT_SUBSCRIBED", "FEATURE_DISABLED"})
 # Arguments that carry content rather than "what was asked": never copied into the trail.
 _CONTENT_ARGUMENTS = frozenset({"body", "attachments", "value"})
+# Searches: EXECUTE, and their refusals keep the search text in `query` like their successes.
+SEARCH_OPERATIONS = frozenset({"searchPatients", "searchMessages"})
 _MUTATION_ACTIONS = (
     (("create", "start", "send"), AuditAction.CREATE),
     (("delete", "unsubscribe", "revoke"), AuditAction.DELETE),
@@ -163,7 +165,7 @@ def _target_models() -> dict[str, type[models.Model]]:
 
 def refusal_action(operation: str, *, mutation: bool) -> AuditAction:
     if not mutation:
-        return AuditAction.EXECUTE if operation == "searchPatients" else AuditAction.READ
+        return AuditAction.EXECUTE if operation in SEARCH_OPERATIONS else AuditAction.READ
     for prefixes, action in _MUTATION_ACTIONS:
         if operation.startswith(prefixes):
             return action
@@ -230,7 +232,7 @@ def record_refusal(
         via = AccessSource.PORTAL
     elif via not in AccessSource.values:
         via = ""
-    query = arguments.get("query") if operation == "searchPatients" else ""
+    query = arguments.get("query") if operation in SEARCH_OPERATIONS else ""
     common = {
         "operation": operation[:64],
         "action": refusal_action(operation, mutation=mutation),

@@ -257,6 +257,8 @@ class Message(models.Model):
                 name="message_idempotent_patient",
             ),
         ]
+        # Newest first: the order of message search (migration 0013 adds its full-text index per database).
+        indexes = [models.Index(F("sent_at").desc(), F("id").desc(), name="message_recent")]
 
     @property
     def sender_name(self) -> str:

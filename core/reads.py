@@ -3,11 +3,13 @@ querysets annotated with what the viewer needs (subscription, counts, unread).""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db.models import BigIntegerField, Exists, F, Func, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
-from core import audit, ratelimit
+from core import audit, message_search, ratelimit
 from core import search as patient_search
 from core.errors import DomainError, ErrorCode, not_found
 from core.models import (
@@ -21,9 +23,10 @@ from core.models import (
     ReadState,
     User,
 )
-from core.text import require_storable_text
+from core.text import require_storable_text, search_words
 from permissions import (
     require_conversation_access,
+    require_mailbox_view,
     require_member,
     require_portal,
     require_workbench_member,
@@ -65,14 +68,17 @@ def annotate_mailboxes(
     return mailboxes
 
 
+def unread_count_of(user: User, *, conversation: str = "pk", patient_messages: str = "patient_message_count"):
+    """The viewer's unread messages of a conversation, as an expression over rows naming it by `conversation`."""
+    read = ReadState.objects.filter(user=user, conversation=OuterRef(conversation)).values("read_patient_count")[:1]
+    return F(patient_messages) - Coalesce(Subquery(read, output_field=IntegerField()), Value(0))
+
+
 def annotate_conversations(conversations: QuerySet[Conversation], user: User | None) -> QuerySet[Conversation]:
     conversations = conversations.select_related("mailbox", "patient")
     if user is None:
         return conversations.annotate(unread_count=Value(0))
-    read = ReadState.objects.filter(user=user, conversation=OuterRef("pk")).values("read_patient_count")[:1]
-    return conversations.annotate(
-        unread_count=F("patient_message_count") - Coalesce(Subquery(read, output_field=IntegerField()), Value(0))
-    )
+    return conversations.annotate(unread_count=unread_count_of(user))
 
 
 def messages_with_details(messages: QuerySet[Message], *, attachments: bool = True) -> QuerySet[Message]:
@@ -254,6 +260,127 @@ def search_patients(*, user: User | None, practice_id: int, query: str, limit: i
         for patient in results or [None]
     )
     return results
+
+
+@dataclass(frozen=True)
+class MessageHit:
+    message: Message
+    conversation: Conversation
+    snippet: list[message_search.Segment]
+
+
+@dataclass(frozen=True)
+class MessageSearchPage:
+    hits: list[MessageHit]
+    has_more: bool
+
+
+def _message_search_words(query: str) -> list[str]:
+    if len(query) > message_search.MAX_QUERY_CHARS:
+        raise DomainError(
+            ErrorCode.VALIDATION_ERROR,
+            f"The search text is {len(query)} characters long; use at most {message_search.MAX_QUERY_CHARS}.",
+            field="query",
+        )
+    words = list(dict.fromkeys(search_words(query)))
+    if not words:
+        raise DomainError(
+            ErrorCode.VALIDATION_ERROR, "Type at least one word (letters or digits) to search for.", field="query"
+        )
+    if len(words) > message_search.MAX_QUERY_WORDS:
+        raise DomainError(
+            ErrorCode.VALIDATION_ERROR,
+            f"The search text has {len(words)} words; use at most {message_search.MAX_QUERY_WORDS}.",
+            field="query",
+        )
+    # A word that is a prefix of another is met by the same word of the message: only the longer one is needed.
+    return [w for w in words if not any(o != w and o.startswith(w) for o in words)]
+
+
+def _searched_mailbox_ids(user: User, practice_id: int, mailbox_id: int | None) -> list[int]:
+    """The mailboxes a search looks in: the viewer's subscribed, active mailboxes of the practice, or the one asked
+    for (another practice's or an unknown one: NOT_FOUND; not subscribed: NOT_SUBSCRIBED; deactivated)."""
+    if mailbox_id is None:
+        return list(
+            MailboxSubscription.objects.filter(
+                user=user, mailbox__practice_id=practice_id, mailbox__is_active=True
+            ).values_list("mailbox_id", flat=True)
+        )
+    mailbox = Mailbox.objects.filter(pk=mailbox_id, practice_id=practice_id).first()
+    if mailbox is None:
+        raise not_found("mailbox")
+    require_mailbox_view(user, mailbox)
+    return [mailbox.pk]
+
+
+def search_messages(
+    *,
+    user: User | None,
+    practice_id: int,
+    query: str,
+    mailbox_id: int | None,
+    limit: int,
+    after: message_search.Position | None,
+) -> MessageSearchPage:
+    """Messages of the viewer's subscribed mailboxes (or of one of them) matching every word of `query` by prefix,
+    newest first; audited with the query text, one row per patient whose messages were shown."""
+    require_workbench_member(user, practice_id)
+    most = settings.MAILBOX["SEARCH_MAX_RESULTS"]
+    if not 1 <= limit <= most:
+        raise DomainError(
+            ErrorCode.VALIDATION_ERROR,
+            f"first must be between 1 and {most}: a page of search results holds at most {most} messages.",
+            field="first",
+        )
+    require_storable_text(query, "query")  # it is kept in the audit trail
+    words = _message_search_words(query)
+    mailbox_ids = _searched_mailbox_ids(user, practice_id, mailbox_id)
+    ratelimit.hit(ratelimit.SEARCHES, f"user:{user.pk}")
+    ids = message_search.matching_message_ids(words, mailbox_ids, after=after, limit=limit + 1)
+    has_more, ids = len(ids) > limit, ids[:limit]
+    # The messages with their conversations (mailbox, patient, the viewer's unread count) in one query.
+    rows = (
+        messages_with_details(Message.objects.filter(pk__in=ids))
+        .select_related("conversation__mailbox", "conversation__patient")
+        .annotate(
+            _unread=unread_count_of(
+                user, conversation="conversation_id", patient_messages="conversation__patient_message_count"
+            )
+        )
+    )
+    messages = {m.pk: m for m in rows}
+    conversations: dict[int, Conversation] = {}
+    for message in messages.values():  # one object per conversation, shared by its messages
+        conversation = conversations.setdefault(message.conversation_id, message.conversation)
+        conversation.unread_count = message._unread
+        message.conversation = conversation
+    hits = [
+        MessageHit(messages[pk], messages[pk].conversation, message_search.snippet(messages[pk].body, words))
+        for pk in ids
+        if pk in messages  # not deleted since the search (a patient's removal)
+    ]
+    by_patient: dict[int | None, list[MessageHit]] = {}
+    for hit in hits:
+        by_patient.setdefault(hit.conversation.patient_id, []).append(hit)
+    audit.record_many(
+        {
+            "operation": "searchMessages",
+            "action": AuditAction.EXECUTE,
+            "practice": practice_id,
+            "actor_user": user,
+            "patient": patient_id,
+            "via": AccessSource.MAILBOX,
+            "query": query,
+            "detail": {
+                "results": len(hits),
+                "mailbox_id": mailbox_id,
+                "message_ids": [h.message.pk for h in patient_hits],
+                "conversation_ids": sorted({h.conversation.pk for h in patient_hits}),
+            },
+        }
+        for patient_id, patient_hits in (by_patient or {None: []}).items()
+    )
+    return MessageSearchPage(hits=hits, has_more=has_more)
 
 
 # ---- portal reads ----------------------------------------------------------------------------------

@@ -25,15 +25,30 @@ def _fold_latin(ch: str) -> str:
     return anyascii(ch).casefold() or ch
 
 
+def fold_text(value: str) -> str:
+    """Lowercase, strip accents and fold the Latin letters NFKD keeps whole, leaving punctuation and spacing as
+    they are: "María Łukasz O'Brien" -> "maria lukasz o'brien"."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    without_marks = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return "".join(_fold_latin(ch) for ch in without_marks.casefold())
+
+
 def normalize_search_text(value: str) -> str:
     """Lowercase, strip accents, fold the Latin letters NFKD keeps whole, drop apostrophes, split on other
     punctuation, collapse whitespace: "  María  GARCÍA-López " -> "maria garcia lopez", "O'Brien" -> "obrien",
     "Łukasz Øster" -> "lukasz oster"."""
-    decomposed = unicodedata.normalize("NFKD", value)
-    without_marks = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    folded = "".join(_fold_latin(ch) for ch in without_marks.casefold())
-    words = _PUNCTUATION.sub(" ", _APOSTROPHES.sub("", folded))
+    words = _PUNCTUATION.sub(" ", _APOSTROPHES.sub("", fold_text(value)))
     return _SPACES.sub(" ", words).strip()
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def search_words(value: str) -> list[str]:
+    """The words of a message text as full-text search indexes them: folded like `fold_text`, split on every
+    character that is not a letter or digit (apostrophes and hyphens too, as both databases' tokenizers do):
+    "O'Brien's follow-up, $25.00" -> ["o", "brien", "s", "follow", "up", "25", "00"]."""
+    return _WORD.findall(fold_text(value))
 
 
 # Lone surrogates decode from JSON ("\udc00") but cannot be encoded as UTF-8, and PostgreSQL text cannot hold

@@ -9,7 +9,7 @@ from strawberry import relay
 
 from core import models, reads
 from core.admin_reads import audit_events, meaningful_use, practice_settings, user_mailbox_access
-from graph import guards
+from graph import guards, message_search
 from graph.ids import decode_id
 from graph.pagination import Connection, PageArgs, paginate
 from graph.types import (
@@ -116,6 +116,22 @@ class Query:
             query=query,
             limit=20 if first is None else first,
         )
+
+    @strawberry.field(
+        description="Messages of the viewer's subscribed active mailboxes (or of `mailboxId`, which the viewer must be "
+        "subscribed to) having every word of `query`, in any order, as the start of one of their words, ignoring "
+        "case and accents; newest first. Staff only; at most 50 per page (`first`); the query text is audited."
+    )
+    def search_messages(
+        self,
+        info: Info,
+        practice_id: strawberry.ID,
+        query: str,
+        mailbox_id: strawberry.ID | None = None,
+        first: int | None = 20,
+        after: str | None = None,
+    ) -> message_search.MessageSearchConnection:
+        return message_search.search_messages(info, practice_id, query, mailbox_id, first, after)
 
     @strawberry.field(description="A patient; `conversations` is the chart-summary view across all mailboxes.")
     def patient(self, info: Info, id: strawberry.ID) -> PatientType | None:

@@ -136,6 +136,22 @@ ROWS = [
         expect(),
     ),
     Row(
+        "searchMessages",
+        'query($p: ID!) { searchMessages(practiceId: $p, query: "hel") '
+        "{ edges { node { id body } conversation { id } snippet { text highlighted } } } }",
+        lambda i: {"p": i["practice"]},
+        expect(),
+        "subscribed-mailboxes",
+    ),
+    Row(
+        "searchMessages",
+        'query($p: ID!, $m: ID!) { searchMessages(practiceId: $p, query: "hel", mailboxId: $m) '
+        "{ edges { node { id body } conversation { id } snippet { text highlighted } } } }",
+        lambda i: {"p": i["practice"], "m": i["billing"]},
+        subscribers_only(),
+        "one-mailbox",
+    ),
+    Row(
         "patient",
         "query($x: ID!) { patient(id: $x) { id fullName conversations { id status } } }",
         lambda i: {"x": i["patient"]},

@@ -659,3 +659,56 @@ def test_sender_withdraws_a_message_the_portal_shows_only_that_it_was_withdrawn_
     message = Message.objects.get(conversation=world.conversation)
     assert message.body == "Your HbA1c came back at 7.1."
     assert message.retract_reason == "sent to the wrong patient"
+
+
+def test_message_search_lists_snippets_and_opens_the_conversation(open_page, world):
+    # given messages in Billing (subscribed), one with markup in its text, and one in Scheduling (not subscribed)
+    from core import actions
+
+    with_password(world.subscriber)
+    actions.send_staff_message(
+        acting_user=world.subscriber, conversation_id=world.conversation.pk, body="Your lab results are ready."
+    )
+    actions.send_patient_message(
+        acting_patient=world.patient, mailbox_id=world.billing.pk, body="Thanks! Are the <b>résultats</b> normal?"
+    )
+    scheduling = actions.start_conversation(
+        acting_user=world.mailbox_admin,
+        mailbox_id=world.scheduling.pk,
+        patient_id=world.other_patient.pk,
+        via="CHART_SUMMARY",
+    )
+    actions.send_staff_message(
+        acting_user=world.mailbox_admin,
+        conversation_id=scheduling.pk,
+        body="Results of the other mailbox",
+        via="CHART_SUMMARY",
+    )
+    page = sign_in(open_page(), world.subscriber.username)
+
+    # when they search for "result" (accent-free, a prefix)
+    page.get_by_role("searchbox", name="Search messages").fill("result")
+    page.get_by_role("button", name="Search", exact=True).click()
+
+    # then both Billing messages are listed, newest first, the matching words marked, the markup shown as text
+    results = page.locator("#search-results .search-result")
+    expect(results).to_have_count(2)
+    expect(results.nth(0).locator(".snippet")).to_have_text("Thanks! Are the <b>résultats</b> normal?")
+    expect(results.nth(0).locator("mark")).to_have_text(["résultats"])
+    expect(results.nth(1).locator("mark")).to_have_text(["results"])
+    expect(results.nth(0)).to_contain_text("Billing")
+    expect(page.locator("#search-results b")).to_have_count(0)
+    expect(page.locator("#search-status")).to_contain_text("2 messages matching “result”")
+    shot(page, "26-message-search")
+
+    # when they click the first result, its conversation opens beside the results
+    results.nth(0).get_by_role("button").click()
+    expect(page.locator("#pane-thread")).to_contain_text("Your lab results are ready.")
+    expect(page.locator("#pane-thread")).to_contain_text("Thanks! Are the <b>résultats</b> normal?")
+    expect(results).to_have_count(2)
+    shot(page, "27-message-search-opened")
+
+    # and a search that matches nothing says so
+    page.get_by_role("searchbox", name="Search messages").fill("zzyzx")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#search-status")).to_have_text("No message in your subscribed mailboxes matches “zzyzx”.")

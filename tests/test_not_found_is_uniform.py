@@ -177,6 +177,8 @@ def test_the_probes_cover_the_id_arguments_the_issue_names():
         ("Query", "mailbox", "id"),
         ("Query", "conversation", "id"),
         ("Query", "patient", "id"),
+        ("Query", "searchMessages", "practiceId"),
+        ("Query", "searchMessages", "mailboxId"),
         ("Mutation", "setMailboxSubscribers", "userIds"),
         ("Mutation", "startConversation", "patientId"),
         ("Subscription", "mailboxEvents", "practiceId"),

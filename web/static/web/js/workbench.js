@@ -5,6 +5,7 @@ import { MESSAGE_FIELDS, THREAD_FIELDS } from "./thread.js";
 import { mountThread } from "./thread.js";
 import { fmtDate, fmtTime, formDialog, h, showError, toast, toggle } from "./ui.js";
 import { renderAccessControl, renderLogins, renderPracticeSettings } from "./config.js";
+import { searchForm } from "./message_search.js";
 
 const api = createClient();
 const live = createLive();
@@ -900,6 +901,7 @@ function renderWorkbench() {
           { class: "pane-head" },
           h("h1", {}, "Patient Messages Mailbox"),
         ),
+        messageSearch(),
         h("div", { class: "filters" }, subscribedOnly, status),
         isMailboxAdmin() ? h("button", { type: "button", class: "btn btn-primary btn-block", id: "new-mailbox", onclick: newMailbox }, "+ New Mailbox") : null,
         h("p", { id: "mailbox-notice", class: "alert alert-error", role: "alert", hidden: true }),
@@ -917,6 +919,23 @@ function renderWorkbench() {
       loadConversations();
       if (state.conversationId) openConversation(state.conversationId);
     }
+  });
+}
+
+// Results replace the conversation list; a result opens its thread beside them, the list comes back on Close.
+function messageSearch() {
+  return searchForm({
+    api,
+    practiceId: state.practiceId,
+    getPane: () => document.getElementById("pane-conversations"),
+    onOpen: (conversation) => {
+      showPane("thread");
+      openConversation(conversation.id);
+    },
+    onClose: () => {
+      renderConversationsPane();
+      if (state.mailboxId) loadConversations();
+    },
   });
 }
 
