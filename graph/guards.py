@@ -16,7 +16,7 @@ from core import models
 from core.errors import DomainError
 from graph.context import Context
 from permissions import (
-    is_mailbox_admin,
+    is_mailbox_admin_of,
     require_mailbox_view,
     require_member,
     require_own_conversation,
@@ -96,7 +96,7 @@ def conversation_read(context: Context, conversation: models.Conversation) -> No
 
 def pool_view(context: Context, mailbox: models.Mailbox) -> None:
     """A mailbox's stats: its subscribers and the practice's mailbox admins (deactivated mailboxes included)."""
-    membership = workbench_staff_of(context, mailbox.practice_id)
+    workbench_staff_of(context, mailbox.practice_id)
     user = context.require_user()
     _decide(
         context,
@@ -105,6 +105,8 @@ def pool_view(context: Context, mailbox: models.Mailbox) -> None:
             user,
             mailbox,
             subscribed=mailbox.pk in subscribed_mailbox_ids(context),
-            admin=_decide(context, ("mailbox-admin", mailbox.practice_id), lambda: is_mailbox_admin(membership)),
+            admin=_decide(
+                context, ("mailbox-admin", mailbox.practice_id), lambda: is_mailbox_admin_of(user, mailbox.practice_id)
+            ),
         ),
     )

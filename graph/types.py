@@ -430,8 +430,14 @@ class ConversationType(relay.Node):
 
     @strawberry.field(description="Who works this conversation (null: unassigned). Staff only (null for patients).")
     def assignee(self: models.Conversation, info: Info) -> UserType | None:
-        if info.context.patient is not None:
+        if info.context.patient is not None or self.assignee is None:
             return None
+        batch = batch_of(self)
+        # The assignees of one list form one list too (their `memberships` load in one query).
+        info.context.memo(
+            ("conversation-assignees", batch),
+            lambda: with_siblings([c.assignee for c in batch.rows if c.assignee_id is not None]),
+        )
         return self.assignee
 
     @strawberry.field(description="NORMAL or URGENT. Staff only (null for patients).")
@@ -461,8 +467,11 @@ class ConversationType(relay.Node):
         def load() -> dict[int, list[models.AssignmentChange]]:
             rows = models.AssignmentChange.objects.filter(conversation_id__in={c.pk for c in batch.rows})
             by_conversation: dict[int, list[models.AssignmentChange]] = defaultdict(list)
+            users = []
             for change in rows.select_related("assignee", "previous_assignee", "changed_by").order_by("at", "id"):
                 by_conversation[change.conversation_id].append(change)
+                users += [u for u in (change.assignee, change.previous_assignee, change.changed_by) if u is not None]
+            with_siblings(users)
             return by_conversation
 
         return context.memo(("assignment-history", batch), load).get(self.pk, [])

@@ -59,6 +59,14 @@ def is_mailbox_admin(membership: Membership) -> bool:
     return has_permission(membership, PracticePermission.MAILBOX_ADMIN_PERMISSION)
 
 
+def is_mailbox_admin_of(user: User, practice_id: int) -> bool:
+    return PermissionGrant.objects.filter(
+        membership__user=user,
+        membership__practice_id=practice_id,
+        permission=PracticePermission.MAILBOX_ADMIN_PERMISSION,
+    ).exists()
+
+
 def is_practice_admin(membership: Membership) -> bool:
     return membership.role in ADMIN_ROLES
 
