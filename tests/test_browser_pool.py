@@ -107,7 +107,16 @@ def test_an_internal_note_is_marked_for_staff_and_never_reaches_the_patient_s_po
     expect(note).to_contain_text("Internal note · only staff see this")
     expect(note).to_contain_text("Payment plan approved by billing lead.")
     expect(mia.locator(".msg-note")).to_contain_text("Payment plan approved", timeout=LIVE_TIMEOUT)
+    sam.get_by_role("button", name="Claim").click()
+    expect(sam.locator(".conversation.selected")).to_contain_text("Assigned to you")
+    sam.get_by_role("button", name="Conversation options").click()
+    sam.get_by_role("menuitem", name="Mark as urgent").click()
+    expect(sam.locator(".conversation.selected .pill-urgent")).to_be_visible()
     shot(sam, "pool-03-internal-note")
+    # (the README's picture: the list and the thread)
+    sam.screenshot(
+        path=str(shot(sam, "pool-readme").with_suffix(".png")), clip={"x": 280, "y": 56, "width": 1086, "height": 744}
+    )
     # and a staff message after it reaches the patient, numbered without a gap, the note nowhere
     sam.get_by_role("radio", name="Reply to patient").click()
     sam.get_by_role("textbox", name="Message").fill("We set up a payment plan for you.")

@@ -166,8 +166,6 @@ function applyMailboxEvent(event) {
   else if (event.mailbox) applyMailbox(event.mailbox);
   if (event.conversation) applyConversation(event.conversation, event.message);
   if (event.kind === "QUICK_REPLIES_CHANGED") window.dispatchEvent(new CustomEvent("pmm:quick-replies-changed"));
-  // The stats line is an aggregate no event carries: it is asked again, once for a burst of events.
-  if (event.conversation?.mailbox?.id && event.conversation.mailbox.id === state.mailboxId) refreshStatsSoon();
 }
 
 function removeMailbox(id) {
@@ -598,13 +596,14 @@ function poolFilters() {
   return h("div", { class: "pool-filters", role: "group", "aria-label": "Filter conversations" }, who, order, flag("filter-urgent", "Urgent", "urgent"), flag("filter-waiting", "Waiting", "waiting"));
 }
 
+// The stats line is an aggregate no event carries (medians, the oldest wait, which ages by itself): it is read
+// with the list, and again every minute while the mailbox is open, never per event.
+const STATS_EVERY_MS = 60_000;
 let statsTimer = null;
-function refreshStatsSoon() {
-  clearTimeout(statsTimer);
-  statsTimer = setTimeout(refreshStats, 800);
-}
 
 async function refreshStats() {
+  clearTimeout(statsTimer);
+  statsTimer = setTimeout(() => document.getElementById("mailbox-stats") && refreshStats(), STATS_EVERY_MS);
   const mailboxId = state.mailboxId;
   const since = new Date(Date.now() - 30 * 24 * 3600 * 1000).toISOString();
   let stats;
