@@ -30,8 +30,8 @@ def clean_title(title: str | None) -> str:
 
 
 def _clean_text(body: str | None) -> str:
-    text = clean_body(body, has_attachments=False)
-    return text
+    """The text goes into a message: the message rules (1 to 20,000 characters after trimming)."""
+    return clean_body(body, has_attachments=False)
 
 
 def _duplicate(title: str) -> DomainError:
