@@ -200,3 +200,20 @@ def test_the_list_shows_urgent_first_and_the_stats_line(open_page, world, order)
     sam.get_by_text("Waiting", exact=True).click()
     expect(names).to_have_text(["Ben Lovelace", "Ada Lovelace"])
     shot(sam, "pool-07-urgent-first-waiting")
+
+
+def test_a_staff_member_adds_a_note_from_the_chart_summary_without_a_subscription(open_page, world):
+    from tests.graphql_client import gid
+
+    actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="Two installments?")
+    with_password(world.staff)
+    staff = sign_in(open_page(), world.staff.username)
+    staff.goto(f"/chart/{gid('Patient', world.patient.pk)}")
+    expect(staff.locator(".msg-in")).to_contain_text("Two installments?")
+    staff.get_by_role("radio", name="Internal note").click()
+    staff.get_by_role("textbox", name="Internal note").fill("Checked with billing: fine.")
+    staff.get_by_role("button", name="Add note").click()
+    expect(staff.locator(".msg-note")).to_contain_text("Checked with billing: fine.")
+    shot(staff, "pool-08-chart-note")
+    note = Message.objects.get(direction="INTERNAL_NOTE")
+    assert (note.sender_user_id, note.portal_sequence) == (world.staff.pk, None)
