@@ -142,15 +142,16 @@ AUDITED_REFUSALS = frozenset({"FORBIDDEN", "NOT_FOUND", "NOT_SUBSCRIBED", "FEATU
 # Arguments that carry content rather than "what was asked": never copied into the trail.
 _CONTENT_ARGUMENTS = frozenset({"body", "attachments", "value"})
 _MUTATION_ACTIONS = (
-    (("create", "start", "send"), AuditAction.CREATE),
+    (("create", "start", "send", "add"), AuditAction.CREATE),
     (("delete", "unsubscribe", "revoke"), AuditAction.DELETE),
 )
 
 
 def _target_models() -> dict[str, type[models.Model]]:
-    from core.models import Attachment, Conversation, Mailbox, Message
+    from core.models import Attachment, Conversation, Mailbox, Message, QuickReply
 
     return {
+        "QuickReply": QuickReply,
         "Practice": Practice,
         "Mailbox": Mailbox,
         "Conversation": Conversation,

@@ -18,6 +18,7 @@ from core.models import (
     MailboxSubscription,
     Message,
     Patient,
+    QuickReply,
     ReadState,
     User,
 )
@@ -66,7 +67,7 @@ def annotate_mailboxes(
 
 
 def annotate_conversations(conversations: QuerySet[Conversation], user: User | None) -> QuerySet[Conversation]:
-    conversations = conversations.select_related("mailbox", "patient")
+    conversations = conversations.select_related("mailbox", "patient", "assignee")
     if user is None:
         return conversations.annotate(unread_count=Value(0))
     read = ReadState.objects.filter(user=user, conversation=OuterRef("pk")).values("read_patient_count")[:1]
@@ -254,6 +255,16 @@ def search_patients(*, user: User | None, practice_id: int, query: str, limit: i
         for patient in results or [None]
     )
     return results
+
+
+def quick_replies(*, user: User | None, practice_id: int, query: str | None = None) -> QuerySet[QuickReply]:
+    """Every staff member of the practice (workbench on) uses them; `query` narrows by words of the title."""
+    require_workbench_member(user, practice_id)
+    require_storable_text(query, "query")
+    replies = QuickReply.objects.filter(practice_id=practice_id)
+    for word in (query or "").split():
+        replies = replies.filter(title__icontains=word)
+    return replies.order_by("title", "pk")
 
 
 # ---- portal reads ----------------------------------------------------------------------------------
