@@ -6,8 +6,9 @@ Every action that adds or withdraws a message keeps it through this module, unde
   records how long the patient waited, a note changes nothing);
 - `recompute` when history changes otherwise (a withdrawn answer, say): rebuilt from the messages themselves.
 
-What counts as a staff answer is `ANSWER` (and `counts_as_answer` for a message in memory): extend both together
-when messages gain kinds that do not answer the patient (automatic replies, withdrawn messages).
+What counts as a staff answer is `ANSWER` (and `counts_as_answer` for a message in memory), extended together: a
+message from the practice, written by staff (not the mailbox's automatic reply) and not withdrawn. A note is never
+one.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from django.db.models import Q
 
 from core.models import Conversation, Message, MessageDirection, StaffResponse
 
-ANSWER = Q(direction=MessageDirection.TO_PATIENT)
+ANSWER = Q(direction=MessageDirection.TO_PATIENT, is_automatic=False, retracted_at__isnull=True)
 
 
 def counts_as_answer(message: Message) -> bool:
-    return message.direction == MessageDirection.TO_PATIENT
+    return (
+        message.direction == MessageDirection.TO_PATIENT and not message.is_automatic and message.retracted_at is None
+    )
 
 
 def after_message(conversation: Conversation, message: Message) -> None:
@@ -42,15 +45,42 @@ def after_message(conversation: Conversation, message: Message) -> None:
 
 
 def recompute(conversation: Conversation) -> None:
-    """Rebuilds `waiting_since` from the messages and saves it (caller holds the conversation lock)."""
-    messages = Message.objects.filter(conversation=conversation)
-    answered = messages.filter(ANSWER).order_by("-sequence").values_list("sequence", flat=True).first() or 0
-    oldest = (
-        messages.filter(direction=MessageDirection.FROM_PATIENT, sequence__gt=answered)
+    """Rebuilds `waiting_since` and the conversation's `StaffResponse` rows from the messages and saves them (caller
+    holds the conversation lock). After an answer is withdrawn its row goes, and the patient messages it answered
+    wait for the next answer instead (or still wait): the stats then say what the patient lived through."""
+    rows = (
+        Message.objects.filter(conversation=conversation)
+        .exclude(direction=MessageDirection.INTERNAL_NOTE)
         .order_by("sequence")
-        .values_list("sent_at", flat=True)
-        .first()
+        .values_list("pk", "direction", "is_automatic", "retracted_at", "sent_at")
     )
-    if oldest != conversation.waiting_since:
-        conversation.waiting_since = oldest
-        Conversation.objects.filter(pk=conversation.pk).update(waiting_since=oldest)
+    since = None
+    wanted: dict[int, tuple] = {}
+    for pk, direction, is_automatic, retracted_at, sent_at in rows.iterator():
+        if direction == MessageDirection.FROM_PATIENT:
+            since = since or sent_at
+        elif since is not None and not is_automatic and retracted_at is None:
+            wanted[pk] = (since, sent_at, max((sent_at - since).total_seconds(), 0.0), not wanted)
+            since = None
+    kept = set()
+    for row in StaffResponse.objects.filter(conversation=conversation):
+        if wanted.get(row.message_id) == (row.waited_from, row.answered_at, row.seconds, row.is_first):
+            kept.add(row.message_id)
+        else:
+            row.delete()
+    StaffResponse.objects.bulk_create(
+        StaffResponse(
+            conversation=conversation,
+            mailbox_id=conversation.mailbox_id,
+            message_id=pk,
+            waited_from=waited_from,
+            answered_at=answered_at,
+            seconds=seconds,
+            is_first=is_first,
+        )
+        for pk, (waited_from, answered_at, seconds, is_first) in wanted.items()
+        if pk not in kept
+    )
+    if since != conversation.waiting_since:
+        conversation.waiting_since = since
+        Conversation.objects.filter(pk=conversation.pk).update(waiting_since=since)

@@ -152,6 +152,8 @@ def require_message_retraction(user: User | None, message: Message, conversation
     membership = require_workbench_member(user, conversation.practice_id)
     if message.sender_user_id != user.pk and not is_mailbox_admin(membership):
         raise DomainError(ErrorCode.FORBIDDEN, "Only the message's sender or a mailbox admin can withdraw it.")
+    if message.direction == MessageDirection.INTERNAL_NOTE:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "An internal note cannot be withdrawn: the patient never saw it.")
     if message.direction != MessageDirection.TO_PATIENT:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "Only messages from the practice can be withdrawn.")
     return membership

@@ -417,6 +417,9 @@ def retract_message(*, acting_user: User, message_id: int, reason: str | None) -
         message.retracted_by = acting_user
         message.retract_reason = reason
         message.save(update_fields=["retracted_at", "retracted_by", "retract_reason"])
+        # A withdrawn answer answered nothing: the patient waits again (or for the next answer) and its response
+        # time leaves the stats.
+        waiting.recompute(conversation)
         audit.record(
             operation="retractMessage",
             action=AuditAction.UPDATE,
