@@ -217,3 +217,72 @@ def test_a_staff_member_adds_a_note_from_the_chart_summary_without_a_subscriptio
     shot(staff, "pool-08-chart-note")
     note = Message.objects.get(direction="INTERNAL_NOTE")
     assert (note.sender_user_id, note.portal_sequence) == (world.staff.pk, None)
+
+
+def test_a_thread_with_a_note_an_auto_reply_and_a_withdrawn_message(open_page, world):
+    # given Billing's auto-reply, the patient writing into the archived thread (reactivated: the auto-reply
+    # follows), a staff answer and a note after it: staff 1 patient, 2 automatic, 3 answer, 4 note
+    actions.set_mailbox_auto_reply(acting_user=world.mailbox_admin, mailbox_id=world.billing.pk, text="Thanks, noted.")
+    actions.archive_conversation(acting_user=world.subscriber, conversation_id=world.conversation.pk)
+    actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="Is my bill right?")
+    actions.send_staff_message(
+        acting_user=world.subscriber, conversation_id=world.conversation.pk, body="Your HbA1c came back at 7.1."
+    )
+    actions.add_internal_note(
+        acting_user=world.subscriber, conversation_id=world.conversation.pk, body="Sent to the wrong patient!"
+    )
+    with_password(world.subscriber, world.mailbox_admin)
+    sam = sign_in(open_page(), world.subscriber.username)
+    mia = sign_in(open_page(), world.mailbox_admin.username)
+    portal = portal_sign_in(open_page(1000, 760), world.patient)
+    portal.locator("#portal-conversations").get_by_text("Billing").first.click()
+    expect(portal.locator(".msg")).to_have_count(3)
+    open_billing_thread(sam)
+    open_billing_thread(mia)
+    expect(mia.locator(".msg")).to_have_count(4)
+    expect(mia.locator("#thread-waiting")).to_have_count(0)  # answered (the auto-reply answered nothing)
+
+    # then each kind is marked, and only messages from the practice offer "Withdraw…" (the auto-reply too, for a
+    # mailbox admin); never the patient's message nor the note
+    expect(mia.locator(".msg-automatic .chip-auto")).to_have_text("Automatic reply")
+    expect(mia.locator(".msg-automatic")).to_contain_text("Thanks, noted.")
+    expect(mia.locator(".msg-note .note-label")).to_have_text("Internal note · only staff see this")
+    expect(mia.get_by_role("button", name="Options for message 1")).to_have_count(0)
+    expect(mia.get_by_role("button", name="Options for message 2")).to_have_count(1)
+    expect(mia.get_by_role("button", name="Options for message 3")).to_have_count(1)
+    expect(mia.get_by_role("button", name="Options for message 4")).to_have_count(0)
+    # the sender (not a mailbox admin) may withdraw only their own answer
+    expect(sam.get_by_role("button", name="Options for message 2")).to_have_count(0)
+    expect(sam.get_by_role("button", name="Options for message 4")).to_have_count(0)
+
+    # when the sender withdraws the answer
+    sam.get_by_role("button", name="Options for message 3").click()
+    sam.get_by_role("menuitem", name="Withdraw…").click()
+    sam.get_by_label("Reason").fill("sent to the wrong patient")
+    sam.get_by_role("button", name="Withdraw", exact=True).click()
+
+    # then both staff see it struck through with who and why, the note and the auto-reply unchanged, and the
+    # patient waiting again (from the event, live for the colleague)
+    for page in (sam, mia):
+        withdrawn = page.locator(".msg-is-withdrawn")
+        expect(withdrawn.locator(".msg-withdrawn")).to_contain_text("Withdrawn by Sam Subscriber", timeout=LIVE_TIMEOUT)
+        expect(withdrawn).to_have_attribute("data-sequence", "3")
+        expect(page.locator(".msg-note")).to_contain_text("Sent to the wrong patient!")
+        expect(page.locator(".msg-automatic")).to_contain_text("Thanks, noted.")
+        expect(page.locator("#thread-waiting")).to_contain_text("Patient waiting", timeout=LIVE_TIMEOUT)
+        expect(page.locator(".conversation.selected .pill-waiting")).to_be_visible()
+    expect(mia.get_by_role("button", name="Options for message 3")).to_have_count(0)
+    shot(mia, "pool-05-note-automatic-withdrawn")
+    # and the patient sees 1, 2, 3: their message, the auto-reply, "withdrawn"; no note anywhere
+    expect(portal.locator(".msg-withdrawn")).to_contain_text("The practice withdrew this message", timeout=LIVE_TIMEOUT)
+    assert [int(s) for s in portal.locator(".msg").evaluate_all("els => els.map(e => e.dataset.sequence)")] == [1, 2, 3]
+    expect(portal.locator(".msg-automatic")).to_contain_text("Thanks, noted.")
+    expect(portal.get_by_text("wrong patient")).to_have_count(0)
+    expect(portal.get_by_text("HbA1c")).to_have_count(0)
+    expect(portal.locator(".conv-sub")).to_have_text("Message withdrawn")
+    shot(portal, "pool-06-portal-automatic-withdrawn")
+    portal.reload()
+    portal.locator("#portal-conversations").get_by_text("Billing").first.click()
+    expect(portal.locator(".msg")).to_have_count(3)
+    assert "wrong patient" not in portal.content()
+    assert Conversation.objects.get(pk=world.conversation.pk).waiting_since is not None
