@@ -272,7 +272,7 @@ def test_a_thread_with_a_note_an_auto_reply_and_a_withdrawn_message(open_page, w
         expect(page.locator("#thread-waiting")).to_contain_text("Patient waiting", timeout=LIVE_TIMEOUT)
         expect(page.locator(".conversation.selected .pill-waiting")).to_be_visible()
     expect(mia.get_by_role("button", name="Options for message 3")).to_have_count(0)
-    shot(mia, "pool-05-note-automatic-withdrawn")
+    shot(mia, "pool-09-note-automatic-withdrawn")
     # and the patient sees 1, 2, 3: their message, the auto-reply, "withdrawn"; no note anywhere
     expect(portal.locator(".msg-withdrawn")).to_contain_text("The practice withdrew this message", timeout=LIVE_TIMEOUT)
     assert [int(s) for s in portal.locator(".msg").evaluate_all("els => els.map(e => e.dataset.sequence)")] == [1, 2, 3]
@@ -280,7 +280,7 @@ def test_a_thread_with_a_note_an_auto_reply_and_a_withdrawn_message(open_page, w
     expect(portal.get_by_text("wrong patient")).to_have_count(0)
     expect(portal.get_by_text("HbA1c")).to_have_count(0)
     expect(portal.locator(".conv-sub")).to_have_text("Message withdrawn")
-    shot(portal, "pool-06-portal-automatic-withdrawn")
+    shot(portal, "pool-10-portal-automatic-withdrawn")
     portal.reload()
     portal.locator("#portal-conversations").get_by_text("Billing").first.click()
     expect(portal.locator(".msg")).to_have_count(3)
