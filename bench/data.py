@@ -228,7 +228,7 @@ def load(dsn: str, plan: Plan, seed: int = 20251126) -> dict:
                 status = "ARCHIVED" if i % 5 == 4 else "ACTIVE"
                 yield (
                     f"{conv_base + i}\t{main}\t{mailbox_ids[i % MAIN_MAILBOXES]}\t{patient_base + i}\t{status}\t"
-                    f"{_ts(starts[i])}\t{last}\t{last}\t{n}\n"
+                    f"{_ts(starts[i])}\t{last}\t{last}\t{n}\t{n}\n"
                 )
 
         _copy_text(
@@ -244,6 +244,7 @@ def load(dsn: str, plan: Plan, seed: int = 20251126) -> dict:
                 "last_message_at",
                 "last_activity_at",
                 "last_sequence",
+                "portal_last_sequence",
             ],
             conversation_rows(),
             plan.patients,
@@ -262,10 +263,10 @@ def load(dsn: str, plan: Plan, seed: int = 20251126) -> dict:
                     sent = _ts(base + step * seq)
                     if seq % 2:
                         body = BODIES[mid % nbodies]
-                        yield f"{mid}\t{conv}\t{seq}\tFROM_PATIENT\t{body}\t{sent}\t\\N\t{patient}\t\\N\n"
+                        yield f"{mid}\t{conv}\t{seq}\t{seq}\tFROM_PATIENT\t{body}\t{sent}\t\\N\t{patient}\t\\N\n"
                     else:
                         yield (
-                            f"{mid}\t{conv}\t{seq}\tTO_PATIENT\t{BODIES[mid % nbodies]}\t{sent}\t"
+                            f"{mid}\t{conv}\t{seq}\t{seq}\tTO_PATIENT\t{BODIES[mid % nbodies]}\t{sent}\t"
                             f"{staff_ids[mid % nstaff]}\t\\N\t\\N\n"
                         )
                     mid += 1
@@ -277,6 +278,7 @@ def load(dsn: str, plan: Plan, seed: int = 20251126) -> dict:
                 "id",
                 "conversation_id",
                 "sequence",
+                "portal_sequence",
                 "direction",
                 "body",
                 "sent_at",
@@ -376,17 +378,18 @@ def _small_practice(cur, mailboxes: int, user: int) -> dict:
             at = now - dt.timedelta(hours=j * 2 + k)
             cur.execute(
                 "INSERT INTO core_conversation (practice_id, mailbox_id, patient_id, status, created_at, "
-                "last_message_at, last_activity_at, last_sequence) "
-                "VALUES (%s, %s, %s, 'ACTIVE', %s, %s, %s, 3) RETURNING id",
+                "last_message_at, last_activity_at, last_sequence, portal_last_sequence) "
+                "VALUES (%s, %s, %s, 'ACTIVE', %s, %s, %s, 3, 3) RETURNING id",
                 (practice, mailbox, patient, at, at, at),
             )
             conversation = cur.fetchone()[0]
             cur.executemany(
-                "INSERT INTO core_message (conversation_id, sequence, direction, body, sent_at, sender_user_id, "
-                "sender_patient_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                "INSERT INTO core_message (conversation_id, sequence, portal_sequence, direction, body, sent_at, "
+                "sender_user_id, sender_patient_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                 [
                     (
                         conversation,
+                        s,
                         s,
                         "FROM_PATIENT" if s % 2 else "TO_PATIENT",
                         BODIES[s],

@@ -144,15 +144,16 @@ _CONTENT_ARGUMENTS = frozenset({"body", "attachments", "value"})
 # Searches: EXECUTE, and their refusals keep the search text in `query` like their successes.
 SEARCH_OPERATIONS = frozenset({"searchPatients", "searchMessages"})
 _MUTATION_ACTIONS = (
-    (("create", "start", "send"), AuditAction.CREATE),
+    (("create", "start", "send", "add"), AuditAction.CREATE),
     (("delete", "unsubscribe", "revoke"), AuditAction.DELETE),
 )
 
 
 def _target_models() -> dict[str, type[models.Model]]:
-    from core.models import Attachment, Conversation, Mailbox, Message
+    from core.models import Attachment, Conversation, Mailbox, Message, QuickReply
 
     return {
+        "QuickReply": QuickReply,
         "Practice": Practice,
         "Mailbox": Mailbox,
         "Conversation": Conversation,

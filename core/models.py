@@ -39,6 +39,14 @@ class ConversationStatus(models.TextChoices):
 class MessageDirection(models.TextChoices):
     TO_PATIENT = "TO_PATIENT"
     FROM_PATIENT = "FROM_PATIENT"
+    # Staff-only entry in the thread: never shown to the patient, never unread, never an answer.
+    INTERNAL_NOTE = "INTERNAL_NOTE"
+
+
+class ConversationPriority(models.TextChoices):
+    # Stored as text whose order is the priority order: "URGENT" > "NORMAL" sorts urgent first descending.
+    NORMAL = "NORMAL"
+    URGENT = "URGENT"
 
 
 WORKBENCH_SETTING = "ui.pat_messages_mailbox.enable"
@@ -184,24 +192,40 @@ class Conversation(models.Model):
     last_sequence = models.PositiveIntegerField(default=0)
     # Messages from the patient so far (for unread counts without scanning messages).
     patient_message_count = models.PositiveIntegerField(default=0, db_default=0)
+    # The patient's numbering: messages they can see (notes excluded), 1, 2, 3… without gaps.
+    portal_last_sequence = models.PositiveIntegerField(default=0, db_default=0)
+    assignee = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    priority = models.CharField(
+        max_length=10, choices=ConversationPriority.choices, default=ConversationPriority.NORMAL, db_default="NORMAL"
+    )
+    # Oldest patient message not yet followed by a staff answer (null: answered). Kept by `core.waiting` only.
+    waiting_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["mailbox", "patient"], name="conversation_unique_mailbox_patient"),
             models.CheckConstraint(condition=Q(status__in=ConversationStatus.values), name="conversation_status_valid"),
+            models.CheckConstraint(
+                condition=Q(priority__in=ConversationPriority.values), name="conversation_priority_valid"
+            ),
         ]
         indexes = [
             models.Index(
                 "mailbox", "status", F("last_activity_at").desc(), F("id").desc(), name="conversation_mailbox_recent"
             ),
             models.Index(fields=["patient"], name="conversation_by_patient"),
+            # Stats (open, waiting, oldest waiting) and the "longest waiting" list read this index only.
+            models.Index(fields=["mailbox", "status", "waiting_since", "id"], name="conversation_mailbox_waiting"),
+            models.Index(fields=["mailbox", "status", "assignee", "id"], name="conversation_mailbox_assignee"),
         ]
 
 
 class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     sequence = models.PositiveIntegerField()
-    direction = models.CharField(max_length=12, choices=MessageDirection.choices)
+    direction = models.CharField(max_length=16, choices=MessageDirection.choices)
+    # The message's place among those the patient can see (null for notes): the portal's `sequence`.
+    portal_sequence = models.PositiveIntegerField(null=True, blank=True)
     body = models.TextField(blank=True)
     sent_at = models.DateTimeField()
     sender_user = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
@@ -239,12 +263,31 @@ class Message(models.Model):
                         sender_patient__isnull=False,
                         is_automatic=False,
                     )
+                    | Q(
+                        direction=MessageDirection.INTERNAL_NOTE,
+                        sender_user__isnull=False,
+                        sender_patient__isnull=True,
+                        is_automatic=False,
+                    )
                 ),
                 name="message_sender_matches_direction",
             ),
             models.CheckConstraint(
                 condition=Q(retracted_at__isnull=True) | Q(direction=MessageDirection.TO_PATIENT),
                 name="message_retracted_only_staff",
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "portal_sequence"],
+                condition=Q(portal_sequence__isnull=False),
+                name="message_unique_portal_sequence",
+            ),
+            models.CheckConstraint(
+                condition=Q(direction=MessageDirection.INTERNAL_NOTE, portal_sequence__isnull=True)
+                | (
+                    ~Q(direction=MessageDirection.INTERNAL_NOTE)
+                    & Q(portal_sequence__isnull=False, portal_sequence__gte=1)
+                ),
+                name="message_note_not_in_portal",
             ),
             models.UniqueConstraint(
                 fields=["conversation", "sender_user", "client_message_id"],
@@ -261,12 +304,64 @@ class Message(models.Model):
         indexes = [models.Index(F("sent_at").desc(), F("id").desc(), name="message_recent")]
 
     @property
+    def is_note(self) -> bool:
+        return self.direction == MessageDirection.INTERNAL_NOTE
+
+    @property
     def sender_name(self) -> str:
         if self.is_automatic:
             return self.sender_label
         if self.sender_user_id:
             return self.sender_user.display_name()
         return self.sender_patient.full_name
+
+
+class AssignmentChange(models.Model):
+    """One claim, assignment, reassignment or unassignment of a conversation, with who and why."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="assignment_changes")
+    assignee = models.ForeignKey(User, null=True, on_delete=models.PROTECT, related_name="+")
+    previous_assignee = models.ForeignKey(User, null=True, on_delete=models.PROTECT, related_name="+")
+    changed_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(max_length=500, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["conversation", "at", "id"], name="assignment_by_conversation")]
+
+
+class StaffResponse(models.Model):
+    """A staff message that answered a waiting patient: how long they waited. Written by `core.waiting` with the
+    answer; `Mailbox.stats` takes medians of `seconds` over a mailbox's rows since a date (index below)."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    mailbox_id = models.BigIntegerField()
+    message = models.OneToOneField("Message", on_delete=models.CASCADE, related_name="+")
+    waited_from = models.DateTimeField()
+    answered_at = models.DateTimeField()
+    seconds = models.FloatField()
+    # The conversation's first staff answer to the patient.
+    is_first = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["mailbox_id", "answered_at"], name="response_by_mailbox_time")]
+
+
+class QuickReply(models.Model):
+    """A practice's canned text that staff insert into the composer; mailbox admins manage them."""
+
+    practice = models.ForeignKey(Practice, on_delete=models.CASCADE, related_name="quick_replies")
+    title = models.CharField(max_length=100)
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(Lower("title"), "practice", name="quickreply_unique_title_ci"),
+            models.CheckConstraint(condition=~Q(title=""), name="quickreply_title_not_empty"),
+        ]
+        ordering = ["title", "id"]
 
 
 class Attachment(models.Model):
@@ -376,6 +471,11 @@ class EventKind(models.TextChoices):
     ACCESS_CHANGED = "ACCESS_CHANGED"
     MAILBOX_AUTO_REPLY_CHANGED = "MAILBOX_AUTO_REPLY_CHANGED"
     MESSAGE_RETRACTED = "MESSAGE_RETRACTED"
+    # Working the pool (staff only: never in the portal's log).
+    NOTE_ADDED = "NOTE_ADDED"
+    CONVERSATION_ASSIGNED = "CONVERSATION_ASSIGNED"
+    CONVERSATION_PRIORITY_CHANGED = "CONVERSATION_PRIORITY_CHANGED"
+    QUICK_REPLIES_CHANGED = "QUICK_REPLIES_CHANGED"
 
 
 class Event(models.Model):

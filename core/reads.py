@@ -20,6 +20,7 @@ from core.models import (
     MailboxSubscription,
     Message,
     Patient,
+    QuickReply,
     ReadState,
     User,
 )
@@ -75,7 +76,7 @@ def unread_count_of(user: User, *, conversation: str = "pk", patient_messages: s
 
 
 def annotate_conversations(conversations: QuerySet[Conversation], user: User | None) -> QuerySet[Conversation]:
-    conversations = conversations.select_related("mailbox", "patient")
+    conversations = conversations.select_related("mailbox", "patient", "assignee")
     if user is None:
         return conversations.annotate(unread_count=Value(0))
     return conversations.annotate(unread_count=unread_count_of(user))
@@ -381,6 +382,16 @@ def search_messages(
         for patient_id, patient_hits in (by_patient or {None: []}).items()
     )
     return MessageSearchPage(hits=hits, has_more=has_more)
+
+
+def quick_replies(*, user: User | None, practice_id: int, query: str | None = None) -> QuerySet[QuickReply]:
+    """Every staff member of the practice (workbench on) uses them; `query` narrows by words of the title."""
+    require_workbench_member(user, practice_id)
+    require_storable_text(query, "query")
+    replies = QuickReply.objects.filter(practice_id=practice_id)
+    for word in (query or "").split():
+        replies = replies.filter(title__icontains=word)
+    return replies.order_by("title", "pk")
 
 
 # ---- portal reads ----------------------------------------------------------------------------------

@@ -16,9 +16,11 @@ from core import models
 from core.errors import DomainError
 from graph.context import Context
 from permissions import (
+    is_mailbox_admin_of,
     require_mailbox_view,
     require_member,
     require_own_conversation,
+    require_pool_view,
     require_portal,
     require_workbench_member,
 )
@@ -90,3 +92,21 @@ def conversation_read(context: Context, conversation: models.Conversation) -> No
         workbench_staff_of(context, conversation.practice_id)
     else:
         mailbox_view(context, conversation.mailbox)
+
+
+def pool_view(context: Context, mailbox: models.Mailbox) -> None:
+    """A mailbox's stats: its subscribers and the practice's mailbox admins (deactivated mailboxes included)."""
+    workbench_staff_of(context, mailbox.practice_id)
+    user = context.require_user()
+    _decide(
+        context,
+        ("pool-view", mailbox.pk),
+        lambda: require_pool_view(
+            user,
+            mailbox,
+            subscribed=mailbox.pk in subscribed_mailbox_ids(context),
+            admin=_decide(
+                context, ("mailbox-admin", mailbox.practice_id), lambda: is_mailbox_admin_of(user, mailbox.practice_id)
+            ),
+        ),
+    )

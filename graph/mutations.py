@@ -11,6 +11,7 @@ from graph.ids import decode_id, decode_ids
 from graph.queries import access_rows, to_access_source
 from graph.types import (
     AccessSource,
+    ConversationPriority,
     ConversationType,
     Info,
     MailboxType,
@@ -20,6 +21,7 @@ from graph.types import (
     PracticeMailboxAccess,
     PracticePermission,
     PracticeSettingType,
+    QuickReplyType,
 )
 
 
@@ -46,6 +48,8 @@ def _message(info: Info, message: models.Message, via: models.AccessSource | Non
     fresh(info)
     row = reads.messages_with_details(models.Message.objects.filter(pk=message.pk)).get()
     row._via = via  # attachment URLs apply the rules of where the sender is
+    if info.context.patient is not None:
+        row.sequence = row.portal_sequence  # the patient's numbering (notes have no place in it)
     return row
 
 
@@ -261,3 +265,84 @@ class Mutation:
     def set_portal_notifications(self, info: Info, email: bool) -> PortalNotifications:
         patient = actions.set_portal_notifications(acting_patient=info.context.require_patient(), email=email)
         return PortalNotifications.of(patient)
+
+    @strawberry.mutation(
+        description="A staff-only note in the thread (direction INTERNAL_NOTE). The patient never sees it; it does "
+        "not reactivate an archived conversation, answer a waiting patient or count as unread."
+    )
+    def add_internal_note(
+        self,
+        info: Info,
+        conversation_id: strawberry.ID,
+        body: str | None = None,
+        attachments: list[Upload] | None = None,
+        client_message_id: str | None = None,
+        via: AccessSource | None = AccessSource.MAILBOX,
+    ) -> MessageType:
+        note = actions.add_internal_note(
+            acting_user=info.context.require_user(),
+            conversation_id=decode_id(conversation_id, "Conversation"),
+            body=body,
+            attachments=attachments or (),
+            client_message_id=client_message_id,
+            via=to_access_source(via),
+        )
+        return _message(info, note, to_access_source(via))
+
+    @strawberry.mutation(
+        description="Assigns the conversation to a subscriber of its mailbox (yourself: a claim); `userId: null` "
+        "unassigns. `reason` (at most 500 characters) is kept in the assignment history."
+    )
+    def assign_conversation(
+        self,
+        info: Info,
+        conversation_id: strawberry.ID,
+        user_id: strawberry.ID | None = None,
+        reason: str | None = None,
+    ) -> ConversationType:
+        conversation = actions.assign_conversation(
+            acting_user=info.context.require_user(),
+            conversation_id=decode_id(conversation_id, "Conversation"),
+            user_id=decode_id(user_id, "User") if user_id is not None else None,
+            reason=reason,
+        )
+        return _conversation(info, conversation)
+
+    @strawberry.mutation
+    def set_conversation_priority(
+        self, info: Info, conversation_id: strawberry.ID, priority: ConversationPriority
+    ) -> ConversationType:
+        conversation = actions.set_conversation_priority(
+            acting_user=info.context.require_user(),
+            conversation_id=decode_id(conversation_id, "Conversation"),
+            priority=models.ConversationPriority(priority).value,
+        )
+        return _conversation(info, conversation)
+
+    @strawberry.mutation(description="Mailbox admins: a new quick reply for the practice's staff.")
+    def create_quick_reply(self, info: Info, practice_id: strawberry.ID, title: str, body: str) -> QuickReplyType:
+        fresh(info)
+        return actions.create_quick_reply(
+            acting_user=info.context.require_user(),
+            practice_id=decode_id(practice_id, "Practice"),
+            title=title,
+            body=body,
+        )
+
+    @strawberry.mutation(description="Mailbox admins: change a quick reply's title and text.")
+    def update_quick_reply(self, info: Info, quick_reply_id: strawberry.ID, title: str, body: str) -> QuickReplyType:
+        fresh(info)
+        return actions.update_quick_reply(
+            acting_user=info.context.require_user(),
+            quick_reply_id=decode_id(quick_reply_id, "QuickReply"),
+            title=title,
+            body=body,
+        )
+
+    @strawberry.mutation(description="Mailbox admins: delete a quick reply; returns its id.")
+    def delete_quick_reply(self, info: Info, quick_reply_id: strawberry.ID) -> strawberry.ID:
+        fresh(info)
+        actions.delete_quick_reply(
+            acting_user=info.context.require_user(), quick_reply_id=decode_id(quick_reply_id, "QuickReply")
+        )
+        return quick_reply_id

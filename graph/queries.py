@@ -30,6 +30,7 @@ from graph.types import (
     PracticeMailboxAccess,
     PracticeSettingType,
     PracticeType,
+    QuickReplyType,
     UserType,
     selected_mailbox_facts,
     with_siblings,
@@ -155,6 +156,17 @@ class Query:
             .select_related("user", "practice")
             .prefetch_related("grants")
             .order_by("user__full_name", "user__username")
+        )
+
+    @strawberry.field(
+        description="The practice's quick replies by title (every staff member); `query` keeps those whose title "
+        "holds every word typed."
+    )
+    def quick_replies(self, info: Info, practice_id: strawberry.ID, query: str | None = None) -> list[QuickReplyType]:
+        return list(
+            reads.quick_replies(
+                user=info.context.require_user(), practice_id=decode_id(practice_id, "Practice"), query=query
+            )
         )
 
     @strawberry.field(description="The practice's advanced settings (owners and administrators).")

@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 from strawberry import relay
 
 from core import models
-from core.errors import DomainError
+from core.errors import DomainError, ErrorCode
 from core.reads import (
     annotate_conversations,
     annotate_mailboxes,
@@ -23,8 +23,10 @@ from core.reads import (
     chart_conversations_of,
     messages_with_details,
 )
+from core.stats import MailboxStats, stats_of
 from graph import guards
 from graph.context import Context
+from graph.ids import decode_id
 from graph.pagination import Connection, Ordering, PageArgs, cursor_int, invalid_cursor, paginate, paginate_siblings
 from graph.selection import child_names, selected_anywhere
 from permissions import practice_ids_of
@@ -44,6 +46,14 @@ PracticePermission = strawberry.enum(models.PracticePermission, name="PracticePe
 Role = strawberry.enum(models.Role, name="Role")
 AuditAction = strawberry.enum(models.AuditAction, name="AuditAction")
 EventKind = strawberry.enum(models.EventKind, name="EventKind")
+ConversationPriority = strawberry.enum(models.ConversationPriority, name="ConversationPriority")
+
+
+@strawberry.enum(description="How a mailbox's conversation list is ordered.")
+class ConversationOrder(enum.Enum):
+    RECENT_ACTIVITY = "RECENT_ACTIVITY"
+    URGENT_FIRST = "URGENT_FIRST"
+    LONGEST_WAITING = "LONGEST_WAITING"
 
 
 @strawberry.enum
@@ -102,6 +112,40 @@ CONVERSATION_ORDER = Ordering(
     descending=True,
     to_json=lambda c: [c.last_activity_at.isoformat(), c.pk],
     from_json=lambda v: [_parse_time(v[0]), cursor_int(v[1])],
+)
+
+
+def _priority(value: Any) -> str:
+    if value not in models.ConversationPriority.values:
+        raise invalid_cursor()
+    return value
+
+
+# "URGENT" > "NORMAL" as text: descending puts urgent conversations first, then most recent activity.
+URGENT_FIRST_ORDER = Ordering(
+    fields=("priority", "last_activity_at", "id"),
+    descending=True,
+    to_json=lambda c: [c.priority, c.last_activity_at.isoformat(), c.pk],
+    from_json=lambda v: [_priority(v[0]), _parse_time(v[1]), cursor_int(v[2])],
+)
+# Waiting conversations only (the order implies `waitingOnly`), the patient who has waited longest first.
+LONGEST_WAITING_ORDER = Ordering(
+    fields=("waiting_since", "id"),
+    descending=False,
+    to_json=lambda c: [c.waiting_since.isoformat(), c.pk],
+    from_json=lambda v: [_parse_time(v[0]), cursor_int(v[1])],
+)
+CONVERSATION_ORDERS = {
+    ConversationOrder.RECENT_ACTIVITY: CONVERSATION_ORDER,
+    ConversationOrder.URGENT_FIRST: URGENT_FIRST_ORDER,
+    ConversationOrder.LONGEST_WAITING: LONGEST_WAITING_ORDER,
+}
+# The patient's numbering of their messages (notes have none): the portal's `sequence`, gap-free.
+PORTAL_MESSAGE_ORDER = Ordering(
+    fields=("portal_sequence",),
+    descending=False,
+    to_json=lambda m: [m.portal_sequence],
+    from_json=lambda v: [cursor_int(v[0])],
 )
 
 
@@ -248,8 +292,9 @@ class MailboxType(relay.Node):
         return info.context.memo(("subscribers", batch), load).get(self.pk, [])
 
     @strawberry.field(
-        description="Conversations of this mailbox, most recent activity first. "
-        "Subscribers of an active mailbox only (else NOT_SUBSCRIBED / MAILBOX_DEACTIVATED)."
+        description="Conversations of this mailbox, most recent activity first (or `order`). "
+        "Subscribers of an active mailbox only (else NOT_SUBSCRIBED / MAILBOX_DEACTIVATED). Filters: "
+        "`assigneeId` (assigned to that user), `unassigned`, `priority`, `waitingOnly` (a patient awaits an answer)."
     )
     def conversations(
         self: models.Mailbox,
@@ -259,14 +304,26 @@ class MailboxType(relay.Node):
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
+        assignee_id: strawberry.ID | None = None,
+        unassigned: bool | None = None,
+        priority: ConversationPriority | None = None,
+        waiting_only: bool | None = None,
+        order: ConversationOrder = ConversationOrder.RECENT_ACTIVITY,
     ) -> Connection[ConversationType] | None:
         context = info.context
         guards.mailbox_view(context, self)
         user = context.require_user()
         args = PageArgs(first=first, after=after, last=last, before=before)
         # `status: null` lists active and archived conversations together.
-        by_status = {"status": status} if status is not None else {}
-        base = annotate_conversations(models.Conversation.objects.filter(**by_status), user)
+        where = conversation_filter(
+            status=status,
+            assignee_id=assignee_id,
+            unassigned=unassigned,
+            priority=priority,
+            waiting_only=waiting_only or order == ConversationOrder.LONGEST_WAITING,
+        )
+        ordering = CONVERSATION_ORDERS[order]
+        base = annotate_conversations(models.Conversation.objects.filter(where), user)
         batch = batch_of(self)
 
         def load() -> dict[int, Connection]:
@@ -276,18 +333,19 @@ class MailboxType(relay.Node):
                 connections = paginate_siblings(
                     base,
                     args,
-                    CONVERSATION_ORDER,
+                    ordering,
                     parent_field="mailbox_id",
                     parent_ids=ids,
                     counts=lambda: dict(
-                        models.Conversation.objects.filter(mailbox_id__in=ids, **by_status)
+                        models.Conversation.objects.filter(where, mailbox_id__in=ids)
+                        .order_by()
                         .values_list("mailbox_id")
                         .annotate(n=Count("*"))
                         .values_list("mailbox_id", "n")
                     ),
                 )
             else:  # a cursor belongs to one mailbox's list
-                connections = {self.pk: paginate(base.filter(mailbox=self), args, CONVERSATION_ORDER)}
+                connections = {self.pk: paginate(base.filter(mailbox=self), args, ordering)}
             nodes = []
             for pk, connection in connections.items():
                 for edge in connection.edges:
@@ -299,8 +357,65 @@ class MailboxType(relay.Node):
             )
             return connections
 
-        key = ("mailbox-conversations", batch if args.is_first_page else self.pk, status, args)
+        filters = (status, assignee_id, unassigned, priority, waiting_only, order)
+        key = ("mailbox-conversations", batch if args.is_first_page else self.pk, filters, args)
         return context.memo(key, load)[self.pk]
+
+    @strawberry.field(
+        description="How the mailbox's team is doing: open and waiting conversations now, the oldest wait, and the "
+        "median first response and response times of staff answers since `since` (all time when null). "
+        "Subscribers and mailbox admins (else NOT_SUBSCRIBED)."
+    )
+    def stats(self: models.Mailbox, info: Info, since: dt.datetime | None = None) -> MailboxStatsType | None:
+        context = info.context
+        guards.pool_view(context, self)
+        batch = batch_of(self)
+
+        def load() -> dict[int, MailboxStats]:
+            allowed = [m.pk for m in batch.rows if _allowed(lambda m: guards.pool_view(context, m), m)]
+            return stats_of(allowed, since=since)
+
+        stats = context.memo(("mailbox-stats", batch, since), load)[self.pk]
+        return MailboxStatsType(
+            open_count=stats.open_count,
+            waiting_count=stats.waiting_count,
+            oldest_waiting_since=stats.oldest_waiting_since,
+            median_first_response_seconds=stats.median_first_response_seconds,
+            median_response_seconds=stats.median_response_seconds,
+        )
+
+
+@strawberry.type(name="MailboxStats")
+class MailboxStatsType:
+    open_count: int
+    waiting_count: int
+    oldest_waiting_since: dt.datetime | None
+    median_first_response_seconds: float | None
+    median_response_seconds: float | None
+
+
+def conversation_filter(
+    *,
+    status: Any,
+    assignee_id: strawberry.ID | None,
+    unassigned: bool | None,
+    priority: Any,
+    waiting_only: bool | None,
+) -> Q:
+    if assignee_id is not None and unassigned:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "Pass assigneeId or unassigned: true, not both.")
+    where = Q()
+    if status is not None:
+        where &= Q(status=status)
+    if assignee_id is not None:
+        where &= Q(assignee_id=decode_id(assignee_id, "User"))
+    elif unassigned is not None:
+        where &= Q(assignee__isnull=unassigned)
+    if priority is not None:
+        where &= Q(priority=priority)
+    if waiting_only:
+        where &= Q(waiting_since__isnull=False)
+    return where
 
 
 # ---- conversations and messages --------------------------------------------------------------------
@@ -336,6 +451,54 @@ class ConversationType(relay.Node):
     def unread_count(self: models.Conversation) -> int:
         return int(getattr(self, "unread_count", 0))
 
+    @strawberry.field(description="Who works this conversation (null: unassigned). Staff only (null for patients).")
+    def assignee(self: models.Conversation, info: Info) -> UserType | None:
+        if info.context.patient is not None or self.assignee is None:
+            return None
+        batch = batch_of(self)
+        # The assignees of one list form one list too (their `memberships` load in one query).
+        info.context.memo(
+            ("conversation-assignees", batch),
+            lambda: with_siblings([c.assignee for c in batch.rows if c.assignee_id is not None]),
+        )
+        return self.assignee
+
+    @strawberry.field(description="NORMAL or URGENT. Staff only (null for patients).")
+    def priority(self: models.Conversation, info: Info) -> ConversationPriority | None:
+        if info.context.patient is not None:
+            return None
+        return models.ConversationPriority(self.priority)
+
+    @strawberry.field(
+        description="When the oldest patient message not yet followed by a staff answer was sent (null: answered). "
+        "Staff only (null for patients)."
+    )
+    def waiting_since(self: models.Conversation, info: Info) -> dt.datetime | None:
+        if info.context.patient is not None:
+            return None
+        return self.waiting_since
+
+    @strawberry.field(
+        description="Claims, assignments and unassignments, oldest first. Staff only (empty for patients)."
+    )
+    def assignment_history(self: models.Conversation, info: Info) -> list[AssignmentChangeType]:
+        context = info.context
+        if context.patient is not None:
+            return []
+        batch = batch_of(self)
+
+        def load() -> dict[int, list[models.AssignmentChange]]:
+            rows = models.AssignmentChange.objects.filter(conversation_id__in={c.pk for c in batch.rows})
+            by_conversation: dict[int, list[models.AssignmentChange]] = defaultdict(list)
+            users = []
+            for change in rows.select_related("assignee", "previous_assignee", "changed_by").order_by("at", "id"):
+                by_conversation[change.conversation_id].append(change)
+                users += [u for u in (change.assignee, change.previous_assignee, change.changed_by) if u is not None]
+            with_siblings(users)
+            return by_conversation
+
+        return context.memo(("assignment-history", batch), load).get(self.pk, [])
+
     @strawberry.field(description="Oldest first by sequence: `last: 50` is the newest fifty, `before` pages back.")
     def messages(
         self: models.Conversation,
@@ -357,30 +520,35 @@ class ConversationType(relay.Node):
             )
         args = PageArgs(first=first, after=after, last=last, before=before)
         batch = batch_of(self)
-        via = None if context.patient is not None else getattr(self, "_via", models.AccessSource.MAILBOX)
+        patient = context.patient is not None
+        via = None if patient else getattr(self, "_via", models.AccessSource.MAILBOX)
+        # A patient's thread is their numbering of the messages they can see: notes are not in it at all.
+        ordering, last_of = (PORTAL_MESSAGE_ORDER, _portal_last) if patient else (MESSAGE_ORDER, _staff_last)
 
         def load() -> dict[int, Connection]:
             base = messages_with_details(models.Message.objects.all(), attachments=False)
+            if patient:
+                base = base.filter(portal_sequence__isnull=False)
             # Sequences have no gaps, so a thread's count is its last sequence: no COUNT(*) over long threads.
             if args.is_first_page:
                 parents = {c.pk: c for c in batch.rows if _allowed(lambda c: guards.conversation_read(context, c), c)}
                 connections = paginate_siblings(
-                    base.filter(_newest_or_oldest(parents.values(), args)),
+                    base.filter(_newest_or_oldest(parents.values(), args, ordering.fields[0], last_of)),
                     args,
-                    MESSAGE_ORDER,
+                    ordering,
                     parent_field="conversation_id",
                     parent_ids=list(parents),
-                    counts=lambda: {pk: c.last_sequence for pk, c in parents.items()},
+                    counts=lambda: {pk: last_of(c) for pk, c in parents.items()},
                 )
             else:  # a cursor belongs to one conversation's list
                 connections = {
-                    self.pk: paginate(
-                        base.filter(conversation=self), args, MESSAGE_ORDER, count=lambda: self.last_sequence
-                    )
+                    self.pk: paginate(base.filter(conversation=self), args, ordering, count=lambda: last_of(self))
                 }
             nodes = [edge.node for connection in connections.values() for edge in connection.edges]
             for node in nodes:
                 node._via = via
+                if patient:
+                    node.sequence = node.portal_sequence
             if selected_anywhere(info, "attachments"):
                 attach_attachments(nodes)
             return connections
@@ -400,14 +568,22 @@ def attach_attachments(messages: list[models.Message]) -> None:
         message._attachment_rows = by_message[message.pk]
 
 
-def _newest_or_oldest(conversations, args: PageArgs) -> Q:
+def _staff_last(conversation: models.Conversation) -> int:
+    return conversation.last_sequence
+
+
+def _portal_last(conversation: models.Conversation) -> int:
+    return conversation.portal_last_sequence
+
+
+def _newest_or_oldest(conversations, args: PageArgs, field: str = "sequence", last_of=_staff_last) -> Q:
     """Sequences have no gaps, so the first page of each thread is a sequence range an index scan serves:
     the newest n are above last_sequence - n, the oldest n at most n (+1 to learn if there is more)."""
     size = args.size()
     condition = Q(pk__in=[])
     for conversation in conversations:
-        newest = Q(sequence__gt=conversation.last_sequence - size - 1)
-        window = newest if args.backwards else Q(sequence__lte=size + 1)
+        newest = Q(**{f"{field}__gt": last_of(conversation) - size - 1})
+        window = newest if args.backwards else Q(**{f"{field}__lte": size + 1})
         condition |= Q(conversation_id=conversation.pk) & window
     return condition
 
@@ -477,6 +653,30 @@ class MessageType(relay.Node):
     @strawberry.field
     def conversation_id(self: models.Message) -> relay.GlobalID:
         return relay.GlobalID("Conversation", str(self.conversation_id))
+
+
+@strawberry_django.type(models.AssignmentChange, name="AssignmentChange")
+class AssignmentChangeType:
+    reason: str
+    at: dt.datetime
+
+    @strawberry.field(description="Null: the change unassigned the conversation.")
+    def assignee(self: models.AssignmentChange) -> UserType | None:
+        return self.assignee
+
+    @strawberry.field
+    def previous_assignee(self: models.AssignmentChange) -> UserType | None:
+        return self.previous_assignee
+
+    @strawberry.field
+    def changed_by(self: models.AssignmentChange) -> UserType:
+        return self.changed_by
+
+
+@strawberry_django.type(models.QuickReply, name="QuickReply")
+class QuickReplyType(relay.Node):
+    title: str
+    body: str
 
 
 # ---- patients --------------------------------------------------------------------------------------

@@ -60,6 +60,14 @@ def is_mailbox_admin(membership: Membership) -> bool:
     return has_permission(membership, PracticePermission.MAILBOX_ADMIN_PERMISSION)
 
 
+def is_mailbox_admin_of(user: User, practice_id: int) -> bool:
+    return PermissionGrant.objects.filter(
+        membership__user=user,
+        membership__practice_id=practice_id,
+        permission=PracticePermission.MAILBOX_ADMIN_PERMISSION,
+    ).exists()
+
+
 def is_practice_admin(membership: Membership) -> bool:
     return membership.role in ADMIN_ROLES
 
@@ -144,6 +152,8 @@ def require_message_retraction(user: User | None, message: Message, conversation
     membership = require_workbench_member(user, conversation.practice_id)
     if message.sender_user_id != user.pk and not is_mailbox_admin(membership):
         raise DomainError(ErrorCode.FORBIDDEN, "Only the message's sender or a mailbox admin can withdraw it.")
+    if message.direction == MessageDirection.INTERNAL_NOTE:
+        raise DomainError(ErrorCode.VALIDATION_ERROR, "An internal note cannot be withdrawn: the patient never saw it.")
     if message.direction != MessageDirection.TO_PATIENT:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "Only messages from the practice can be withdrawn.")
     return membership
@@ -192,6 +202,22 @@ def require_conversation_access(user: User | None, conversation: Conversation, v
     return membership
 
 
+def require_pool_view(
+    user: User | None, mailbox: Mailbox, *, subscribed: bool | None = None, admin: bool | None = None
+) -> None:
+    """A mailbox's stats: its subscribers and the practice's mailbox admins. `subscribed` and `admin` are the
+    viewer's facts when the caller has loaded them for a whole page already."""
+    if admin is None:
+        admin = is_mailbox_admin(require_workbench_member(user, mailbox.practice_id))
+    if subscribed is None:
+        subscribed = is_subscribed(user, mailbox.pk)
+    if admin or subscribed:
+        return
+    raise DomainError(
+        ErrorCode.NOT_SUBSCRIBED, f"Subscribe to the mailbox '{mailbox.name}' to see how its team is doing."
+    )
+
+
 def require_own_conversation(patient: Patient | None, conversation: Conversation) -> None:
     """A patient's own thread; anyone else's is NOT_FOUND."""
     if patient is None:
@@ -228,8 +254,13 @@ def require_attachment_access(
         raise not_found("attachment")
     conversation = attachment.message.conversation
     if patient is not None:
-        # A withdrawn message's files are gone for the patient (staff keep them, the record keeps everything).
-        if conversation.patient_id != patient.pk or attachment.message.retracted_at is not None:
+        # A note's file does not exist for the patient, exactly like another patient's; a withdrawn message's files
+        # are gone for the patient (staff keep them, the record keeps everything).
+        if (
+            conversation.patient_id != patient.pk
+            or attachment.message.is_note
+            or attachment.message.retracted_at is not None
+        ):
             raise not_found("attachment")
         require_portal(conversation.practice_id)
         return AccessSource.PORTAL

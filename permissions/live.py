@@ -35,7 +35,8 @@ PRACTICE_WIDE_ACCESS = frozenset(
     {EventKind.MAILBOX_DEACTIVATED, EventKind.MAILBOX_ACTIVATED, EventKind.MAILBOX_DELETED}
 )
 ACCESS_CHANGES = frozenset({EventKind.ACCESS_CHANGED, EventKind.SUBSCRIPTIONS_CHANGED, *PRACTICE_WIDE_ACCESS})
-# What a patient sees of their own threads in the portal.
+# What a patient sees of their own threads in the portal. Never notes, assignment or priority (staff-only kinds,
+# logged without the patient's id as well).
 PORTAL_KINDS = (EventKind.MESSAGE_ADDED, EventKind.CONVERSATION_STARTED, EventKind.MESSAGE_RETRACTED)
 
 
@@ -62,6 +63,8 @@ def mailbox_stream_visible(event: Event, user: User, subscribed_active: set[int]
         return not event.user_ids or user.pk in event.user_ids
     if event.kind == EventKind.CONVERSATION_READ:
         return user.pk in (event.user_ids or []) and event.mailbox_id in subscribed_active
+    if event.kind == EventKind.QUICK_REPLIES_CHANGED:  # every staff member uses them
+        return True
     return event.mailbox_id in subscribed_active
 
 
@@ -89,7 +92,11 @@ def require_conversation_stream(user: User | None, conversation: Conversation | 
 def conversation_stream_visible(event: Event, user: User) -> bool:
     if event.kind == EventKind.CONVERSATION_READ:
         return user.pk in (event.user_ids or [])
-    return event.kind not in (EventKind.SUBSCRIPTIONS_CHANGED, EventKind.ACCESS_CHANGED)
+    return event.kind not in (
+        EventKind.SUBSCRIPTIONS_CHANGED,
+        EventKind.ACCESS_CHANGED,
+        EventKind.QUICK_REPLIES_CHANGED,
+    )
 
 
 def require_portal_stream(patient: Patient) -> None:

@@ -25,11 +25,17 @@ query($p: ID!, $patient: ID) { auditEvents(practiceId: $p, patientId: $patient, 
 def thread_with(world, patient, body: str) -> Conversation:
     now = timezone.now()
     conversation = Conversation.objects.create(
-        practice=world.practice, mailbox=world.billing, patient=patient, last_activity_at=now, last_sequence=1
+        practice=world.practice,
+        mailbox=world.billing,
+        patient=patient,
+        last_activity_at=now,
+        last_sequence=1,
+        portal_last_sequence=1,
     )
     Message.objects.create(
         conversation=conversation,
         sequence=1,
+        portal_sequence=1,
         direction=MessageDirection.FROM_PATIENT,
         sender_patient=patient,
         body=body,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from core.models import Conversation, Mailbox, Membership, Message, Role, User
+from core.models import Conversation, Mailbox, Membership, Message, QuickReply, Role, User
 from graph.schema import schema
 from tests.graphql_client import Api, gid
 
@@ -97,7 +97,15 @@ def ids(w) -> dict[str, str]:
         "staff": gid("User", w.staff.pk),
         "subscriber": gid("User", w.subscriber.pk),
         "mailbox_admin": gid("User", w.mailbox_admin.pk),
+        "quick_reply": gid("QuickReply", _quick_reply(w).pk),
     }
+
+
+def _quick_reply(w) -> QuickReply:
+    reply, _ = QuickReply.objects.get_or_create(
+        practice=w.practice, title="Greeting", defaults={"body": "Hello from the North desk"}
+    )
+    return reply
 
 
 MAILBOX = "id name status isSubscribed subscriberCount"
@@ -363,6 +371,67 @@ ROWS = [
         lambda i: {"m": i["billing"]},
         patients_only(outside_patient=NOT_FOUND),
     ),
+    # ---- working the pool
+    Row(
+        "quickReplies",
+        "query($p: ID!) { quickReplies(practiceId: $p) { id title body } }",
+        lambda i: {"p": i["practice"]},
+        expect(),
+    ),
+    Row(
+        "createQuickReply",
+        'mutation($p: ID!) { createQuickReply(practiceId: $p, title: "Refill", body: "Your refill is ready.") { id } }',
+        lambda i: {"p": i["practice"]},
+        mailbox_admins_only(),
+    ),
+    Row(
+        "updateQuickReply",
+        'mutation($q: ID!) { updateQuickReply(quickReplyId: $q, title: "Hello", body: "Hello!") { id title } }',
+        lambda i: {"q": i["quick_reply"]},
+        mailbox_admins_only(),
+    ),
+    Row(
+        "deleteQuickReply",
+        "mutation($q: ID!) { deleteQuickReply(quickReplyId: $q) }",
+        lambda i: {"q": i["quick_reply"]},
+        mailbox_admins_only(),
+    ),
+    Row(
+        "addInternalNote",
+        f'mutation($c: ID!) {{ addInternalNote(conversationId: $c, body: "Called her back") {{ {MESSAGE} }} }}',
+        lambda i: {"c": i["conversation"]},
+        subscribers_only(),
+        "mailbox-view",
+    ),
+    Row(
+        "addInternalNote",
+        f'mutation($c: ID!) {{ addInternalNote(conversationId: $c, body: "Chart note", via: CHART_SUMMARY) '
+        f"{{ {MESSAGE} }} }}",
+        lambda i: {"c": i["conversation"]},
+        expect(),
+        "chart-summary",
+    ),
+    Row(
+        "assignConversation",
+        'mutation($c: ID!, $u: ID) { assignConversation(conversationId: $c, userId: $u, reason: "Billing question") '
+        "{ id assignee { id } assignmentHistory { reason } } }",
+        lambda i: {"c": i["conversation"], "u": i["subscriber"]},
+        subscribers_only(),
+        "assign",
+    ),
+    Row(
+        "assignConversation",
+        "mutation($c: ID!) { assignConversation(conversationId: $c, userId: null) { id assignee { id } } }",
+        lambda i: {"c": i["conversation"]},
+        subscribers_only(),
+        "unassign",
+    ),
+    Row(
+        "setConversationPriority",
+        "mutation($c: ID!) { setConversationPriority(conversationId: $c, priority: URGENT) { id priority } }",
+        lambda i: {"c": i["conversation"]},
+        subscribers_only(),
+    ),
 ]
 
 
@@ -437,6 +506,7 @@ def _north_markers(world) -> list[str]:
         memberships__practice=world.other_practice
     )
     markers = [*i.values(), "North Clinic", "María", "García", "John", "Smith", "A-1002", "Scheduling"]
+    markers += ["Greeting", "Hello from the North desk"]
     markers += [gid("User", u.pk) for u in users] + [u.username for u in users] + [u.full_name for u in users]
     return markers
 
@@ -462,6 +532,8 @@ def test_no_role_of_another_practice_reads_or_changes_anything_of_this_practice(
         list(Mailbox.objects.filter(practice=world.practice).values_list("name", "is_active").order_by("pk")),
         Conversation.objects.filter(practice=world.practice).count(),
         Message.objects.filter(conversation__practice=world.practice).count(),
+        list(QuickReply.objects.filter(practice=world.practice).values_list("title", "body")),
+        list(Conversation.objects.filter(practice=world.practice).values_list("assignee", "priority")),
     )
     for role, api in _other_practice_roles(world).items():
         for row in ROWS:
@@ -482,5 +554,7 @@ def test_no_role_of_another_practice_reads_or_changes_anything_of_this_practice(
         list(Mailbox.objects.filter(practice=world.practice).values_list("name", "is_active").order_by("pk")),
         Conversation.objects.filter(practice=world.practice).count(),
         Message.objects.filter(conversation__practice=world.practice).count(),
+        list(QuickReply.objects.filter(practice=world.practice).values_list("title", "body")),
+        list(Conversation.objects.filter(practice=world.practice).values_list("assignee", "priority")),
     )
     assert after == before

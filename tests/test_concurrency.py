@@ -197,3 +197,56 @@ def test_archive_and_reactivating_sends_racing_patient_sends_keep_the_mailbox_un
         expected = sum(c.patient_message_count for c in active)
         mailbox = annotate_mailboxes(Mailbox.objects.filter(pk=world.billing.pk), world.subscriber).get()
         assert mailbox.unread_count == expected, round_number
+
+
+def test_simultaneous_claims_leave_one_assignee_and_a_history_that_chains(world):
+    # given two subscribers claiming, and a third reassigning, the same conversation at the same instant
+    from core.models import AssignmentChange, MailboxSubscription
+
+    MailboxSubscription.objects.create(mailbox=world.billing, user=world.clinician)
+    people = (world.subscriber, world.mailbox_admin, world.clinician)
+    no_exceptions(
+        run_at_once(
+            *(
+                lambda user=user: actions.assign_conversation(
+                    acting_user=user, conversation_id=world.conversation.pk, user_id=user.pk
+                )
+                for user in people
+            )
+        )
+    )
+    # then each change names the one before it (row lock), and the last one is the assignee
+    changes = list(AssignmentChange.objects.filter(conversation=world.conversation).order_by("id"))
+    assert len(changes) == 3
+    assert changes[0].previous_assignee_id is None
+    assert [c.previous_assignee_id for c in changes[1:]] == [c.assignee_id for c in changes[:-1]]
+    assert Conversation.objects.get(pk=world.conversation.pk).assignee_id == changes[-1].assignee_id
+
+
+def test_notes_and_messages_racing_keep_both_numberings_gap_free(world):
+    # given staff notes, staff messages and patient messages written at the same instant
+    calls = []
+    for n in range(3):
+        calls.append(
+            lambda n=n: actions.add_internal_note(
+                acting_user=world.subscriber, conversation_id=world.conversation.pk, body=f"note {n}"
+            )
+        )
+        calls.append(
+            lambda n=n: actions.send_staff_message(
+                acting_user=world.mailbox_admin, conversation_id=world.conversation.pk, body=f"staff {n}"
+            )
+        )
+        calls.append(
+            lambda n=n: actions.send_patient_message(
+                acting_patient=world.patient, mailbox_id=world.billing.pk, body=f"patient {n}"
+            )
+        )
+    no_exceptions(run_at_once(*calls))
+    # then the staff thread is 1..9 and the patient's numbering 1..6, both without gaps
+    messages = Message.objects.filter(conversation=world.conversation)
+    assert sorted(messages.values_list("sequence", flat=True)) == list(range(1, 10))
+    portal = sorted(s for s in messages.values_list("portal_sequence", flat=True) if s is not None)
+    assert portal == list(range(1, 7))
+    conversation = Conversation.objects.get(pk=world.conversation.pk)
+    assert (conversation.last_sequence, conversation.portal_last_sequence) == (9, 6)

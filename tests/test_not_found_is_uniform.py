@@ -30,7 +30,7 @@ from core import actions
 from core.errors import NOT_FOUND_MESSAGE
 from core.live import SHARED
 from core.live_db import live_db, release_connection
-from core.models import Conversation
+from core.models import Conversation, QuickReply
 from core.tokens import issue_token
 from graph.schema import schema
 from tests.graphql_client import Api, gid
@@ -88,6 +88,8 @@ def records(world) -> Records:
     their_message = actions.send_staff_message(
         acting_user=world.subscriber, conversation_id=world.conversation.pk, body="Their thread"
     )
+    own_reply = QuickReply.objects.create(practice=world.other_practice, title="Ours", body="Our text")
+    their_reply = QuickReply.objects.create(practice=world.practice, title="Theirs", body="Their text")
     return Records(
         own={
             "Practice": world.other_practice.pk,
@@ -96,6 +98,7 @@ def records(world) -> Records:
             "Patient": world.outside_patient.pk,
             "User": world.outsider.pk,
             "Message": own_message.pk,
+            "QuickReply": own_reply.pk,
         },
         others={
             "Practice": world.practice.pk,
@@ -104,6 +107,7 @@ def records(world) -> Records:
             "Patient": world.patient.pk,
             "User": world.owner.pk,  # a member of the probed practice only
             "Message": their_message.pk,
+            "QuickReply": their_reply.pk,
         },
     )
 

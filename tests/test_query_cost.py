@@ -153,6 +153,7 @@ def _long_thread(world, messages: int, size: int) -> Conversation:
         Message(
             conversation=conversation,
             sequence=n,
+            portal_sequence=n,
             direction=MessageDirection.FROM_PATIENT,
             sender_patient=world.patient,
             body="é" * size,
@@ -160,7 +161,7 @@ def _long_thread(world, messages: int, size: int) -> Conversation:
         )
         for n in range(1, messages + 1)
     )
-    Conversation.objects.filter(pk=conversation.pk).update(last_sequence=messages)
+    Conversation.objects.filter(pk=conversation.pk).update(last_sequence=messages, portal_last_sequence=messages)
     return conversation
 
 

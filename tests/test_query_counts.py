@@ -67,6 +67,7 @@ def add_thread(mailbox: Mailbox, patient: Patient, messages: int, staff) -> Conv
         last_activity_at=now,
         last_message_at=now,
         last_sequence=messages,
+        portal_last_sequence=messages,
         patient_message_count=(messages + 1) // 2,
     )
     Mailbox.objects.filter(pk=mailbox.pk).update(patient_message_count=F("patient_message_count") + (messages + 1) // 2)
@@ -74,6 +75,7 @@ def add_thread(mailbox: Mailbox, patient: Patient, messages: int, staff) -> Conv
         Message(
             conversation=conversation,
             sequence=n,
+            portal_sequence=n,
             sent_at=now - dt.timedelta(minutes=messages - n),
             direction=MessageDirection.FROM_PATIENT if n % 2 else MessageDirection.TO_PATIENT,
             sender_patient=patient if n % 2 else None,

@@ -22,15 +22,21 @@ from core.actions.mailboxes import (
     subscribe_to_mailbox,
     unsubscribe_from_mailbox,
 )
+from core.actions.pool import add_internal_note, assign_conversation, set_conversation_priority
 from core.actions.portal import set_portal_notifications
 from core.actions.practice import grant_permission, revoke_permission, set_practice_setting
+from core.actions.quick_replies import create_quick_reply, delete_quick_reply, update_quick_reply
 
 __all__ = [
     "activate_mailbox",
+    "add_internal_note",
     "archive_conversation",
+    "assign_conversation",
     "create_mailbox",
+    "create_quick_reply",
     "deactivate_mailbox",
     "delete_mailbox",
+    "delete_quick_reply",
     "grant_permission",
     "mark_conversation_read",
     "rename_mailbox",
@@ -39,6 +45,7 @@ __all__ = [
     "send_auto_reply",
     "send_patient_message",
     "send_staff_message",
+    "set_conversation_priority",
     "set_mailbox_auto_reply",
     "set_mailbox_subscribers",
     "set_portal_notifications",
@@ -48,4 +55,5 @@ __all__ = [
     "subscribe_to_mailbox",
     "unarchive_conversation",
     "unsubscribe_from_mailbox",
+    "update_quick_reply",
 ]

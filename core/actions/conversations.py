@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core import attachments as attachment_store
-from core import audit, ratelimit
+from core import audit, ratelimit, waiting
 from core.actions._common import clean_body, clean_client_message_id, lock_conversation, lock_mailbox
 from core.errors import DomainError, ErrorCode, not_found
 from core.events import emit
@@ -141,11 +141,16 @@ def _append_message(
     automatic_from: Mailbox | None = None,
 ) -> Message:
     """Caller holds the conversation lock: the next sequence number is gap-free and unique. `automatic_from`: the
-    mailbox's auto-reply (no staff sender; the mailbox's name signs it)."""
+    mailbox's auto-reply (no staff sender; the mailbox's name signs it).
+
+    A note takes the next place in the staff thread, but none in the patient's numbering, and is no activity the
+    patient could see: it leaves last message time, order, unread counts, status and waiting time as they were."""
     now = timezone.now()
+    note = direction == MessageDirection.INTERNAL_NOTE
     message = Message.objects.create(
         conversation=conversation,
         sequence=conversation.last_sequence + 1,
+        portal_sequence=None if note else conversation.portal_last_sequence + 1,
         direction=direction,
         body=body,
         sent_at=now,
@@ -157,6 +162,17 @@ def _append_message(
     )
     attachment_store.attach(uploads, message)
     conversation.last_sequence = message.sequence
+    if note:
+        conversation.save(update_fields=["last_sequence"])
+        emit(
+            EventKind.NOTE_ADDED,
+            practice_id=conversation.practice_id,
+            mailbox_id=conversation.mailbox_id,
+            conversation_id=conversation.pk,
+            message_id=message.pk,
+        )  # no patient id: the portal's log never holds it, and the patient's live group is not even woken
+        return message
+    conversation.portal_last_sequence = message.portal_sequence
     conversation.last_message_at = now
     conversation.last_activity_at = now
     if direction == MessageDirection.FROM_PATIENT:
@@ -165,10 +181,19 @@ def _append_message(
             Mailbox.objects.filter(pk=conversation.mailbox_id).update(
                 patient_message_count=F("patient_message_count") + 1
             )
+    waiting.after_message(conversation, message)
     if conversation.status == ConversationStatus.ARCHIVED:
         _reactivate(conversation, by_user=sender_user)
     conversation.save(
-        update_fields=["last_sequence", "last_message_at", "last_activity_at", "status", "patient_message_count"]
+        update_fields=[
+            "last_sequence",
+            "portal_last_sequence",
+            "last_message_at",
+            "last_activity_at",
+            "status",
+            "patient_message_count",
+            "waiting_since",
+        ]
     )
     emit(
         EventKind.MESSAGE_ADDED,
@@ -392,6 +417,9 @@ def retract_message(*, acting_user: User, message_id: int, reason: str | None) -
         message.retracted_by = acting_user
         message.retract_reason = reason
         message.save(update_fields=["retracted_at", "retracted_by", "retract_reason"])
+        # A withdrawn answer answered nothing: the patient waits again (or for the next answer) and its response
+        # time leaves the stats.
+        waiting.recompute(conversation)
         audit.record(
             operation="retractMessage",
             action=AuditAction.UPDATE,

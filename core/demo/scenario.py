@@ -14,7 +14,7 @@ from django.db import transaction
 from core import actions
 from core.demo import DEMO_DIRECTORY, DEMO_PRACTICE_KEYS
 from core.directory import ImportSummary, apply_directory, read_directory
-from core.models import Conversation, Mailbox, Patient, Practice, User
+from core.models import Conversation, Mailbox, Patient, Practice, QuickReply, User
 
 PATIENT = "patient"
 
@@ -211,6 +211,22 @@ def _set_up_practice(spec: DemoPractice) -> None:
     for wanted in spec.mailboxes:
         if not wanted.active and mailboxes[wanted.name].is_active:
             actions.deactivate_mailbox(acting_user=users[spec.mailbox_admin], mailbox_id=mailboxes[wanted.name].pk)
+    for title, body in QUICK_REPLIES:
+        if not QuickReply.objects.filter(practice=practice, title__iexact=title).exists():
+            actions.create_quick_reply(
+                acting_user=users[spec.mailbox_admin], practice_id=practice.pk, title=title, body=body
+            )
+
+
+# Every demo practice starts with these in Config › Quick Replies.
+QUICK_REPLIES = (
+    (
+        "Received, we are on it",
+        "Thank you for your message. We received it and will get back to you within one business day.",
+    ),
+    ("Office hours", "Our office is open Monday to Friday, 8 am to 5 pm. For an emergency, call 911."),
+    ("Payment plan", "We can split your balance into monthly payments. Reply YES and we will set it up for you."),
+)
 
 
 def demo_is_loaded() -> bool:

@@ -25,6 +25,8 @@ const Q = {
 const M = {
   send: `mutation($id: ID!, $body: String, $attachments: [Upload!], $clientMessageId: String) {
     sendMessage(conversationId: $id, body: $body, attachments: $attachments, clientMessageId: $clientMessageId, via: CHART_SUMMARY) { ${MESSAGE_FIELDS} clientMessageId } }`,
+  note: `mutation($id: ID!, $body: String, $attachments: [Upload!], $clientMessageId: String) {
+    addInternalNote(conversationId: $id, body: $body, attachments: $attachments, clientMessageId: $clientMessageId, via: CHART_SUMMARY) { ${MESSAGE_FIELDS} clientMessageId } }`,
   start: `mutation($mailboxId: ID!, $patientId: ID!) { startConversation(mailboxId: $mailboxId, patientId: $patientId, via: CHART_SUMMARY) { id } }`,
   read: `mutation($id: ID!) { markConversationRead(conversationId: $id, via: CHART_SUMMARY) { id status lastMessageAt unreadCount } }`,
 };
@@ -92,6 +94,7 @@ async function open(id) {
     container: document.getElementById("chart-thread"),
     load: async () => (await api.request(Q.thread, { id })).conversation,
     send: async ({ body, files, clientMessageId }) => (await api.request(M.send, { id, body, attachments: files.length ? files : null, clientMessageId })).sendMessage,
+    sendNote: async ({ body, files, clientMessageId }) => (await api.request(M.note, { id, body, attachments: files.length ? files : null, clientMessageId })).addInternalNote,
     header: (c) => h("div", { class: "thread-header" }, h("div", { class: "thread-patient" }, h("h2", {}, c.mailbox.name), h("p", { class: "muted small" }, c.status === "ARCHIVED" ? "Archived conversation" : "Active conversation", " · viewed from the chart summary"))),
     disabledReason: (c) => (c.mailbox.status === "DEACTIVATED" ? "This mailbox is deactivated: its history stays readable, but no new messages can be sent." : null),
     onRead: markRead,

@@ -1,5 +1,5 @@
 // Config screens: Logins → Mailbox Access, Access Control, Practice Settings.
-import { h, showError, toast, toggle } from "./ui.js";
+import { formDialog, h, showError, toast, toggle } from "./ui.js";
 
 const WORKBENCH_KEY = "ui.pat_messages_mailbox.enable";
 const PORTAL_KEY = "patient_portal.use_mailbox_messaging";
@@ -222,6 +222,88 @@ export async function renderPracticeSettings(ctx) {
         h("button", { type: "submit", class: "btn btn-primary" }, "Save"),
         h("datalist", { id: "known-keys" }, h("option", { value: WORKBENCH_KEY }), h("option", { value: PORTAL_KEY })),
       ),
+    ),
+  );
+}
+
+// ---- Quick Replies -----------------------------------------------------------------------------------------
+
+const QR = {
+  list: `query QuickReplies($practiceId: ID!) { quickReplies(practiceId: $practiceId) { id title body } }`,
+  create: `mutation($practiceId: ID!, $title: String!, $body: String!) { createQuickReply(practiceId: $practiceId, title: $title, body: $body) { id } }`,
+  update: `mutation($id: ID!, $title: String!, $body: String!) { updateQuickReply(quickReplyId: $id, title: $title, body: $body) { id } }`,
+  remove: `mutation($id: ID!) { deleteQuickReply(quickReplyId: $id) }`,
+};
+
+let quickRepliesListener = null;
+
+export async function renderQuickReplies(ctx) {
+  const { api, practiceId, isMailboxAdmin } = ctx;
+  const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  page(ctx, "Config › Practice › Quick Replies", "Quick Replies", body);
+  // A colleague's change arrives as a live event; the page shows the practice's list again.
+  if (quickRepliesListener) window.removeEventListener("pmm:quick-replies-changed", quickRepliesListener);
+  quickRepliesListener = () => location.hash === "#/config/quick-replies" && !document.querySelector("dialog[open]") && renderQuickReplies(ctx);
+  window.addEventListener("pmm:quick-replies-changed", quickRepliesListener);
+  let replies;
+  try {
+    replies = (await api.request(QR.list, { practiceId })).quickReplies;
+  } catch (err) {
+    body.replaceChildren(h("p", { class: "alert alert-error", role: "alert" }, err.message));
+    return;
+  }
+  const edit = (reply) => {
+    const title = h("input", { id: "qr-title", name: "title", required: true, maxlength: 100, value: reply?.title || "", autocomplete: "off" });
+    const text = h("textarea", { id: "qr-body", name: "body", required: true, rows: 5 });
+    text.value = reply?.body || "";
+    formDialog({
+      title: reply ? `Edit “${reply.title}”` : "New quick reply",
+      body: [h("label", { for: "qr-title" }, "Title (what staff search for)"), title, h("label", { for: "qr-body" }, "Text inserted into the message"), text],
+      submitLabel: reply ? "Save" : "Create quick reply",
+      async onSubmit(form) {
+        const values = { title: form.get("title"), body: form.get("body") };
+        if (reply) await api.request(QR.update, { id: reply.id, ...values });
+        else await api.request(QR.create, { practiceId, ...values });
+        toast(reply ? "Quick reply saved." : "Quick reply created.", "ok", 2500);
+        renderQuickReplies(ctx);
+      },
+    });
+    title.focus();
+  };
+  const remove = (reply) =>
+    formDialog({
+      title: `Delete “${reply.title}”?`,
+      body: h("p", {}, "Staff will no longer find it in the composer."),
+      submitLabel: "Delete",
+      danger: true,
+      async onSubmit() {
+        await api.request(QR.remove, { id: reply.id });
+        toast("Quick reply deleted.", "ok", 2500);
+        renderQuickReplies(ctx);
+      },
+    });
+  body.replaceChildren(
+    h(
+      "section",
+      { class: "card" },
+      h("p", { class: "muted" }, isMailboxAdmin ? "Texts every staff member can insert into a message from the composer's Quick replies button." : "Texts you can insert into a message from the composer's Quick replies button. Mailbox admins manage them."),
+      isMailboxAdmin ? h("button", { type: "button", class: "btn btn-primary", id: "new-quick-reply", onclick: () => edit(null) }, "+ New Quick Reply") : null,
+      replies.length
+        ? h(
+            "ul",
+            { class: "quick-reply-admin", id: "quick-reply-list" },
+            replies.map((r) =>
+              h(
+                "li",
+                { dataset: { quickReplyId: r.id } },
+                h("div", {}, h("strong", {}, r.title), h("p", { class: "muted small qr-text" }, r.body)),
+                isMailboxAdmin
+                  ? h("div", { class: "qr-actions" }, h("button", { type: "button", class: "btn btn-small", onclick: () => edit(r) }, "Edit"), h("button", { type: "button", class: "btn btn-small btn-danger", onclick: () => remove(r) }, "Delete"))
+                  : null,
+              ),
+            ),
+          )
+        : h("p", { class: "muted", id: "quick-reply-list" }, "No quick replies yet."),
     ),
   );
 }

@@ -3,7 +3,7 @@ import { fmtSize, fmtTime, h, showError, uuid } from "./ui.js";
 
 export const MESSAGE_FIELDS = `id sequence direction body sentAt senderName isAutomatic retracted { at reason by { fullName } }
   attachments { id filename contentType size url }`;
-export const THREAD_FIELDS = `id status lastMessageAt unreadCount
+export const THREAD_FIELDS = `id status lastMessageAt unreadCount priority waitingSince assignee { id fullName }
   mailbox { id name status }
   patient { id fullName preferredPronoun dateOfBirth accountNumber }
   messages(last: 50) { totalCount edges { node { ${MESSAGE_FIELDS} } } }`;
@@ -57,7 +57,8 @@ function messageMenu(message, actions) {
 }
 
 function messageView(message, perspective, actions = []) {
-  const mine = perspective === "patient" ? message.direction === "FROM_PATIENT" : message.direction === "TO_PATIENT";
+  const note = message.direction === "INTERNAL_NOTE";
+  const mine = perspective === "patient" ? message.direction === "FROM_PATIENT" : message.direction !== "FROM_PATIENT";
   const withdrawn = !!message.retracted;
   const files = message.attachments.map((a) =>
     h(
@@ -67,10 +68,11 @@ function messageView(message, perspective, actions = []) {
       h("span", { class: "muted small" }, ` ${fmtSize(a.size)}`),
     ),
   );
-  const classes = ["msg", mine ? "msg-out" : "msg-in", message.isAutomatic ? "msg-automatic" : "", withdrawn ? "msg-is-withdrawn" : ""];
+  const classes = ["msg", mine ? "msg-out" : "msg-in", note ? "msg-note" : "", message.isAutomatic ? "msg-automatic" : "", withdrawn ? "msg-is-withdrawn" : ""];
   return h(
     "li",
-    { class: classes.filter(Boolean).join(" "), dataset: { sequence: message.sequence, messageId: message.id } },
+    { class: classes.filter(Boolean).join(" "), dataset: { sequence: message.sequence, messageId: message.id, direction: message.direction } },
+    note ? h("div", { class: "note-label" }, "Internal note · only staff see this") : null,
     h(
       "div",
       { class: "msg-meta" },
@@ -90,7 +92,8 @@ function messageView(message, perspective, actions = []) {
 // `onRead` is called when the person works in a thread with unread messages: messages that arrive live are
 // shown, but marked read only when someone is evidently at the screen, not by an unattended tab.
 // `messageActions`: [label, run(message), allowed(message)] entries of each message's menu (staff: Withdraw…).
-export function mountThread({ container, load, send, header, perspective = "staff", disabledReason = () => null, onRead = null, messageActions = [] }) {
+// `sendNote` (staff) adds the "Internal note" mode to the composer; `quickReplies(query)` its Quick replies picker.
+export function mountThread({ container, load, send, header, perspective = "staff", disabledReason = () => null, onRead = null, messageActions = [], sendNote = null, quickReplies = null }) {
   const head = h("div", { class: "thread-head" });
   const list = h("ol", { class: "messages", "aria-label": "Messages", "aria-live": "polite" });
   const body = h("textarea", { id: "composer-body", name: "body", rows: 3, placeholder: "Type a message…", "aria-label": "Message" });
@@ -99,10 +102,25 @@ export function mountThread({ container, load, send, header, perspective = "staf
   files.addEventListener("change", () => (fileNames.textContent = [...files.files].map((f) => f.name).join(", ")));
   const sendBtn = h("button", { type: "submit", class: "btn btn-primary" }, "Send");
   const notice = h("p", { class: "composer-notice", role: "status", hidden: true });
+  let mode = "message";
+  const modeTabs = sendNote
+    ? h(
+        "div",
+        { class: "composer-modes", role: "radiogroup", "aria-label": "Composer mode" },
+        [
+          ["message", "Reply to patient"],
+          ["note", "Internal note"],
+        ].map(([value, label]) =>
+          h("button", { type: "button", role: "radio", class: "composer-mode", id: `composer-mode-${value}`, "aria-checked": String(value === mode), onclick: () => setMode(value) }, label),
+        ),
+      )
+    : null;
+  const picker = quickReplies ? quickReplyPicker(quickReplies, (text) => insertText(text)) : null;
   const composer = h(
     "form",
     { class: "composer", "aria-label": "Write a message" },
     notice,
+    modeTabs || picker ? h("div", { class: "composer-top" }, modeTabs, h("span", { class: "spacer" }), picker?.element) : null,
     body,
     h(
       "div",
@@ -117,6 +135,28 @@ export function mountThread({ container, load, send, header, perspective = "staf
   );
   const section = h("section", { class: "thread", "aria-label": "Conversation" }, head, list, composer);
   container.replaceChildren(section);
+
+  function setMode(value) {
+    mode = value;
+    composer.classList.toggle("composer-note", mode === "note");
+    composer.setAttribute("aria-label", mode === "note" ? "Write an internal note" : "Write a message");
+    modeTabs?.querySelectorAll(".composer-mode").forEach((b) => b.setAttribute("aria-checked", String(b.id === `composer-mode-${mode}`)));
+    body.placeholder = mode === "note" ? "Internal note — only staff see this; the patient is not told." : "Type a message…";
+    body.setAttribute("aria-label", mode === "note" ? "Internal note" : "Message");
+    sendBtn.textContent = mode === "note" ? "Add note" : "Send";
+    pendingId = null;
+    body.focus();
+  }
+
+  function insertText(text) {
+    const start = body.selectionStart ?? body.value.length;
+    const end = body.selectionEnd ?? body.value.length;
+    body.value = body.value.slice(0, start) + text + body.value.slice(end);
+    const at = start + text.length;
+    body.focus();
+    body.setSelectionRange(at, at);
+    pendingId = null;
+  }
 
   let conversation = null;
   let messages = [];
@@ -135,7 +175,14 @@ export function mountThread({ container, load, send, header, perspective = "staf
     lastSeq = newest;
   }
 
+  let headTimer = null;
   function renderHead() {
+    // Never under an open menu (the thread's ⋮): a live change waits until the person is done with it.
+    clearTimeout(headTimer);
+    if (head.querySelector(".menu:not([hidden])")) {
+      headTimer = setTimeout(renderHead, 300);
+      return;
+    }
     head.replaceChildren(header(conversation));
     const reason = disabledReason(conversation);
     notice.hidden = !reason;
@@ -229,7 +276,8 @@ export function mountThread({ container, load, send, header, perspective = "staf
     sendBtn.disabled = true;
     sendBtn.textContent = "Sending…";
     try {
-      const sent = await send({ body: text || null, files: chosen, clientMessageId: pendingId, conversation });
+      const submit = mode === "note" ? sendNote : send;
+      const sent = await submit({ body: text || null, files: chosen, clientMessageId: pendingId, conversation });
       pendingId = null;
       body.value = "";
       files.value = "";
@@ -240,7 +288,7 @@ export function mountThread({ container, load, send, header, perspective = "staf
       showError(err);
     } finally {
       sendBtn.disabled = false;
-      sendBtn.textContent = "Send";
+      sendBtn.textContent = mode === "note" ? "Add note" : "Send";
       body.focus();
     }
   });
@@ -249,5 +297,71 @@ export function mountThread({ container, load, send, header, perspective = "staf
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) composer.requestSubmit();
   });
 
-  return { refresh, show, addMessage, replaceMessage, update, focus: () => body.focus(), get conversation() { return conversation; } };
+  return { refresh, show, addMessage, replaceMessage, update, setMode, focus: () => body.focus(), get conversation() { return conversation; } };
+}
+
+// A "Quick replies" button with a popover: type to search by title, pick one to insert its text.
+function quickReplyPicker(load, insert) {
+  const search = h("input", { type: "search", id: "quick-reply-search", placeholder: "Search quick replies by title", "aria-label": "Search quick replies", autocomplete: "off" });
+  const results = h("ul", { class: "quick-reply-results", id: "quick-reply-results", "aria-label": "Quick replies", "aria-live": "polite" });
+  const panel = h("div", { class: "quick-reply-panel", id: "quick-reply-panel", role: "dialog", "aria-label": "Quick replies", hidden: true }, search, results);
+  const button = h("button", { type: "button", class: "btn btn-ghost btn-small", id: "quick-replies-btn", "aria-haspopup": "dialog", "aria-expanded": "false" }, "Quick replies");
+  let timer = null;
+  let asked = 0;
+  const close = () => {
+    panel.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+  };
+  const show = async () => {
+    const query = search.value.trim();
+    const request = ++asked;
+    try {
+      const replies = await load(query);
+      if (request !== asked) return;
+      results.replaceChildren(
+        ...(replies.length
+          ? replies.map((r) =>
+              h(
+                "li",
+                {},
+                h(
+                  "button",
+                  { type: "button", class: "quick-reply", dataset: { quickReplyId: r.id }, onclick: () => { close(); insert(r.body); } },
+                  h("strong", {}, r.title),
+                  h("span", { class: "muted small quick-reply-body" }, r.body),
+                ),
+              ),
+            )
+          : [h("li", { class: "empty muted small" }, query ? "No quick reply has that title." : "No quick replies yet. Mailbox admins add them under Config › Quick Replies.")]),
+      );
+    } catch (err) {
+      results.replaceChildren(h("li", { class: "alert alert-error", role: "alert" }, err.message));
+    }
+  };
+  button.addEventListener("click", (event) => {
+    event.stopPropagation();
+    panel.hidden = !panel.hidden;
+    button.setAttribute("aria-expanded", String(!panel.hidden));
+    if (!panel.hidden) {
+      search.value = "";
+      show();
+      search.focus();
+    }
+  });
+  search.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(show, 150);
+  });
+  panel.addEventListener("click", (event) => event.stopPropagation());
+  panel.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      close();
+      button.focus();
+    } else if (event.key === "ArrowDown" && document.activeElement === search) {
+      event.preventDefault();
+      results.querySelector("button")?.focus();
+    }
+  });
+  document.addEventListener("click", close);
+  return { element: h("div", { class: "menu-wrap quick-replies" }, button, panel) };
 }

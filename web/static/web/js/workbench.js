@@ -4,28 +4,36 @@ import { createLive } from "./live.js";
 import { MESSAGE_FIELDS, THREAD_FIELDS } from "./thread.js";
 import { mountThread } from "./thread.js";
 import { fmtDate, fmtTime, formDialog, h, showError, toast, toggle } from "./ui.js";
-import { renderAccessControl, renderLogins, renderPracticeSettings } from "./config.js";
+import { renderAccessControl, renderLogins, renderPracticeSettings, renderQuickReplies } from "./config.js";
 import { searchForm } from "./message_search.js";
+import { ASSIGNMENT_HISTORY, POOL_MUTATIONS, QUICK_REPLIES, STATS_FIELDS, fmtWait, matchesPool, poolOrder, poolVariables, renderStats } from "./pool.js";
 
 const api = createClient();
 const live = createLive();
 const main = document.getElementById("app");
 
 // What a conversation row shows; live events carry the same fields, so rows update from the event alone.
-const CONVERSATION_ROW = `id status lastMessageAt createdAt unreadCount patient { id fullName preferredPronoun dateOfBirth accountNumber }`;
+const CONVERSATION_ROW = `id status lastMessageAt createdAt unreadCount priority waitingSince assignee { id fullName }
+  patient { id fullName preferredPronoun dateOfBirth accountNumber }`;
 
 const Q = {
   me: `{ me { id username fullName memberships { practice { id name } role isClinician permissions } } practices { id name } }`,
   mailboxes: `query Mailboxes($practiceId: ID!, $status: MailboxStatus!, $subscribedOnly: Boolean!) {
     mailboxes(practiceId: $practiceId, status: $status, subscribedOnly: $subscribedOnly) { id name status isSubscribed subscriberCount unreadCount autoReply } }`,
   unread: `query Unread($practiceId: ID!) { mailboxes(practiceId: $practiceId, subscribedOnly: true) { id unreadCount } }`,
-  conversations: `query Conversations($id: ID!, $status: ConversationStatus!) { mailbox(id: $id) { id name status isSubscribed
-    conversations(status: $status, first: 50) { totalCount edges { node { ${CONVERSATION_ROW} } } } } }`,
+  conversations: `query Conversations($id: ID!, $status: ConversationStatus!, $assigneeId: ID, $unassigned: Boolean,
+    $priority: ConversationPriority, $waitingOnly: Boolean, $order: ConversationOrder!) { mailbox(id: $id) { id name status isSubscribed
+    conversations(status: $status, first: 50, assigneeId: $assigneeId, unassigned: $unassigned, priority: $priority,
+      waitingOnly: $waitingOnly, order: $order) { totalCount edges { node { ${CONVERSATION_ROW} } } } } }`,
+  stats: `query Stats($id: ID!, $since: DateTime) { mailbox(id: $id) { id stats(since: $since) { ${STATS_FIELDS} } } }`,
+  history: `query History($id: ID!) { conversation(id: $id) { id ${ASSIGNMENT_HISTORY} } }`,
+  quickReplies: QUICK_REPLIES,
   thread: `query Thread($id: ID!) { conversation(id: $id) { ${THREAD_FIELDS} } }`,
   search: `query Search($practiceId: ID!, $query: String!) { searchPatients(practiceId: $practiceId, query: $query, first: 20) {
     id fullName preferredPronoun dateOfBirth accountNumber } }`,
   practiceUsers: `query Users($practiceId: ID!) { practiceUsers(practiceId: $practiceId) { user { id fullName username } role } }`,
   subscribers: `query Subs($id: ID!) { mailbox(id: $id) { id subscribers { id } } }`,
+  subscriberNames: `query SubNames($id: ID!) { mailbox(id: $id) { id subscribers { id fullName } } }`,
   meaningfulUse: `query MeaningfulUse($practiceId: ID!) { meaningfulUse(practiceId: $practiceId) { countsAsPatientMessaging clinicians { id fullName } } }`,
   // Everything the mailbox list, the conversation list, the open thread and the header badge show.
   mailboxEvents: `subscription MailboxEvents($practiceId: ID!, $after: String) { mailboxEvents(practiceId: $practiceId, after: $after) {
@@ -51,6 +59,9 @@ const M = {
   markRead: `mutation($id: ID!) { markConversationRead(conversationId: $id) { ${CONVERSATION_ROW} mailbox { id unreadCount } } }`,
   send: `mutation($id: ID!, $body: String, $attachments: [Upload!], $clientMessageId: String) {
     sendMessage(conversationId: $id, body: $body, attachments: $attachments, clientMessageId: $clientMessageId) { ${MESSAGE_FIELDS} clientMessageId } }`,
+  note: `mutation($id: ID!, $body: String, $attachments: [Upload!], $clientMessageId: String) {
+    addInternalNote(conversationId: $id, body: $body, attachments: $attachments, clientMessageId: $clientMessageId) { ${MESSAGE_FIELDS} clientMessageId } }`,
+  ...POOL_MUTATIONS(CONVERSATION_ROW),
 };
 
 const state = {
@@ -68,6 +79,8 @@ const state = {
   unread: new Map(), // mailbox id -> unread count, subscribed active mailboxes (the header icon)
   conversationId: null,
   pane: "mailboxes",
+  // The conversation list's filters and order (SPEC §6): who, urgent only, waiting only.
+  pool: { who: "all", urgent: false, waiting: false, order: "RECENT_ACTIVITY" },
 };
 let stopLive = () => {};
 let thread = null;
@@ -155,6 +168,7 @@ function applyMailboxEvent(event) {
   if (event.kind === "MAILBOX_DELETED") removeMailbox(event.mailboxId);
   else if (event.mailbox) applyMailbox(event.mailbox);
   if (event.conversation) applyConversation(event.conversation, event.message, event.kind);
+  if (event.kind === "QUICK_REPLIES_CHANGED") window.dispatchEvent(new CustomEvent("pmm:quick-replies-changed"));
 }
 
 function removeMailbox(id) {
@@ -197,7 +211,8 @@ function applyConversation(conversation, message, kind = "MESSAGE_ADDED") {
     renderConversations();
   }
   if (thread && state.conversationId === conversation.id) {
-    thread.update({ status: conversation.status, unreadCount: conversation.unreadCount, lastMessageAt: conversation.lastMessageAt });
+    const { status, unreadCount, lastMessageAt, priority, waitingSince, assignee } = conversation;
+    thread.update({ status, unreadCount, lastMessageAt, priority, waitingSince, assignee: assignee ?? null });
     if (message && kind === "MESSAGE_RETRACTED") thread.replaceMessage(message);
     else if (message) thread.addMessage(message);
   }
@@ -206,9 +221,9 @@ function applyConversation(conversation, message, kind = "MESSAGE_ADDED") {
 function upsertRow(rows, conversation) {
   const old = rows.find((c) => c.id === conversation.id);
   const others = rows.filter((c) => c.id !== conversation.id);
-  if (conversation.status !== state.convStatus) return others;
-  const activity = (c) => Date.parse(c.lastMessageAt || c.createdAt || 0) || 0;
-  return [...others, { ...old, ...conversation }].sort((a, b) => activity(b) - activity(a));
+  const row = { ...old, ...conversation, assignee: conversation.assignee ?? null };
+  if (conversation.status !== state.convStatus || !matchesPool(row, state.pool, state.me.id)) return others;
+  return [...others, row].sort(poolOrder(state.pool.order));
 }
 
 async function refreshAll() {
@@ -593,8 +608,65 @@ function renderConversationsPane() {
       newBtn,
     ),
     tabs,
+    mailbox.status === "ACTIVE" ? poolFilters() : null,
+    h("p", { id: "mailbox-stats", class: "mailbox-stats small muted", "aria-live": "polite", hidden: true }),
     h("div", { id: "conversation-body", class: "pane-body" }, h("p", { class: "muted pad" }, "Loading…")),
   );
+}
+
+// Who, urgent only, waiting only, and the order of the list; a change asks the server for the filtered list.
+function poolFilters() {
+  const who = h(
+    "select",
+    { id: "filter-assignee", "aria-label": "Assigned to" },
+    h("option", { value: "all" }, "Everyone's"),
+    h("option", { value: "me" }, "Assigned to me"),
+    h("option", { value: "unassigned" }, "Unassigned"),
+    h("option", { value: "assigned" }, "Assigned to someone"),
+  );
+  who.value = state.pool.who;
+  const order = h(
+    "select",
+    { id: "filter-order", "aria-label": "Order" },
+    h("option", { value: "RECENT_ACTIVITY" }, "Most recent first"),
+    h("option", { value: "URGENT_FIRST" }, "Urgent first"),
+    h("option", { value: "LONGEST_WAITING" }, "Longest waiting first"),
+  );
+  order.value = state.pool.order;
+  const changed = () => {
+    state.pool = { ...state.pool, who: who.value, order: order.value };
+    loadConversations();
+  };
+  who.addEventListener("change", changed);
+  order.addEventListener("change", changed);
+  const flag = (id, label, key) =>
+    toggle({ id, label, checked: state.pool[key], onChange(on) { state.pool = { ...state.pool, [key]: on }; loadConversations(); } });
+  return h("div", { class: "pool-filters", role: "group", "aria-label": "Filter conversations" }, who, order, flag("filter-urgent", "Urgent", "urgent"), flag("filter-waiting", "Waiting", "waiting"));
+}
+
+// The stats line is an aggregate no event carries (medians, the oldest wait, which ages by itself): it is read
+// with the list, and again every minute while the mailbox is open, never per event.
+const STATS_EVERY_MS = 60_000;
+let statsTimer = null;
+
+async function refreshStats() {
+  clearTimeout(statsTimer);
+  statsTimer = setTimeout(() => document.getElementById("mailbox-stats") && refreshStats(), STATS_EVERY_MS);
+  const mailboxId = state.mailboxId;
+  const since = new Date(Date.now() - 30 * 24 * 3600 * 1000).toISOString();
+  let stats;
+  try {
+    stats = (await api.request(Q.stats, { id: mailboxId, since })).mailbox.stats;
+  } catch {
+    stats = null; // not subscribed, not an admin: the line stays hidden
+  }
+  const line = document.getElementById("mailbox-stats");
+  if (!line || mailboxId !== state.mailboxId) return;
+  renderStats(line, stats);
+}
+
+async function loadQuickReplies(query) {
+  return (await api.request(Q.quickReplies, { practiceId: state.practiceId, query: query || null })).quickReplies;
 }
 
 let conversationsLoading = 0;
@@ -612,9 +684,10 @@ async function loadConversations() {
   }
   let data;
   const status = state.convStatus;
+  const poolKey = JSON.stringify(state.pool);
   conversationsLoading += 1;
   try {
-    data = await api.request(Q.conversations, { id: mailbox.id, status });
+    data = await api.request(Q.conversations, { id: mailbox.id, status, ...poolVariables(state.pool, state.me.id) });
   } catch (err) {
     delete body.dataset.key;
     showNewConversation(false);
@@ -633,8 +706,9 @@ async function loadConversations() {
   } finally {
     conversationsLoading -= 1;
   }
-  if (mailbox.id !== state.mailboxId || status !== state.convStatus) return; // the person moved on meanwhile
+  if (mailbox.id !== state.mailboxId || status !== state.convStatus || poolKey !== JSON.stringify(state.pool)) return; // the person moved on meanwhile
   showNewConversation(true);
+  refreshStats();
   state.conversations = data.mailbox.conversations.edges.map((e) => e.node);
   for (const row of conversationsLoading ? [] : lateRows) if (row.mailbox?.id === mailbox.id) state.conversations = upsertRow(state.conversations, row);
   if (!conversationsLoading) lateRows = [];
@@ -646,12 +720,13 @@ function renderConversations() {
   const body = document.getElementById("conversation-body");
   if (!body) return;
   const edges = state.conversations.map((node) => ({ node }));
-  const key = JSON.stringify([edges, state.conversationId, state.convStatus]);
+  const key = JSON.stringify([edges, state.conversationId, state.convStatus, state.pool]);
   if (body.dataset.key === key) return;
   body.dataset.key = key;
   const focusedId = document.activeElement?.closest?.(".conversation")?.dataset.conversationId;
   if (!edges.length) {
-    body.replaceChildren(h("p", { class: "empty muted pad" }, state.convStatus === "ACTIVE" ? "No active conversations. Start one with + New Conversation." : "No archived conversations."));
+    const filtered = state.pool.who !== "all" || state.pool.urgent || state.pool.waiting || state.pool.order === "LONGEST_WAITING";
+    body.replaceChildren(h("p", { class: "empty muted pad" }, filtered ? "No conversation matches these filters." : state.convStatus === "ACTIVE" ? "No active conversations. Start one with + New Conversation." : "No archived conversations."));
     return;
   }
   body.replaceChildren(
@@ -667,6 +742,13 @@ function renderConversations() {
             { type: "button", class: "conversation-select", "aria-current": c.id === state.conversationId ? "true" : null, onclick: () => openConversation(c.id) },
             h("span", { class: "conv-top" }, h("span", { class: "conv-name" }, c.patient.fullName), h("span", { class: "muted small" }, fmtTime(c.lastMessageAt))),
             h("span", { class: "conv-sub muted small" }, `${c.patient.accountNumber} · DOB ${fmtDate(c.patient.dateOfBirth)}`),
+            h(
+              "span",
+              { class: "conv-pool small" },
+              c.priority === "URGENT" ? h("span", { class: "pill pill-urgent" }, "Urgent") : null,
+              c.waitingSince ? h("span", { class: "pill pill-waiting", title: `Waiting since ${new Date(c.waitingSince).toLocaleString()}` }, `Waiting ${fmtWait(c.waitingSince)}`) : null,
+              h("span", { class: `assignee ${c.assignee ? "" : "muted"}` }, c.assignee ? `Assigned to ${c.assignee.id === state.me.id ? "you" : c.assignee.fullName}` : "Unassigned"),
+            ),
             c.unreadCount ? h("span", { class: "badge", "aria-label": `${c.unreadCount} unread` }, c.unreadCount) : null,
           ),
         ),
@@ -773,24 +855,163 @@ function threadHeader(c) {
   const archived = c.status === "ARCHIVED";
   return h(
     "div",
-    { class: "thread-header" },
-    h("button", { type: "button", class: "back-btn", "aria-label": "Back to conversations", onclick: () => showPane("conversations") }, "‹"),
+    { class: "thread-header-wrap" },
     h(
       "div",
-      { class: "thread-patient" },
+      { class: "thread-header" },
+      h("button", { type: "button", class: "back-btn", "aria-label": "Back to conversations", onclick: () => showPane("conversations") }, "‹"),
       h(
-        "h2",
-        { id: "thread-title" },
-        h("a", { class: "chart-link", href: `/chart/${encodeURIComponent(c.patient.id)}`, title: `Open the chart summary of ${c.patient.fullName}` }, c.patient.fullName),
-        c.patient.preferredPronoun ? h("span", { class: "pronoun" }, ` (${c.patient.preferredPronoun})`) : null,
+        "div",
+        { class: "thread-patient" },
+        h(
+          "h2",
+          { id: "thread-title" },
+          h("a", { class: "chart-link", href: `/chart/${encodeURIComponent(c.patient.id)}`, title: `Open the chart summary of ${c.patient.fullName}` }, c.patient.fullName),
+          c.patient.preferredPronoun ? h("span", { class: "pronoun" }, ` (${c.patient.preferredPronoun})`) : null,
+        ),
+        h("p", { class: "muted small" }, `DOB ${fmtDate(c.patient.dateOfBirth)} · Account ${c.patient.accountNumber} · ${c.mailbox.name}`),
       ),
-      h("p", { class: "muted small" }, `DOB ${fmtDate(c.patient.dateOfBirth)} · Account ${c.patient.accountNumber} · ${c.mailbox.name}`),
+      h("span", { class: `status-pill ${archived ? "status-archived" : "status-active"}` }, archived ? "Archived" : "Active"),
+      archived
+        ? h("button", { type: "button", class: "btn btn-small", id: "reactivate-conversation", onclick: () => conversationStatus(c, false) }, "Reactivate")
+        : h("button", { type: "button", class: "btn btn-small", id: "archive-conversation", onclick: () => conversationStatus(c, true) }, "Archive"),
+      threadMenu(c),
     ),
-    h("span", { class: `status-pill ${archived ? "status-archived" : "status-active"}` }, archived ? "Archived" : "Active"),
-    archived
-      ? h("button", { type: "button", class: "btn btn-small", id: "reactivate-conversation", onclick: () => conversationStatus(c, false) }, "Reactivate")
-      : h("button", { type: "button", class: "btn btn-small", id: "archive-conversation", onclick: () => conversationStatus(c, true) }, "Archive"),
+    h(
+      "div",
+      { class: "thread-pool", role: "group", "aria-label": "Assignment and priority" },
+      h("span", { class: `thread-assignee small ${c.assignee ? "" : "muted"}`, id: "thread-assignee" }, c.assignee ? `Assigned to ${c.assignee.id === state.me.id ? "you" : c.assignee.fullName}` : "Unassigned"),
+      c.assignee?.id === state.me.id ? null : h("button", { type: "button", class: "btn btn-small btn-primary", id: "claim-conversation", onclick: () => assign(c, state.me.id).catch(showError) }, "Claim"),
+      c.priority === "URGENT" ? h("span", { class: "pill pill-urgent", id: "thread-priority" }, "Urgent") : null,
+      c.waitingSince ? h("span", { class: "pill pill-waiting", id: "thread-waiting", title: `Waiting since ${new Date(c.waitingSince).toLocaleString()}` }, `Patient waiting ${fmtWait(c.waitingSince)}`) : null,
+    ),
   );
+}
+
+// The thread header's ⋮ menu: assignment and priority.
+function threadMenu(c) {
+  const items = [
+    ["Assign to…", () => assignDialog(c)],
+    c.assignee ? ["Unassign", () => assignDialog(c, { unassign: true })] : null,
+    c.priority === "URGENT" ? ["Mark as normal priority", () => setPriority(c, "NORMAL")] : ["Mark as urgent", () => setPriority(c, "URGENT")],
+    ["Assignment history", () => historyDialog(c)],
+  ].filter(Boolean);
+  const menu = h("ul", { class: "menu menu-right", role: "menu", hidden: true, "aria-label": "Conversation options" });
+  const button = h("button", { type: "button", class: "kebab", id: "thread-menu-btn", "aria-haspopup": "true", "aria-expanded": "false", "aria-label": "Conversation options" }, "⋮");
+  const close = () => {
+    menu.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+  };
+  for (const [label, action] of items) {
+    menu.append(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: (e) => { e.stopPropagation(); close(); action(); } }, label)));
+  }
+  button.addEventListener("click", (event) => {
+    event.stopPropagation();
+    menu.hidden = !menu.hidden;
+    button.setAttribute("aria-expanded", String(!menu.hidden));
+    if (!menu.hidden) menu.querySelector("button").focus();
+  });
+  menu.addEventListener("keydown", (event) => {
+    const buttons = [...menu.querySelectorAll("button")];
+    const i = buttons.indexOf(document.activeElement);
+    if (event.key === "Escape") {
+      close();
+      button.focus();
+    } else if (event.key === "ArrowDown") {
+      event.preventDefault();
+      buttons[(i + 1) % buttons.length].focus();
+    } else if (event.key === "ArrowUp") {
+      event.preventDefault();
+      buttons[(i - 1 + buttons.length) % buttons.length].focus();
+    }
+  });
+  document.addEventListener("click", close);
+  return h("div", { class: "menu-wrap" }, button, menu);
+}
+
+// The answer carries the conversation's new row: the list and the header show it at once (its live event too).
+async function assign(c, userId, reason = null) {
+  const data = await api.request(M.assign, { id: c.id, userId, reason });
+  const row = data.assignConversation;
+  applyConversation({ ...row, mailbox: { id: state.mailboxId } });
+  toast(row.assignee ? `Assigned to ${row.assignee.id === state.me.id ? "you" : row.assignee.fullName}.` : "Conversation unassigned.", "ok", 3000);
+}
+
+async function assignDialog(c, { unassign = false } = {}) {
+  let people = [];
+  if (!unassign) {
+    try {
+      people = (await api.request(Q.subscriberNames, { id: c.mailbox.id })).mailbox.subscribers;
+    } catch (err) {
+      showError(err);
+      return;
+    }
+  }
+  const select = unassign
+    ? null
+    : h("select", { id: "assign-to", name: "userId", required: true }, people.map((u) => h("option", { value: u.id, selected: u.id === (c.assignee?.id || state.me.id) }, u.id === state.me.id ? `${u.fullName} (you)` : u.fullName)));
+  const reason = h("textarea", { id: "assign-reason", name: "reason", rows: 2, maxlength: 500, placeholder: "Optional: why (kept in the assignment history)" });
+  formDialog({
+    title: unassign ? `Unassign ${c.patient.fullName}'s conversation` : `Assign ${c.patient.fullName}'s conversation`,
+    body: [
+      select ? [h("label", { for: "assign-to" }, `Subscriber of ${c.mailbox.name}`), select] : h("p", {}, `It goes back to the pool of ${c.mailbox.name}.`),
+      h("label", { for: "assign-reason" }, "Reason"),
+      reason,
+    ],
+    submitLabel: unassign ? "Unassign" : "Assign",
+    async onSubmit(form) {
+      await assign(c, unassign ? null : form.get("userId"), form.get("reason") || null);
+    },
+  });
+  (select || reason).focus();
+}
+
+async function setPriority(c, priority) {
+  try {
+    const row = (await api.request(M.priority, { id: c.id, priority })).setConversationPriority;
+    applyConversation({ ...row, mailbox: { id: state.mailboxId } });
+    toast(priority === "URGENT" ? "Marked as urgent." : "Back to normal priority.", "ok", 2500);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function describeChange(x, who) {
+  const self = x.assignee && x.assignee.id === x.changedBy.id;
+  if (self) return x.previousAssignee ? `${x.changedBy.fullName} took it over from ${x.previousAssignee.fullName}` : `${x.changedBy.fullName} claimed it`;
+  if (!x.assignee) return `${x.changedBy.fullName} unassigned ${who(x.previousAssignee)}`;
+  return `${x.changedBy.fullName} assigned it to ${x.assignee.fullName}${x.previousAssignee ? ` (was ${x.previousAssignee.fullName})` : ""}`;
+}
+
+async function historyDialog(c) {
+  let changes;
+  try {
+    changes = (await api.request(Q.history, { id: c.id })).conversation.assignmentHistory;
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  const who = (u) => (u ? u.fullName : "nobody");
+  formDialog({
+    title: "Assignment history",
+    body: changes.length
+      ? h(
+          "ol",
+          { class: "history", id: "assignment-history" },
+          changes.map((x) =>
+            h(
+              "li",
+              {},
+              h("strong", {}, describeChange(x, who)),
+              h("span", { class: "muted small" }, ` · ${fmtTime(x.at)}`),
+              x.reason ? h("div", { class: "small" }, `“${x.reason}”`) : null,
+            ),
+          ),
+        )
+      : h("p", { class: "muted" }, "Nobody has claimed or been assigned this conversation yet."),
+    submitLabel: "Close",
+    async onSubmit() {},
+  });
 }
 
 async function conversationStatus(c, archive) {
@@ -820,6 +1041,8 @@ async function openConversation(id) {
     load: async () => (await api.request(Q.thread, { id })).conversation,
     // The thread shows the answer; the list row and badges follow from the message's live event.
     send: async ({ body, files, clientMessageId }) => (await api.request(M.send, { id, body, attachments: files.length ? files : null, clientMessageId })).sendMessage,
+    sendNote: async ({ body, files, clientMessageId }) => (await api.request(M.note, { id, body, attachments: files.length ? files : null, clientMessageId })).addInternalNote,
+    quickReplies: loadQuickReplies,
     header: threadHeader,
     onRead: markRead,
     messageActions: [["Withdraw…", withdrawDialog, mayWithdraw]],
@@ -947,6 +1170,7 @@ function route() {
   if (hash === "#/config/logins") renderLogins(ctx);
   else if (hash === "#/config/access") renderAccessControl(ctx);
   else if (hash === "#/config/settings") renderPracticeSettings(ctx);
+  else if (hash === "#/config/quick-replies") renderQuickReplies(ctx);
   else renderWorkbench();
   refreshUnreadIcon();
 }

@@ -112,7 +112,7 @@ def backward(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("core", "0014_auto_reply_and_withdrawn_messages")]
+    dependencies = [("core", "0015_working_the_pool")]
 
     operations = [
         migrations.AddIndex(
