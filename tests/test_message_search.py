@@ -49,11 +49,13 @@ BODIES = [
 def add_message(conversation: Conversation, body: str, minutes_ago: int, *, from_patient: bool = True) -> Message:
     sequence = conversation.last_sequence + 1
     conversation.last_sequence = sequence
-    conversation.save(update_fields=["last_sequence"])
+    conversation.portal_last_sequence += 1  # every message here is one the patient sees (no notes)
+    conversation.save(update_fields=["last_sequence", "portal_last_sequence"])
     sender = {"sender_patient": conversation.patient} if from_patient else {"sender_user_id": _a_staff_member()}
     return Message.objects.create(
         conversation=conversation,
         sequence=sequence,
+        portal_sequence=conversation.portal_last_sequence,
         direction="FROM_PATIENT" if from_patient else "TO_PATIENT",
         body=body,
         sent_at=NOW - dt.timedelta(minutes=minutes_ago),
