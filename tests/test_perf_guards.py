@@ -66,6 +66,7 @@ def test_the_newest_messages_of_a_thread_come_from_the_sequence_index_without_so
         Message(
             conversation=world.conversation,
             sequence=n,
+            portal_sequence=n,
             direction="FROM_PATIENT",
             body=f"m{n}",
             sent_at=world.conversation.last_activity_at,
