@@ -270,33 +270,58 @@ def _send_staff_message(
         require_conversation_access(acting_user, conversation, via)
         if conversation.status == ConversationStatus.ARCHIVED and not mailbox_locked:
             raise _MailboxLockNeeded
-        if client_message_id:
-            repeated = Message.objects.filter(
-                conversation=conversation, sender_user=acting_user, client_message_id=client_message_id
-            ).first()
-            if repeated is not None:
-                attachment_store.discard(uploads)
-                return repeated
-        require_active_mailbox(conversation.mailbox)
-        message = _append_message(
+        return append_staff_entry(
             conversation,
+            acting_user,
             direction=MessageDirection.TO_PATIENT,
+            operation="sendMessage",
             body=body,
             client_message_id=client_message_id,
-            sender_user=acting_user,
             uploads=uploads,
-        )
-        _mark_read(acting_user, conversation)
-        audit.record(
-            operation="sendMessage",
-            action=AuditAction.CREATE,
-            practice=conversation.practice_id,
-            actor_user=acting_user,
-            target=message,
-            patient=conversation.patient_id,
             via=via,
-            detail={"conversation_id": conversation.pk, "attachments": len(uploads)},
         )
+
+
+def append_staff_entry(
+    conversation: Conversation,
+    acting_user: User,
+    *,
+    direction: MessageDirection,
+    operation: str,
+    body: str,
+    client_message_id: str | None,
+    uploads: Sequence[attachment_store.StoredUpload],
+    via: AccessSource,
+) -> Message:
+    """A staff member's message or note on the locked conversation they may open from `via`: the earlier one when
+    `client_message_id` repeats (its uploads dropped), else appended, read by its author and audited."""
+    if client_message_id:
+        repeated = Message.objects.filter(
+            conversation=conversation, sender_user=acting_user, client_message_id=client_message_id
+        ).first()
+        if repeated is not None:
+            attachment_store.discard(uploads)
+            return repeated
+    require_active_mailbox(conversation.mailbox)
+    message = _append_message(
+        conversation,
+        direction=direction,
+        body=body,
+        client_message_id=client_message_id,
+        sender_user=acting_user,
+        uploads=uploads,
+    )
+    _mark_read(acting_user, conversation)
+    audit.record(
+        operation=operation,
+        action=AuditAction.CREATE,
+        practice=conversation.practice_id,
+        actor_user=acting_user,
+        target=message,
+        patient=conversation.patient_id,
+        via=via,
+        detail={"conversation_id": conversation.pk, "attachments": len(uploads)},
+    )
     return message
 
 

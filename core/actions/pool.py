@@ -11,7 +11,7 @@ from django.utils import timezone
 from core import attachments as attachment_store
 from core import audit, ratelimit
 from core.actions._common import clean_body, clean_client_message_id, lock_conversation
-from core.actions.conversations import _append_message, _clean_via, _mark_read
+from core.actions.conversations import _clean_via, append_staff_entry
 from core.errors import DomainError, ErrorCode
 from core.events import emit
 from core.models import (
@@ -28,7 +28,7 @@ from core.models import (
     User,
 )
 from core.text import require_storable_text, strip_invisible
-from permissions import require_active_mailbox, require_conversation_access
+from permissions import require_conversation_access
 
 REASON_MAX = 500
 
@@ -52,32 +52,15 @@ def add_internal_note(
         with transaction.atomic():
             conversation = lock_conversation(conversation_id)
             require_conversation_access(acting_user, conversation, via)
-            if client_message_id:
-                repeated = Message.objects.filter(
-                    conversation=conversation, sender_user=acting_user, client_message_id=client_message_id
-                ).first()
-                if repeated is not None:
-                    attachment_store.discard(uploads)
-                    return repeated
-            require_active_mailbox(conversation.mailbox)
-            note = _append_message(
+            note = append_staff_entry(
                 conversation,
+                acting_user,
                 direction=MessageDirection.INTERNAL_NOTE,
+                operation="addInternalNote",
                 body=body,
                 client_message_id=client_message_id,
-                sender_user=acting_user,
                 uploads=uploads,
-            )
-            _mark_read(acting_user, conversation)
-            audit.record(
-                operation="addInternalNote",
-                action=AuditAction.CREATE,
-                practice=conversation.practice_id,
-                actor_user=acting_user,
-                target=note,
-                patient=conversation.patient_id,
                 via=via,
-                detail={"conversation_id": conversation.pk, "attachments": len(uploads)},
             )
     except BaseException:
         attachment_store.discard(uploads)
