@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 import weakref
 from collections.abc import AsyncGenerator, Iterator
 
@@ -115,6 +116,8 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
                 if refusal.code == ErrorCode.UNAUTHENTICATED:
                     await consumer.close_for_invalid_token()
                 raise
+            if batch.items:
+                _last_delivery[0] = time.monotonic()
             for event in batch.items:
                 delivery = LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
                 if not await deliver_direct(delivery, consumer.send):
@@ -169,10 +172,21 @@ def _revalidate_in_background() -> None:
         _revalidating[loop] = loop.create_task(_revalidate())
 
 
+# When this process last started delivering a batch: re-decisions wait for a quiet moment.
+_last_delivery = [0.0]
+_QUIET_SECONDS = 0.1
+
+
 async def _revalidate() -> None:
-    await asyncio.sleep(0.05)  # after the fan-out of the event that found them due
     try:
-        while await live_db(live.SHARED.revalidate_due)(10):
+        while True:
+            # Between fan-outs: a decision past the safety net stands for as long again, so there is time to wait.
+            quiet = time.monotonic() - _last_delivery[0]
+            if quiet < _QUIET_SECONDS:
+                await asyncio.sleep(_QUIET_SECONDS - quiet)
+                continue
+            if not await live_db(live.SHARED.revalidate_due)(10):
+                return
             await asyncio.sleep(0.01)  # the event loop keeps the interpreter between chunks
     except Exception:  # the database is away: the decisions stay due, and past their grace streams decide them
         logger.warning("Background re-decision of live access failed", exc_info=True)
