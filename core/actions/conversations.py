@@ -224,6 +224,19 @@ def _mark_read(user: User, conversation: Conversation) -> bool:
     return True
 
 
+def clean_staff_entry(
+    acting_user: User, via: AccessSource | str, client_message_id: str | None, body: str | None, attachments
+) -> tuple[AccessSource, str | None, str]:
+    """A staff member's message or note, before anything is stored: the send rate limit, then its place, client
+    id and body cleaned (a refusal names the field)."""
+    ratelimit.hit(ratelimit.SENDS, f"user:{acting_user.pk}")
+    return (
+        _clean_via(via),
+        clean_client_message_id(client_message_id),
+        clean_body(body, has_attachments=bool(attachments)),
+    )
+
+
 def send_staff_message(
     *,
     acting_user: User,
@@ -233,10 +246,7 @@ def send_staff_message(
     client_message_id: str | None = None,
     via: AccessSource | str = AccessSource.MAILBOX,
 ) -> Message:
-    ratelimit.hit(ratelimit.SENDS, f"user:{acting_user.pk}")
-    via = _clean_via(via)
-    client_message_id = clean_client_message_id(client_message_id)
-    body = clean_body(body, has_attachments=bool(attachments))
+    via, client_message_id, body = clean_staff_entry(acting_user, via, client_message_id, body, attachments)
     # Files are checked and stored before the transaction; a refusal below removes them again.
     uploads = attachment_store.store_uploads(attachments)
     try:

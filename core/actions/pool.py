@@ -9,9 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import attachments as attachment_store
-from core import audit, ratelimit
-from core.actions._common import clean_body, clean_client_message_id, lock_conversation
-from core.actions.conversations import _clean_via, append_staff_entry
+from core import audit
+from core.actions._common import lock_conversation
+from core.actions.conversations import append_staff_entry, clean_staff_entry
 from core.errors import DomainError, ErrorCode
 from core.events import emit
 from core.models import (
@@ -43,10 +43,7 @@ def add_internal_note(
     via: AccessSource | str = AccessSource.MAILBOX,
 ) -> Message:
     """A staff-only entry in the thread. It reactivates nothing, answers no one and is unread for no one."""
-    ratelimit.hit(ratelimit.SENDS, f"user:{acting_user.pk}")
-    via = _clean_via(via)
-    client_message_id = clean_client_message_id(client_message_id)
-    body = clean_body(body, has_attachments=bool(attachments))
+    via, client_message_id, body = clean_staff_entry(acting_user, via, client_message_id, body, attachments)
     uploads = attachment_store.store_uploads(attachments)
     try:
         with transaction.atomic():
@@ -126,23 +123,7 @@ def assign_conversation(
             "reason": reason,
             "change_id": change.pk,
         }
-        emit(
-            EventKind.CONVERSATION_ASSIGNED,
-            practice_id=conversation.practice_id,
-            mailbox_id=conversation.mailbox_id,
-            conversation_id=conversation.pk,
-            data=detail,
-        )
-        audit.record(
-            operation="assignConversation",
-            action=AuditAction.UPDATE,
-            practice=conversation.practice_id,
-            actor_user=acting_user,
-            target=conversation,
-            patient=conversation.patient_id,
-            via=AccessSource.MAILBOX,
-            detail=detail,
-        )
+        _changed(conversation, acting_user, EventKind.CONVERSATION_ASSIGNED, "assignConversation", detail)
     return conversation
 
 
@@ -157,21 +138,26 @@ def set_conversation_priority(*, acting_user: User, conversation_id: int, priori
         previous, conversation.priority = conversation.priority, priority
         conversation.save(update_fields=["priority"])
         detail = {"priority": priority, "previous": previous}
-        emit(
-            EventKind.CONVERSATION_PRIORITY_CHANGED,
-            practice_id=conversation.practice_id,
-            mailbox_id=conversation.mailbox_id,
-            conversation_id=conversation.pk,
-            data=detail,
-        )
-        audit.record(
-            operation="setConversationPriority",
-            action=AuditAction.UPDATE,
-            practice=conversation.practice_id,
-            actor_user=acting_user,
-            target=conversation,
-            patient=conversation.patient_id,
-            via=AccessSource.MAILBOX,
-            detail=detail,
-        )
+        _changed(conversation, acting_user, EventKind.CONVERSATION_PRIORITY_CHANGED, "setConversationPriority", detail)
     return conversation
+
+
+def _changed(conversation: Conversation, acting_user: User, kind: EventKind, operation: str, detail: dict) -> None:
+    """A staff change of the conversation's pool state: its event (with `detail`) and its audit row."""
+    emit(
+        kind,
+        practice_id=conversation.practice_id,
+        mailbox_id=conversation.mailbox_id,
+        conversation_id=conversation.pk,
+        data=detail,
+    )
+    audit.record(
+        operation=operation,
+        action=AuditAction.UPDATE,
+        practice=conversation.practice_id,
+        actor_user=acting_user,
+        target=conversation,
+        patient=conversation.patient_id,
+        via=AccessSource.MAILBOX,
+        detail=detail,
+    )
