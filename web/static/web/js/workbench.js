@@ -249,20 +249,25 @@ function mailboxMenu(mailbox) {
     items.push(["Delete", () => deleteMailbox(mailbox)]);
   }
   if (!items.length) return null;
-  const menu = h("ul", { class: "menu menu-right", role: "menu", hidden: true, "aria-label": `${mailbox.name} options` });
-  const button = h("button", { type: "button", class: "kebab", "aria-haspopup": "true", "aria-expanded": "false", "aria-label": `Options for ${mailbox.name}` }, "⋮");
+  return kebabMenu(items, { label: `${mailbox.name} options`, buttonLabel: `Options for ${mailbox.name}`, danger: "Delete", closeOthers: ".mailbox-list .menu" });
+}
+
+// A ⋮ button with its menu of [label, action] items: opens on click, arrow keys move, Escape or a click elsewhere closes.
+function kebabMenu(items, { label, buttonLabel = label, buttonId, danger, closeOthers }) {
+  const menu = h("ul", { class: "menu menu-right", role: "menu", hidden: true, "aria-label": label });
+  const button = h("button", { type: "button", class: "kebab", id: buttonId, "aria-haspopup": "true", "aria-expanded": "false", "aria-label": buttonLabel }, "⋮");
   const close = () => {
     menu.hidden = true;
     button.setAttribute("aria-expanded", "false");
   };
-  for (const [label, action] of items) {
+  for (const [text, action] of items) {
     menu.append(
-      h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", class: label === "Delete" ? "danger" : "", onclick: (e) => { e.stopPropagation(); close(); action(); } }, label)),
+      h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", class: text === danger ? "danger" : "", onclick: (e) => { e.stopPropagation(); close(); action(); } }, text)),
     );
   }
   button.addEventListener("click", (event) => {
     event.stopPropagation();
-    document.querySelectorAll(".mailbox-list .menu").forEach((m) => m !== menu && (m.hidden = true));
+    if (closeOthers) document.querySelectorAll(closeOthers).forEach((m) => m !== menu && (m.hidden = true));
     menu.hidden = !menu.hidden;
     button.setAttribute("aria-expanded", String(!menu.hidden));
     if (!menu.hidden) menu.querySelector("button").focus();
@@ -896,37 +901,7 @@ function threadMenu(c) {
     c.priority === "URGENT" ? ["Mark as normal priority", () => setPriority(c, "NORMAL")] : ["Mark as urgent", () => setPriority(c, "URGENT")],
     ["Assignment history", () => historyDialog(c)],
   ].filter(Boolean);
-  const menu = h("ul", { class: "menu menu-right", role: "menu", hidden: true, "aria-label": "Conversation options" });
-  const button = h("button", { type: "button", class: "kebab", id: "thread-menu-btn", "aria-haspopup": "true", "aria-expanded": "false", "aria-label": "Conversation options" }, "⋮");
-  const close = () => {
-    menu.hidden = true;
-    button.setAttribute("aria-expanded", "false");
-  };
-  for (const [label, action] of items) {
-    menu.append(h("li", { role: "none" }, h("button", { type: "button", role: "menuitem", onclick: (e) => { e.stopPropagation(); close(); action(); } }, label)));
-  }
-  button.addEventListener("click", (event) => {
-    event.stopPropagation();
-    menu.hidden = !menu.hidden;
-    button.setAttribute("aria-expanded", String(!menu.hidden));
-    if (!menu.hidden) menu.querySelector("button").focus();
-  });
-  menu.addEventListener("keydown", (event) => {
-    const buttons = [...menu.querySelectorAll("button")];
-    const i = buttons.indexOf(document.activeElement);
-    if (event.key === "Escape") {
-      close();
-      button.focus();
-    } else if (event.key === "ArrowDown") {
-      event.preventDefault();
-      buttons[(i + 1) % buttons.length].focus();
-    } else if (event.key === "ArrowUp") {
-      event.preventDefault();
-      buttons[(i - 1 + buttons.length) % buttons.length].focus();
-    }
-  });
-  document.addEventListener("click", close);
-  return h("div", { class: "menu-wrap" }, button, menu);
+  return kebabMenu(items, { label: "Conversation options", buttonId: "thread-menu-btn" });
 }
 
 // The answer carries the conversation's new row: the list and the header show it at once (its live event too).
