@@ -34,12 +34,18 @@ arguments); every other field calls its resolver, so permission extensions and g
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from django.db import models
+from django.db.models import QuerySet
+from django.db.models.manager import BaseManager
 from graphql import (
     GraphQLBoolean,
     GraphQLError,
@@ -64,19 +70,24 @@ from graphql.pyutils import Path, is_iterable
 from strawberry import relay
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types import Info as StrawberryInfo
+from strawberry.types.field import StrawberryField
 from strawberry_django.fields.field import StrawberryDjangoField
+from strawberry_django.resolvers import resolve_base_manager
 
 from graph import fast_fields
 
 PLAN_CACHE_SIZE = 256
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
-# `execute_with_plans(False)` in the differential tests; a thread's switch (the live thread executes too).
+# `GRAPHQL_PLANS=0` executes everything on graphql-core (to compare, e.g. `make bench`); `plans_switched` does it
+# for one thread (the differential tests).
+_ENABLED = os.environ.get("GRAPHQL_PLANS", "1") != "0"
 _switch = threading.local()
 
 
 def plans_enabled() -> bool:
-    return getattr(_switch, "enabled", True)
+    return getattr(_switch, "enabled", _ENABLED)
 
 
 class plans_switched:
@@ -116,6 +127,9 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             or self.abort_signal is not None
             or not self.error_propagation
             or not plans_enabled()
+            # strawberry-django runs a resolver through sync_to_async inside an event loop: the plan calls
+            # resolvers directly, so it runs only where no loop runs (the sync view's thread, the live thread).
+            or asyncio._get_running_loop() is not None
         ):
             return super().execute_operation(serially)
         plan = plan_of(self)
@@ -282,9 +296,12 @@ class _Compiler:
         named = _named(return_type)
         direct = None
         if definition is not None and not takes_args and not is_abstract_type(named):
-            direct = _direct_read(definition, parent_name)
+            direct = _direct_read(definition, parent_name, field_def)
         if direct is None:
-            return call_resolver
+            info_method = _info_method(definition, field_def) if not takes_args else None
+            if info_method is None:
+                return call_resolver
+            return self.info_method_field(field_def, parent_type, key, details, complete, info_method)
         read = direct
         leaf = is_leaf_type(named)
         # A value of this Python type is already the JSON answer (Int needs its range checked: not here).
@@ -310,6 +327,35 @@ class _Compiler:
                 return None
 
         return read_directly
+
+    def info_method_field(
+        self,
+        field_def: Any,
+        parent_type: GraphQLObjectType,
+        key: str,
+        details: list,
+        complete: Callable,
+        call: Callable,
+    ) -> Execute:
+        """A method taking `self` and `info` only: called with strawberry's `Info`, as strawberry would call it."""
+        return_type = field_def.type
+        nodes = [d.node for d in details]
+        parent_name = parent_type.name
+        info_class = getattr(self.schema, "_strawberry_schema", None)
+        info_class = info_class.config.info_class if info_class is not None else StrawberryInfo
+        definition = _definition(field_def)
+
+        def call_method(executor: Any, source: Any, parent_path: Path | None) -> Any:
+            path = Path(parent_path, key, parent_name)
+            info = executor.build_resolve_info(field_def, nodes, parent_type, path)
+            try:
+                result = call(source, info_class(_raw_info=info, _field=definition))
+                return complete(executor, result, path, info)
+            except Exception as raw_error:
+                executor.handle_field_error(raw_error, return_type, details, path)
+                return None
+
+        return call_method
 
     def completion(self, return_type: Any, parent_name: str, field_name: str, details: list) -> Callable:
         """complete(executor, value, path, info) -> the completed value, raising what graphql-core raises."""
@@ -445,7 +491,7 @@ class _UseResolver(Exception):
     """The row does not carry what the direct read needs: the field's resolver answers."""
 
 
-def _direct_read(definition: Any, type_name: str) -> Callable[[Any], Any] | None:
+def _direct_read(definition: Any, type_name: str, field_def: Any) -> Callable[[Any], Any] | None:
     """How to answer a field straight from its source (None: the resolver chain answers it): the same fields
     `graph.fast_fields` answers directly, decided the same way."""
     if fast_fields.is_node_id(definition):
@@ -461,6 +507,8 @@ def _direct_read(definition: Any, type_name: str) -> Callable[[Any], Any] | None
     function = fast_fields.self_only_function(definition)
     if function is not None:
         return function
+    if _plain_attribute(definition, field_def):
+        return attrgetter(definition.python_name)
     attname = fast_fields.column_attname(definition) if isinstance(definition, StrawberryDjangoField) else None
     if attname is not None:
 
@@ -472,3 +520,45 @@ def _direct_read(definition: Any, type_name: str) -> Callable[[Any], Any] | None
 
         return column
     return None
+
+
+def _plain_attribute(definition: Any, field_def: Any) -> bool:
+    """A strawberry field with no resolver on a plain object (a connection, an edge, page info): strawberry's basic
+    field reads the attribute with the default resolver, `getattr`."""
+    return (
+        type(definition) is StrawberryField
+        and definition.base_resolver is None
+        and not definition.extensions
+        and not getattr(definition, "permission_classes", None)
+        and getattr(field_def.resolve, "_is_default", False)
+        and definition.default_resolver is getattr
+    )
+
+
+def _info_method(definition: Any, field_def: Any) -> Callable[[Any, Any], Any] | None:
+    """`call(source, strawberry_info)` for a synchronous method taking `self` and `info` and nothing else, with no
+    extensions or permission classes: what strawberry's resolver chain ends in (`get_arguments` puts the source
+    first and the info by its parameter name; strawberry-django then turns a manager or queryset into rows)."""
+    resolver = getattr(definition, "base_resolver", None)
+    if resolver is None or definition.extensions or getattr(definition, "permission_classes", None):
+        return None
+    if resolver.is_async or resolver.arguments or resolver.root_parameter or resolver.parent_parameter:
+        return None
+    if resolver.self_parameter is None or resolver.info_parameter is None or definition.is_async:
+        return None
+    function = resolver.wrapped_func
+    if not inspect.isfunction(function) or getattr(field_def.resolve, "_is_default", False):
+        return None
+    info_name = resolver.info_parameter.name
+    if not isinstance(definition, StrawberryDjangoField):
+        return lambda source, info: function(source, **{info_name: info})
+
+    def call_django_field(source: Any, info: Any) -> Any:
+        result = function(source, **{info_name: info})
+        if isinstance(result, BaseManager):
+            result = resolve_base_manager(result)
+        if isinstance(result, QuerySet):
+            result = definition.get_queryset_hook(info=info)(result)
+        return result
+
+    return call_django_field
