@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import strawberry
 from django.http import HttpRequest
 
 from core.errors import DomainError, ErrorCode
@@ -44,3 +45,11 @@ class Context:
         if key not in self.cache:
             self.cache[key] = compute()
         return self.cache[key]
+
+
+Info = strawberry.Info[Context, None]
+
+
+def fresh(info: Info) -> None:
+    """A change invalidates the request's memoized access decisions (several mutations can share a request)."""
+    info.context.cache.clear()

@@ -15,9 +15,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import path
 
-from graph.mutations import Mutation
-from graph.queries import Query
-from graph.schema import MailboxSchema, _extensions
+from graph.schema import MailboxSchema, Mutation, Query, _extensions
 from graph.views import MailboxGraphQLView
 from tests.graphql_client import Api, gid
 

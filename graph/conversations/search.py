@@ -8,15 +8,18 @@ from strawberry import relay
 from core import models, reads
 from core.message_search import Position
 from graph import guards
+from graph.batching import with_siblings
+from graph.context import Info
+from graph.conversations.orderings import cursor_time
+from graph.conversations.types import ConversationType, MessageType
 from graph.ids import decode_id
-from graph.pagination import Ordering, cursor_int, encode_cursor
-from graph.types import ConversationType, Info, MessageType, _parse_time, with_siblings
+from graph.pagination import Ordering, cursor_int
 
 SEARCH_ORDER = Ordering(
     fields=("sent_at", "id"),
     descending=True,
     to_json=lambda m: [m.sent_at.isoformat(), m.pk],
-    from_json=lambda v: [_parse_time(v[0]), cursor_int(v[1])],
+    from_json=lambda v: [cursor_time(v[0]), cursor_int(v[1])],
 )
 
 
@@ -82,7 +85,7 @@ def search_messages(
     with_siblings([hit.message for hit in page.hits])
     edges = [
         MessageSearchEdge(
-            cursor=encode_cursor(SEARCH_ORDER.to_json(hit.message)),
+            cursor=SEARCH_ORDER.cursor_of(hit.message),
             node=hit.message,
             conversation=hit.conversation,
             snippet=[SnippetSegment(text=s.text, highlighted=s.highlighted) for s in hit.snippet],
