@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 from django.http import HttpRequest
 
-from core.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode, not_signed_in
 from core.models import Patient, User
 
 
@@ -29,7 +29,7 @@ class Context:
             raise self.auth_error
         if self.patient is not None:
             raise DomainError(ErrorCode.FORBIDDEN, "This operation is for practice staff; patients use the portal.")
-        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in or send 'Authorization: Bearer <token>'.")
+        raise not_signed_in()
 
     def require_patient(self) -> Patient:
         if self.patient is not None:
@@ -38,7 +38,7 @@ class Context:
             raise self.auth_error
         if self.user is not None:
             raise DomainError(ErrorCode.FORBIDDEN, "This operation is for patients (portal tokens).")
-        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in to the patient portal with a patient token.")
+        raise not_signed_in()
 
     def memo(self, key: Any, compute):
         """Per-request memo, e.g. one access decision per mailbox however many rows ask."""

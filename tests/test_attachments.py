@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from core import actions
 from core.attachments import STORAGE_NAME_PATTERN, store_uploads
-from core.errors import DomainError, ErrorCode
+from core.errors import NOT_SIGNED_IN_MESSAGE, DomainError, ErrorCode
 from core.models import (
     PORTAL_SETTING,
     AccessSource,
@@ -31,6 +31,7 @@ from core.models import (
     PracticeSetting,
 )
 from core.tokens import issue_token
+from permissions import require_own_conversation
 from tests.attachment_samples import (
     docx_bytes,
     elf_bytes,
@@ -534,3 +535,18 @@ def test_cleanup_leaves_files_it_did_not_name_alone(world, storage_dir):
     call_command("cleanup_attachments", "--older-than-minutes", "0", stdout=io.StringIO())
 
     assert stored_files(storage_dir) == [foreign]
+
+
+def test_every_refusal_of_nobody_signed_in_says_the_same(world, sent):
+    # Given nobody signed in, when they ask for a download, a staff field, a portal field, a thread
+    download = json.loads(Client().get(sent.download_path).content)["error"]
+    [staff] = Api().post("{ me { id } }")["errors"]
+    [portal] = Api().post("{ portalConversations { id } }")["errors"]
+    with pytest.raises(DomainError) as thread:
+        require_own_conversation(None, world.conversation)
+
+    # then every answer is UNAUTHENTICATED with one wording
+    assert {download["code"], staff["extensions"]["code"], portal["extensions"]["code"], thread.value.code} == {
+        "UNAUTHENTICATED"
+    }
+    assert {download["message"], staff["message"], portal["message"], thread.value.message} == {NOT_SIGNED_IN_MESSAGE}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
+
 import pytest
 from django.test import Client
 
-from core import actions
+from core import actions, ratelimit
+from core.errors import DomainError, ErrorCode
 from core.models import AuditEvent, Message
 from core.tokens import issue_token
 from tests.graphql_client import Api, gid
@@ -44,6 +47,25 @@ def test_sends_past_the_limit_are_refused_with_a_retry_after_hint(world, limits)
     retry_after = error["extensions"]["retryAfter"]
     assert 0 < retry_after <= 3600
     assert f"try again in {retry_after} seconds" in error["message"]
+    assert Message.objects.count() == 2
+
+
+def test_a_caller_outside_any_request_is_limited_unless_it_says_it_is_trusted(world, limits):
+    # Given a limit of one send, and a context with no request that did not declare itself trusted
+    limits(SEND_RATE_LIMIT=1)
+    untrusted = contextvars.copy_context()  # the same database connection, without the test's exempt() scope
+    untrusted.run(ratelimit._exempt.set, False)
+
+    def send() -> None:
+        actions.send_staff_message(acting_user=world.subscriber, conversation_id=world.conversation.pk, body="hi")
+
+    # When it sends twice, then the second send is refused, counted against the user
+    untrusted.run(send)
+    with pytest.raises(DomainError) as refused:
+        untrusted.run(send)
+    assert refused.value.code == ErrorCode.RATE_LIMITED
+    # while the test itself, a trusted caller (tests/conftest.py), may go on arranging data
+    send()
     assert Message.objects.count() == 2
 
 

@@ -13,6 +13,7 @@ from graph.enums import AuditAction
 from graph.pagination import Ordering, cursor_int
 from graph.patients.types import PatientType
 from graph.practice.types import UserType
+from permissions import visible_actor_patient, visible_actor_user
 
 
 @strawberry_django.type(models.AuditEvent, name="AuditEvent")
@@ -31,12 +32,11 @@ class AuditEventType(relay.Node):
     @strawberry.field
     def actor_user(self: models.AuditEvent) -> UserType | None:
         """Null when the actor belongs to another practice (a refused cross-practice probe)."""
-        return self.actor_user if getattr(self, "actor_is_member", False) else None
+        return visible_actor_user(self)
 
     @strawberry.field
     def actor_patient(self: models.AuditEvent) -> PatientType | None:
-        patient = self.actor_patient
-        return patient if patient is not None and patient.practice_id == self.practice_id else None
+        return visible_actor_patient(self)
 
     @strawberry.field
     def patient(self: models.AuditEvent) -> PatientType | None:

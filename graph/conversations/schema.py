@@ -13,11 +13,12 @@ from graph.conversations import search as message_search
 from graph.conversations.types import ConversationType, MessageType, QuickReplyType
 from graph.enums import AccessSource, ConversationPriority
 from graph.ids import decode_id
+from permissions import staff_place
 
 
 def to_access_source(via: AccessSource | None) -> models.AccessSource:
     """`via: null` means the default, the mailbox view."""
-    return models.AccessSource(via.value) if via is not None else models.AccessSource.MAILBOX
+    return staff_place(via.value if via is not None else None, default=models.AccessSource.MAILBOX)
 
 
 def _conversation(info: Info, conversation: models.Conversation, via=models.AccessSource.MAILBOX):
@@ -39,7 +40,7 @@ def _message(info: Info, message: models.Message, via: models.AccessSource | Non
 
 @strawberry.field
 def conversation(
-    self, info: Info, id: strawberry.ID, via: AccessSource | None = AccessSource.MAILBOX
+    info: Info, id: strawberry.ID, via: AccessSource | None = AccessSource.MAILBOX
 ) -> ConversationType | None:
     conversation = reads.open_conversation(
         user=info.context.require_user(),
@@ -120,7 +121,7 @@ def unarchive_conversation(info: Info, conversation_id: strawberry.ID) -> Conver
 
 @strawberry.mutation
 def mark_conversation_read(
-    self, info: Info, conversation_id: strawberry.ID, via: AccessSource | None = AccessSource.MAILBOX
+    info: Info, conversation_id: strawberry.ID, via: AccessSource | None = AccessSource.MAILBOX
 ) -> ConversationType:
     conversation = actions.mark_conversation_read(
         acting_user=info.context.require_user(),
@@ -223,7 +224,7 @@ def assign_conversation(
 
 @strawberry.mutation
 def set_conversation_priority(
-    self, info: Info, conversation_id: strawberry.ID, priority: ConversationPriority
+    info: Info, conversation_id: strawberry.ID, priority: ConversationPriority
 ) -> ConversationType:
     conversation = actions.set_conversation_priority(
         acting_user=info.context.require_user(),

@@ -134,7 +134,7 @@ def unsubscribe_from_mailbox(info: Info, mailbox_id: strawberry.ID) -> MailboxTy
 
 
 @strawberry.mutation
-def set_mailbox_subscribers(self, info: Info, mailbox_id: strawberry.ID, user_ids: list[strawberry.ID]) -> MailboxType:
+def set_mailbox_subscribers(info: Info, mailbox_id: strawberry.ID, user_ids: list[strawberry.ID]) -> MailboxType:
     mailbox = actions.set_mailbox_subscribers(
         acting_user=info.context.require_user(),
         mailbox_id=decode_id(mailbox_id, "Mailbox"),

@@ -11,9 +11,7 @@ from graph.patients.types import PatientType, PortalNotifications
 
 
 @strawberry.field(description="Patients by name tokens (any order, prefixes), date of birth or account number.")
-def search_patients(
-    self, info: Info, practice_id: strawberry.ID, query: str, first: int | None = 20
-) -> list[PatientType]:
+def search_patients(info: Info, practice_id: strawberry.ID, query: str, first: int | None = 20) -> list[PatientType]:
     return reads.search_patients(
         user=info.context.require_user(),
         practice_id=decode_id(practice_id, "Practice"),

@@ -64,7 +64,7 @@ def meaningful_use(info: Info, practice_id: strawberry.ID) -> MeaningfulUse:
 
 @strawberry.mutation
 def grant_permission(
-    self, info: Info, practice_id: strawberry.ID, user_id: strawberry.ID, permission: PracticePermission
+    info: Info, practice_id: strawberry.ID, user_id: strawberry.ID, permission: PracticePermission
 ) -> MembershipType:
     return actions.grant_permission(
         acting_user=info.context.require_user(),
@@ -76,7 +76,7 @@ def grant_permission(
 
 @strawberry.mutation
 def revoke_permission(
-    self, info: Info, practice_id: strawberry.ID, user_id: strawberry.ID, permission: PracticePermission
+    info: Info, practice_id: strawberry.ID, user_id: strawberry.ID, permission: PracticePermission
 ) -> MembershipType:
     return actions.revoke_permission(
         acting_user=info.context.require_user(),

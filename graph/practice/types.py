@@ -12,7 +12,7 @@ from core import models
 from graph.batching import batch_of
 from graph.context import Info
 from graph.enums import PracticePermission, Role
-from permissions import practice_ids_of
+from permissions import memberships_visible_to
 
 
 @strawberry_django.type(models.Practice, name="Practice")
@@ -36,9 +36,7 @@ class UserType(relay.Node):
 
         def load() -> dict[int, list[models.Membership]]:
             rows = (
-                models.Membership.objects.filter(
-                    user_id__in={u.pk for u in batch.rows}, practice_id__in=practice_ids_of(viewer)
-                )
+                memberships_visible_to(viewer, {u.pk for u in batch.rows})
                 .select_related("practice")
                 .prefetch_related("grants")
                 .order_by("practice__name", "pk")
