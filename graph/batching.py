@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import DomainError
+from graph.paths import RowBatch
+
+if TYPE_CHECKING:
+    from graph.context import Context
 
 
-class RowBatch:
-    """The rows of one list: a nested field loads its data for all of them in one query (hashed by identity)."""
-
-    __slots__ = ("rows",)
-
-    def __init__(self, rows: list) -> None:
-        self.rows = rows
-
-
-def with_siblings(rows: list) -> list:
+def with_siblings(context: Context, rows: list) -> list:
     """Lets a nested field batch its query over every row of the list its parent came in."""
     batch = RowBatch(rows)
     for row in rows:
-        row._batch = batch
+        context.paths.of(row).batch = batch
     return rows
 
 
-def batch_of(row: Any) -> RowBatch:
-    batch = getattr(row, "_batch", None)
-    if batch is None:
-        batch = RowBatch([row])
-        row._batch = batch
-    return batch
+def batch_of(context: Context, row: Any) -> RowBatch:
+    path = context.paths.of(row)
+    if path.batch is None:
+        path.batch = RowBatch([row])
+    return path.batch
 
 
 def passes(check, row) -> bool:

@@ -10,6 +10,7 @@ from django.http import HttpRequest
 
 from core.errors import DomainError, ErrorCode, not_signed_in
 from core.models import Patient, User
+from graph.paths import Paths
 
 
 @dataclass
@@ -21,6 +22,8 @@ class Context:
     token_id: int | None = None
     auth_error: DomainError | None = None
     cache: dict = field(default_factory=dict)
+    # How each row of the answer was reached (`graph.paths`); kept by `fresh`: a path does not change with data.
+    paths: Paths = field(default_factory=Paths)
 
     def require_user(self) -> User:
         if self.user is not None:

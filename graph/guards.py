@@ -88,7 +88,7 @@ def conversation_read(context: Context, conversation: models.Conversation) -> No
         require_own_conversation(context.patient, conversation)
         _decide(context, ("portal", conversation.practice_id), lambda: require_portal(conversation.practice_id))
         return
-    via = getattr(conversation, "_via", models.AccessSource.MAILBOX)
+    via = context.paths.via(conversation) or models.AccessSource.MAILBOX
     require_conversation_access(context.require_user(), conversation, via, facts=RequestFacts(context))
 
 

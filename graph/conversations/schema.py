@@ -24,15 +24,16 @@ def to_access_source(via: AccessSource | None) -> models.AccessSource:
 def _conversation(info: Info, conversation: models.Conversation, via=models.AccessSource.MAILBOX):
     fresh(info)
     row = reads.annotate_conversations(models.Conversation.objects.filter(pk=conversation.pk), info.context.user).get()
-    row._via = via
-    row._answer_of = info.field_name  # its messages, if asked for, are audited as read (ConversationType.messages)
+    path = info.context.paths.of(row)
+    path.via = via
+    path.answer_of = info.field_name  # its messages, if asked for, are audited as read (ConversationType.messages)
     return row
 
 
 def _message(info: Info, message: models.Message, via: models.AccessSource | None = None) -> models.Message:
     fresh(info)
     row = reads.messages_with_details(models.Message.objects.filter(pk=message.pk)).get()
-    row._via = via  # attachment URLs apply the rules of where the sender is
+    info.context.paths.of(row).via = via  # attachment URLs apply the rules of where the sender is
     if info.context.patient is not None:
         row.sequence = row.portal_sequence  # the patient's numbering (notes have no place in it)
     return row
@@ -47,9 +48,9 @@ def conversation(
         conversation_id=decode_id(id, "Conversation"),
         via=to_access_source(via),
     )
-    conversation._via = to_access_source(via)
+    place = info.context.paths.of(conversation).via = to_access_source(via)
     guards.note_workbench_staff(info.context, conversation.practice_id)
-    if conversation._via == models.AccessSource.MAILBOX:
+    if place == models.AccessSource.MAILBOX:
         guards.note_mailbox_view(info.context, conversation.mailbox_id)
     return conversation
 
@@ -84,7 +85,7 @@ def quick_replies(info: Info, practice_id: strawberry.ID, query: str | None = No
 
 @strawberry.field(description="Portal: the patient's own conversations, most recent first.")
 def portal_conversations(info: Info) -> list[ConversationType]:
-    return with_siblings(list(reads.portal_conversations(patient=info.context.require_patient())))
+    return with_siblings(info.context, list(reads.portal_conversations(patient=info.context.require_patient())))
 
 
 @strawberry.mutation(description="Returns the existing conversation of this mailbox and patient, or starts it.")

@@ -77,12 +77,11 @@ def search_messages(
     conversations = []
     for hit in page.hits:
         # Found in a subscribed, active mailbox: the viewer reads it as from the mailbox view.
-        hit.conversation._via = models.AccessSource.MAILBOX
-        hit.message._via = models.AccessSource.MAILBOX
+        context.paths.reached([hit.conversation, hit.message], models.AccessSource.MAILBOX)
         guards.note_mailbox_view(context, hit.conversation.mailbox_id)
         conversations.append(hit.conversation)
-    with_siblings(list({id(c): c for c in conversations}.values()))
-    with_siblings([hit.message for hit in page.hits])
+    with_siblings(context, list({id(c): c for c in conversations}.values()))
+    with_siblings(context, [hit.message for hit in page.hits])
     edges = [
         MessageSearchEdge(
             cursor=SEARCH_ORDER.cursor_of(hit.message),

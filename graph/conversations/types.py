@@ -15,7 +15,7 @@ from core import models
 from core.reads import annotate_mailboxes, audit_messages_in_answer, messages_with_details
 from graph import guards
 from graph.batching import batch_of, passes, with_siblings
-from graph.context import Info
+from graph.context import Context, Info
 from graph.conversations.orderings import MESSAGE_ORDER, PORTAL_MESSAGE_ORDER
 from graph.enums import ConversationPriority, ConversationStatus, MessageDirection
 from graph.pagination import Connection, PageArgs, paginate, paginate_siblings
@@ -41,20 +41,22 @@ class ConversationType(relay.Node):
     def mailbox(self: models.Conversation, info: Info) -> MailboxRef:
         if hasattr(self.mailbox, "subscriber_count"):
             return self.mailbox
-        batch = batch_of(self)
+        batch = batch_of(info.context, self)
 
         def load() -> dict[int, models.Mailbox]:
             ids = {c.mailbox_id for c in batch.rows}
             rows = annotate_mailboxes(models.Mailbox.objects.filter(pk__in=ids), info.context.user)
-            return {m.pk: m for m in with_siblings(list(rows))}
+            return {m.pk: m for m in with_siblings(info.context, list(rows))}
 
         return info.context.memo(("conversation-mailboxes", batch), load)[self.mailbox_id]
 
     @strawberry.field
     def patient(self: models.Conversation, info: Info) -> PatientRef:
-        batch = batch_of(self)
+        batch = batch_of(info.context, self)
         # The patients of one list of conversations form one list too (for their chart `conversations`).
-        info.context.memo(("conversation-patients", batch), lambda: with_siblings([c.patient for c in batch.rows]))
+        info.context.memo(
+            ("conversation-patients", batch), lambda: with_siblings(info.context, [c.patient for c in batch.rows])
+        )
         return self.patient
 
     @strawberry.field(description="Messages from the patient the viewer has not read (0 for patients).")
@@ -65,11 +67,11 @@ class ConversationType(relay.Node):
     def assignee(self: models.Conversation, info: Info) -> UserType | None:
         if info.context.patient is not None or self.assignee is None:
             return None
-        batch = batch_of(self)
+        batch = batch_of(info.context, self)
         # The assignees of one list form one list too (their `memberships` load in one query).
         info.context.memo(
             ("conversation-assignees", batch),
-            lambda: with_siblings([c.assignee for c in batch.rows if c.assignee_id is not None]),
+            lambda: with_siblings(info.context, [c.assignee for c in batch.rows if c.assignee_id is not None]),
         )
         return self.assignee
 
@@ -95,7 +97,7 @@ class ConversationType(relay.Node):
         context = info.context
         if context.patient is not None:
             return []
-        batch = batch_of(self)
+        batch = batch_of(info.context, self)
 
         def load() -> dict[int, list[models.AssignmentChange]]:
             rows = models.AssignmentChange.objects.filter(conversation_id__in={c.pk for c in batch.rows})
@@ -104,7 +106,7 @@ class ConversationType(relay.Node):
             for change in rows.select_related("assignee", "previous_assignee", "changed_by").order_by("at", "id"):
                 by_conversation[change.conversation_id].append(change)
                 users += [u for u in (change.assignee, change.previous_assignee, change.changed_by) if u is not None]
-            with_siblings(users)
+            with_siblings(info.context, users)
             return by_conversation
 
         return context.memo(("assignment-history", batch), load).get(self.pk, [])
@@ -120,18 +122,19 @@ class ConversationType(relay.Node):
     ) -> Connection[MessageType] | None:
         context = info.context
         guards.conversation_read(context, self)
-        answer_of = getattr(self, "_answer_of", None)
+        path = context.paths.of(self)
+        answer_of = path.answer_of
         if answer_of and context.user is not None:
             context.memo(
                 ("messages-in-answer", self.pk),
                 lambda: audit_messages_in_answer(
-                    user=context.user, conversation=self, via=getattr(self, "_via", None) or "", operation=answer_of
+                    user=context.user, conversation=self, via=path.via or "", operation=answer_of
                 ),
             )
         args = PageArgs(first=first, after=after, last=last, before=before)
-        batch = batch_of(self)
+        batch = batch_of(info.context, self)
         patient = context.patient is not None
-        via = None if patient else getattr(self, "_via", models.AccessSource.MAILBOX)
+        via = None if patient else path.via or models.AccessSource.MAILBOX
         # A patient's thread is their numbering of the messages they can see: notes are not in it at all.
         ordering, last_of = (PORTAL_MESSAGE_ORDER, _portal_last) if patient else (MESSAGE_ORDER, _staff_last)
 
@@ -155,19 +158,19 @@ class ConversationType(relay.Node):
                     self.pk: paginate(base.filter(conversation=self), args, ordering, count=lambda: last_of(self))
                 }
             nodes = [edge.node for connection in connections.values() for edge in connection.edges]
+            context.paths.reached(nodes, via)
             for node in nodes:
-                node._via = via
                 if patient:
                     node.sequence = node.portal_sequence
             if selected_anywhere(info, "attachments"):
-                attach_attachments(nodes)
+                attach_attachments(context, nodes)
             return connections
 
         key = ("conversation-messages", batch if args.is_first_page else self.pk, args)
         return context.memo(key, load)[self.pk]
 
 
-def attach_attachments(messages: list[models.Message]) -> None:
+def attach_attachments(context: Context, messages: list[models.Message]) -> None:
     """The attachments of a page of messages in one query, kept on each message as a plain list: Django's
     `prefetch_related` builds a filtered queryset per message to hold its cache (250 per large page, ~5% of its
     CPU), and the field only reads the rows."""
@@ -175,7 +178,7 @@ def attach_attachments(messages: list[models.Message]) -> None:
     for attachment in models.Attachment.objects.filter(message_id__in=list(by_message)):  # Meta.ordering: id
         by_message[attachment.message_id].append(attachment)
     for message in messages:
-        message._attachment_rows = by_message[message.pk]
+        context.paths.of(message).attachments = by_message[message.pk]
 
 
 def _staff_last(conversation: models.Conversation) -> int:
@@ -207,7 +210,7 @@ class AttachmentType(relay.Node):
 
     @strawberry.field(description="Authenticated download URL (same access rules as the message).")
     def url(self: models.Attachment, info: Info) -> str:
-        path = self.download_path_for(getattr(self, "_via", None))
+        path = self.download_path_for(info.context.paths.via(self))
         request = info.context.request
         return request.build_absolute_uri(path) if request is not None else path
 
@@ -253,12 +256,11 @@ class MessageType(relay.Node):
     def attachments(self: models.Message, info: Info) -> list[AttachmentType]:
         if _withdrawn_for_patient(self, info):
             return []
-        rows = getattr(self, "_attachment_rows", None)
+        paths = info.context.paths
+        rows = paths.of(self).attachments
         if rows is None:
             rows = list(self.attachments.all())
-        for attachment in rows:
-            attachment._via = getattr(self, "_via", None)
-        return rows
+        return paths.reached(rows, paths.via(self))
 
     @strawberry.field
     def conversation_id(self: models.Message) -> relay.GlobalID:

@@ -45,7 +45,7 @@ def mailboxes(
         subscribed_only=bool(subscribed_only),
         facts=selected_mailbox_facts(info),
     )
-    rows = with_siblings(list(rows))
+    rows = with_siblings(info.context, list(rows))
     guards.note_workbench_staff(info.context, decode_id(practice_id, "Practice"))
     return rows
 
@@ -68,7 +68,7 @@ def user_mailbox_access(info: Info, user_id: strawberry.ID) -> list[PracticeMail
 
 @strawberry.field(description="Portal: the practice's active mailboxes a patient can write to.")
 def portal_mailboxes(info: Info) -> list[MailboxType]:
-    return with_siblings(list(reads.portal_mailboxes(patient=info.context.require_patient())))
+    return with_siblings(info.context, list(reads.portal_mailboxes(patient=info.context.require_patient())))
 
 
 @strawberry.mutation

@@ -44,7 +44,7 @@ def _mailbox_facts(mailbox: models.Mailbox, info: Info, fact: str) -> models.Mai
     of them loaded for its whole list at once."""
     if hasattr(mailbox, fact):
         return mailbox
-    batch = batch_of(mailbox)
+    batch = batch_of(info.context, mailbox)
 
     def load() -> dict[int, models.Mailbox]:
         ids = {m.pk for m in batch.rows}
@@ -91,7 +91,7 @@ class MailboxType(relay.Node):
     @strawberry.field(description="Staff of the practice only (null with an error for others).")
     def subscribers(self: models.Mailbox, info: Info) -> list[UserType] | None:
         guards.workbench_staff_of(info.context, self.practice_id)
-        batch = batch_of(self)
+        batch = batch_of(info.context, self)
 
         def load() -> dict[int, list[models.User]]:
             allowed = [
@@ -101,7 +101,9 @@ class MailboxType(relay.Node):
             rows = models.MailboxSubscription.objects.filter(mailbox_id__in=allowed).select_related("user")
             for sub in rows.order_by("user__full_name", "user__username", "user_id"):
                 by_mailbox[sub.mailbox_id].append(sub.user)
-            with_siblings([user for users in by_mailbox.values() for user in users])  # one batch for memberships
+            with_siblings(
+                info.context, [user for users in by_mailbox.values() for user in users]
+            )  # one batch for memberships
             return by_mailbox
 
         return info.context.memo(("subscribers", batch), load).get(self.pk, [])
@@ -139,7 +141,7 @@ class MailboxType(relay.Node):
         )
         ordering = CONVERSATION_ORDERS[order]
         base = annotate_conversations(models.Conversation.objects.filter(where), user)
-        batch = batch_of(self)
+        batch = batch_of(info.context, self)
 
         def load() -> dict[int, Connection]:
             parents = {m.pk: m for m in batch.rows if passes(lambda m: guards.mailbox_view(context, m), m)}
@@ -166,7 +168,7 @@ class MailboxType(relay.Node):
                 for edge in connection.edges:
                     edge.node.mailbox = parents[pk]  # already carries the viewer's annotations
                     nodes.append(edge.node)
-            with_siblings(nodes)
+            with_siblings(info.context, nodes)
             audit_mailbox_conversation_reads(
                 user=user, rows={parents[pk]: [e.node for e in c.edges] for pk, c in connections.items()}
             )
@@ -184,7 +186,7 @@ class MailboxType(relay.Node):
     def stats(self: models.Mailbox, info: Info, since: dt.datetime | None = None) -> MailboxStatsType | None:
         context = info.context
         guards.pool_view(context, self)
-        batch = batch_of(self)
+        batch = batch_of(info.context, self)
 
         def load() -> dict[int, MailboxStats]:
             allowed = [m.pk for m in batch.rows if passes(lambda m: guards.pool_view(context, m), m)]

@@ -35,15 +35,14 @@ class PatientType(relay.Node):
     def conversations(self: models.Patient, info: Info) -> list[ConversationType] | None:
         context = info.context
         guards.workbench_staff_of(context, self.practice_id)
-        batch = batch_of(self)
+        batch = batch_of(context, self)
 
         def load() -> dict[int, list[models.Conversation]]:
             patients = [p for p in batch.rows if passes(lambda p: guards.workbench_staff_of(context, p.practice_id), p)]
             by_patient = chart_conversations_of(user=context.require_user(), patients=patients)
             rows = [c for conversations in by_patient.values() for c in conversations]
-            for row in rows:
-                row._via = models.AccessSource.CHART_SUMMARY
-            with_siblings(rows)
+            context.paths.reached(rows, models.AccessSource.CHART_SUMMARY)
+            with_siblings(context, rows)
             return by_patient
 
         return context.memo(("chart-conversations", batch), load).get(self.pk, [])

@@ -32,7 +32,7 @@ class UserType(relay.Node):
     @strawberry.field(description="The user's memberships in practices the viewer shares with them.")
     def memberships(self: models.User, info: Info) -> list[MembershipType]:
         viewer = info.context.require_user()
-        batch = batch_of(self)
+        batch = batch_of(info.context, self)
 
         def load() -> dict[int, list[models.Membership]]:
             rows = (
