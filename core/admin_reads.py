@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 
 from core.models import AuditEvent, Mailbox, MailboxSubscription, Practice, PracticeSetting, User
-from core.reads import annotate_mailboxes
+from core.viewer_facts import annotate_mailboxes
 from permissions import administered_memberships, audit_events_visible_to, require_member, require_practice_admin
 
 

@@ -1,4 +1,5 @@
-"""The typed GraphQL context: who is asking (staff user or patient), and a per-request cache."""
+"""The typed GraphQL context: who is asking (staff user or patient), a per-request memo, and how each row of the
+answer was reached (`graph.paths`)."""
 
 from __future__ import annotations
 

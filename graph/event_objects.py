@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from core import models
-from core.reads import annotate_conversations, annotate_mailboxes
+from core.viewer_facts import annotate_conversations, annotate_mailboxes
 from graph.context import Context
 
 if TYPE_CHECKING:

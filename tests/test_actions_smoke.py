@@ -125,7 +125,7 @@ def test_setting_an_unchanged_value_writes_no_audit_row(world):
 def test_unread_counts_come_from_counters_per_conversation_and_per_mailbox(world):
     # given two patients writing to Billing, three messages in all
     from core.models import Conversation, Mailbox
-    from core.reads import annotate_conversations, annotate_mailboxes
+    from core.viewer_facts import annotate_conversations, annotate_mailboxes
 
     for patient, body in ((world.patient, "one"), (world.patient, "two"), (world.other_patient, "three")):
         actions.send_patient_message(acting_patient=patient, mailbox_id=world.billing.pk, body=body)

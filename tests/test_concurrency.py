@@ -166,7 +166,7 @@ def test_delete_racing_a_new_conversation_never_leaves_one_in_a_deleted_mailbox(
 
 def test_archive_and_reactivating_sends_racing_patient_sends_keep_the_mailbox_unread_count_exact(world):
     # given María's Billing conversation with one unread patient message, and John's with none yet
-    from core.reads import annotate_mailboxes
+    from core.viewer_facts import annotate_mailboxes
 
     actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="first")
     for round_number in range(4):

@@ -26,7 +26,7 @@ from core.models import (
     PracticeSetting,
     ReadState,
 )
-from core.reads import annotate_conversations
+from core.viewer_facts import annotate_conversations
 from permissions import has_permission, membership_of
 
 ADMIN = PracticePermission.MAILBOX_ADMIN_PERMISSION

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from core.models import Conversation, ConversationStatus, Message, Patient
-from core.reads import annotate_conversations
+from core.viewer_facts import annotate_conversations
 
 ON_POSTGRES = (os.environ.get("DATABASE_URL") or "").startswith(("postgres://", "postgresql://"))
 pytestmark = [

@@ -1,4 +1,5 @@
-"""Conversations and messages: start, send (staff and patient), archive, reactivate, read."""
+"""Conversations and messages: start, send (staff and patient, the auto-reply), withdraw, archive, reactivate,
+read."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.file_uploads import Upload
 
-from core import actions, models, reads
+from core import actions, models, reads, viewer_facts
 from graph import guards
 from graph.batching import with_siblings
 from graph.context import Info, fresh
@@ -23,7 +23,9 @@ def to_access_source(via: AccessSource | None) -> models.AccessSource:
 
 def _conversation(info: Info, conversation: models.Conversation, via=models.AccessSource.MAILBOX):
     fresh(info)
-    row = reads.annotate_conversations(models.Conversation.objects.filter(pk=conversation.pk), info.context.user).get()
+    row = viewer_facts.annotate_conversations(
+        models.Conversation.objects.filter(pk=conversation.pk), info.context.user
+    ).get()
     path = info.context.paths.of(row)
     path.via = via
     path.answer_of = info.field_name  # its messages, if asked for, are audited as read (ConversationType.messages)
@@ -32,7 +34,7 @@ def _conversation(info: Info, conversation: models.Conversation, via=models.Acce
 
 def _message(info: Info, message: models.Message, via: models.AccessSource | None = None) -> models.Message:
     fresh(info)
-    row = reads.messages_with_details(models.Message.objects.filter(pk=message.pk)).get()
+    row = viewer_facts.messages_with_details(models.Message.objects.filter(pk=message.pk)).get()
     info.context.paths.of(row).via = via  # attachment URLs apply the rules of where the sender is
     if info.context.patient is not None:
         row.sequence = row.portal_sequence  # the patient's numbering (notes have no place in it)

@@ -12,7 +12,8 @@ from django.db.models import Q
 from strawberry import relay
 
 from core import models
-from core.reads import annotate_mailboxes, audit_messages_in_answer, messages_with_details
+from core.reads import audit_messages_in_answer
+from core.viewer_facts import annotate_mailboxes, messages_with_details
 from graph import guards
 from graph.batching import batch_of, passes, with_siblings
 from graph.context import Context, Info

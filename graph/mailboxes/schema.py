@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from core import actions, admin_reads, models, reads
+from core import actions, admin_reads, models, reads, viewer_facts
 from graph import guards
 from graph.batching import with_siblings
 from graph.context import Info, fresh
@@ -27,7 +27,7 @@ def access_rows(rows) -> list[PracticeMailboxAccess]:
 def _mailbox(info: Info, mailbox: models.Mailbox) -> models.Mailbox:
     """Re-read with the viewer's annotations (isSubscribed, counts) after a change."""
     fresh(info)
-    return reads.annotate_mailboxes(models.Mailbox.objects.filter(pk=mailbox.pk), info.context.user).get()
+    return viewer_facts.annotate_mailboxes(models.Mailbox.objects.filter(pk=mailbox.pk), info.context.user).get()
 
 
 @strawberry.field

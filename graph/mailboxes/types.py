@@ -13,8 +13,9 @@ from strawberry import relay
 
 from core import models
 from core.errors import DomainError, ErrorCode
-from core.reads import annotate_conversations, annotate_mailboxes, audit_mailbox_conversation_reads
+from core.reads import audit_mailbox_conversation_reads
 from core.stats import MailboxStats, stats_of
+from core.viewer_facts import annotate_conversations, annotate_mailboxes
 from graph import guards
 from graph.batching import batch_of, passes, with_siblings
 from graph.context import Info
@@ -26,7 +27,7 @@ from graph.pagination import Connection, PageArgs, paginate, paginate_siblings
 from graph.practice.types import PracticeType, UserType
 from graph.selection import child_names
 
-# The Mailbox fields answered from `core.reads.annotate_mailboxes`'s facts, by the fact each reads.
+# The Mailbox fields answered from `core.viewer_facts.annotate_mailboxes`'s facts, by the fact each reads.
 MAILBOX_FACT_FIELDS = {
     "isSubscribed": "is_subscribed",
     "subscriberCount": "subscriber_count",
