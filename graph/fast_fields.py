@@ -12,7 +12,7 @@ resolves an id (a node looked up by id), it is told once that the id attribute i
 otherwise scans the class's annotations (with `eval`) for a `NodeID` on every id it resolves, and caches
 only a found one (a quarter of a large page's CPU time).
 
-Nothing here changes an answer: `tests/test_fast_fields.py` resolves every type both ways.
+Nothing here changes an answer: `tests/api/test_fast_fields.py` resolves every type both ways.
 """
 
 from __future__ import annotations
