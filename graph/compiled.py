@@ -20,7 +20,7 @@ type's name, as graphql-core answers it.
 Why errors do not restart the request on graphql-core: the plan has already called resolvers by then, and they
 have effects (audit rows for what was shown, rate-limit counts, memoized loads): running the request a second time
 would write a second audit row and change the query counts. Errors are handled the way graphql-core handles them
-instead, and `tests/test_plan_differential.py` compares data and errors of both paths. What is decided before any
+instead, and `tests/api/test_plan_differential.py` compares data and errors of both paths. What is decided before any
 resolver runs falls back to graphql-core for the whole request: mutations (their root fields run serially and
 change data; a mutation payload is small), an operation with an asynchronous resolver anywhere in its selection,
 fragment arguments, schema middleware (an extension with a `resolve` hook), an abort signal, and error

@@ -12,15 +12,14 @@ resolves an id (a node looked up by id), it is told once that the id attribute i
 otherwise scans the class's annotations (with `eval`) for a `NodeID` on every id it resolves, and caches
 only a found one (a quarter of a large page's CPU time).
 
-Nothing here changes an answer: `tests/test_fast_fields.py` resolves every type both ways.
+Nothing here changes an answer: `tests/api/test_fast_fields.py` resolves every type both ways.
 
 Queries and subscription events now run from a plan (`graph.compiled`), which decides which fields it reads
 directly with the functions below (`is_node_id`, `self_only_function`, `column_attname`) and never calls these
 replaced resolvers on its direct path. They stay for what graphql-core still executes: mutations (their payloads),
 the objects under an interface or union (`node`), and everything when plans are off (`GRAPHQL_PLANS=0`).
 The `_id_attr = "pk"` patch stays too: its replacement is declaring `pk: relay.NodeID[int]` on every node type of
-`graph/types.py`, which is being split into one module per domain; after that split the declarations are one line
-per type and this patch can go.
+the domain modules (`graph/<domain>/types.py`), one line per type; then this patch can go.
 """
 
 from __future__ import annotations
