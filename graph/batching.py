@@ -13,9 +13,7 @@ if TYPE_CHECKING:
 
 def with_siblings(context: Context, rows: list) -> list:
     """Lets a nested field batch its query over every row of the list its parent came in."""
-    batch = RowBatch(rows)
-    for row in rows:
-        context.paths.of(row).batch = batch
+    context.paths.batched(rows, RowBatch(rows))
     return rows
 
 

@@ -74,6 +74,11 @@ def subscribed_mailbox_ids(context: Context) -> frozenset[int]:
 def mailbox_view(context: Context, mailbox: models.Mailbox) -> None:
     """The mailbox view of this mailbox: workbench staff of its practice, subscribed, mailbox active."""
     workbench_staff_of(context, mailbox.practice_id)
+    _subscribed_view(context, mailbox)
+
+
+def _subscribed_view(context: Context, mailbox: models.Mailbox) -> None:
+    """The mailbox view's own part, for a viewer already known to be workbench staff of its practice."""
     user = context.require_user()
     _decide(
         context,
@@ -102,7 +107,7 @@ class RequestFacts:
         return workbench_staff_of(self.context, practice_id)
 
     def mailbox_view(self, user: models.User, mailbox: models.Mailbox) -> None:
-        mailbox_view(self.context, mailbox)
+        _subscribed_view(self.context, mailbox)  # `require_place` asked `workbench_member` first
 
 
 def pool_view(context: Context, mailbox: models.Mailbox) -> None:

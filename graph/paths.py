@@ -55,7 +55,21 @@ class Paths:
         entry = self._rows.get(id(row))
         return entry[1].via if entry is not None and entry[0] is row else None
 
-    def reached(self, rows: list, via: models.AccessSource | None) -> list:
+    def batched(self, rows: list, batch: RowBatch) -> None:
+        known = self._rows
         for row in rows:
-            self.of(row).via = via
+            entry = known.get(id(row))
+            if entry is not None and entry[0] is row:
+                entry[1].batch = batch
+            else:
+                known[id(row)] = (row, Path(batch=batch))
+
+    def reached(self, rows: list, via: models.AccessSource | None) -> list:
+        known = self._rows
+        for row in rows:
+            entry = known.get(id(row))
+            if entry is not None and entry[0] is row:
+                entry[1].via = via
+            else:
+                known[id(row)] = (row, Path(via=via))
         return rows

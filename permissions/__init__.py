@@ -200,7 +200,7 @@ def staff_place(via: AccessSource | str | None, *, default: AccessSource | None 
         return default
     if via not in STAFF_PLACES:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "via must be MAILBOX or CHART_SUMMARY.")
-    return AccessSource(via)
+    return via if isinstance(via, AccessSource) else AccessSource(via)
 
 
 class AccessFacts(Protocol):

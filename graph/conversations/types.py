@@ -258,10 +258,11 @@ class MessageType(relay.Node):
         if _withdrawn_for_patient(self, info):
             return []
         paths = info.context.paths
-        rows = paths.of(self).attachments
+        path = paths.of(self)
+        rows = path.attachments
         if rows is None:
             rows = list(self.attachments.all())
-        return paths.reached(rows, paths.via(self))
+        return paths.reached(rows, path.via) if rows else rows
 
     @strawberry.field
     def conversation_id(self: models.Message) -> relay.GlobalID:
