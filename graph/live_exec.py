@@ -93,7 +93,17 @@ class _Cohorts:
         known = self.results.get(key)
         if known is not None and known[0] is operation:
             return known[1]
-        future = asyncio.ensure_future(start())
+        return self._keep(key, operation, asyncio.ensure_future(start()))
+
+    def put_done(self, key: tuple, operation: object, result: ExecutionResult) -> None:
+        """An execution made with the log read (`read_batch`), unless the cohort has one already."""
+        known = self.results.get(key)
+        if known is None or known[0] is not operation:
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(result)
+            self._keep(key, operation, future)
+
+    def _keep(self, key: tuple, operation: object, future: asyncio.Future) -> asyncio.Future:
         self.results[key] = (operation, future)
         while len(self.results) > _COHORT_MEMO_SIZE:
             self.results.popitem(last=False)
@@ -227,6 +237,45 @@ def next_frame(operation_id: str, data: object) -> str | None:
     if size + len(head.encode()) + 1 > settings.MAILBOX["RESPONSE_MAX_BYTES"]:
         return None
     return head + payload + "}"
+
+
+# How many events of one log read are executed in the same live-thread call (a resume's long replay executes the
+# rest one call each, so other streams' reads go between them).
+_EXECUTED_WITH_READ = 8
+
+
+async def read_batch(
+    stream: live.LiveStream, origin: SocketOrigin | None, after_id: int, wanted_id: int | None
+) -> live.Batch:
+    """The stream's next batch from the shared reader (`core.live.read_shared`), with its cohort's execution of
+    the first events done in the same live-thread call when the subscription sends its frames itself
+    (`deliver_direct`): one hand-off to the thread and back per event instead of two (read, then execute),
+    each a thread wake-up and an event-loop turn, the slow part of a live event on a busy machine."""
+    batch, executed = await live_db(_read_and_execute)(stream, origin, after_id, wanted_id)
+    plan = stream.live_plan
+    if executed and plan is not None:
+        cohorts = _cohorts_of_loop()
+        for delivery, result, entries in executed:
+            cohorts.put_done(plan.key(delivery), plan.operation, result)
+            AUDIT.add(*entries)
+    return batch
+
+
+def _read_and_execute(
+    stream: live.LiveStream, origin: SocketOrigin | None, after_id: int, wanted_id: int | None
+) -> tuple[live.Batch, list[tuple[LiveDelivery, ExecutionResult, list[dict]]]]:
+    batch = live.read_shared(stream, after_id, wanted_id)
+    plan, executed = stream.live_plan, []
+    if plan is None or CURRENT_OPERATION.get() is None:
+        return batch, executed  # its first event: the common path works out its plan
+    for event in batch.items[:_EXECUTED_WITH_READ]:
+        delivery = LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
+        try:
+            result, entries = run_on_fresh_stack(_execute, plan.executor.build_per_event_executor(delivery), None)
+        except Exception:  # not lost: the delivery executes the event again the usual way, and reports it there
+            break
+        executed.append((delivery, result, entries))
+    return batch, executed
 
 
 async def _execute_on_live_thread(executor: LiveExecutor, serially: bool | None) -> ExecutionResult:

@@ -25,7 +25,7 @@ from core.live_db import live_db
 from graph import event_objects
 from graph.errors import format_error
 from graph.ids import decode_id
-from graph.live_exec import LiveDelivery, SocketOrigin, deliver_direct
+from graph.live_exec import LiveDelivery, SocketOrigin, deliver_direct, read_batch
 from graph.types import AccessSource, ConversationType, EventKind, Info, MailboxType, MessageType
 from ops import metrics, requests
 
@@ -111,7 +111,7 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
         last_seen, announced = await live_db(live.start_stream)(stream, after)
         while True:
             try:
-                batch = await _next_batch(stream, last_seen, announced or None)
+                batch = await _next_batch(stream, origin, last_seen, announced or None)
             except DomainError as refusal:
                 if refusal.code == ErrorCode.UNAUTHENTICATED:
                     await consumer.close_for_invalid_token()
@@ -139,7 +139,9 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
 _reading: dict[tuple, asyncio.Future] = {}
 
 
-async def _next_batch(stream: live.LiveStream, last_seen: int, announced: int | None) -> live.Batch:
+async def _next_batch(
+    stream: live.LiveStream, origin: SocketOrigin, last_seen: int, announced: int | None
+) -> live.Batch:
     batch = live.SHARED.cached_batch(stream, last_seen, announced)
     if batch is not None:
         return batch
@@ -151,10 +153,10 @@ async def _next_batch(stream: live.LiveStream, last_seen: int, announced: int | 
         batch = live.SHARED.cached_batch(stream, last_seen, announced)
         if batch is not None:
             return batch
-        return await live_db(live.read_shared)(stream, last_seen, announced)
+        return await read_batch(stream, origin, last_seen, announced)
     _reading[key] = done = loop.create_future()
     try:
-        return await live_db(live.read_shared)(stream, last_seen, announced)
+        return await read_batch(stream, origin, last_seen, announced)
     finally:
         del _reading[key]
         done.set_result(None)
