@@ -42,7 +42,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
-from core import sessions
+from core import live, sessions
 from core.context import RequestInfo, client_address, current_request, reset_current_request, set_current_request
 from core.errors import DomainError, ErrorCode
 from core.live_db import live_db
@@ -470,6 +470,7 @@ class LiveHub:
                 continue
             if message.get("type") != LIVE_MESSAGE_TYPE:
                 continue
+            live.SHARED.announced.offer(message)  # before the streams wake: their read may take the row from it
             for wakeup in tuple(self.by_group.get(message.get("group"), ())):
                 wakeup.put_nowait(message)
 
