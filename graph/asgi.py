@@ -45,7 +45,7 @@ from strawberry.types.graphql import OperationType as StrawberryOperationType
 from core import live, sessions
 from core.context import RequestInfo, client_address, current_request, reset_current_request, set_current_request
 from core.errors import DomainError, ErrorCode
-from core.live_db import live_db
+from core.live_db import live_db, live_db_background
 from core.tokens import INVALID_TOKEN_MESSAGE, authenticate_token, valid_session_keys, valid_token_ids
 from graph import encoding
 from graph.context import Context
@@ -106,8 +106,9 @@ class TokenWatch:
     """Re-checks the credentials of every open socket of this process (event loop) every `LIVE_RECHECK_SECONDS`,
     tokens in one query and browser sessions in another, and closes the sockets of revoked or expired tokens and
     ended sessions with 4403. One query per interval per process instead of one per socket: 500 sockets made 125
-    queries a second, queued on the live thread ahead of event reads. (Streams also end at once when the
-    revocation or sign-out event reaches them, `core.live`.)"""
+    queries a second, queued on the live thread ahead of event reads; the query runs on the live background thread
+    now, so no event read waits for it. (Streams also end at once when the revocation or sign-out event reaches
+    them, `core.live`.)"""
 
     _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TokenWatch] = weakref.WeakKeyDictionary()
 
@@ -143,7 +144,7 @@ class TokenWatch:
             if not credentials:
                 break
             try:
-                valid = await live_db(_valid_credentials)(credentials)
+                valid = await live_db_background(_valid_credentials)(credentials)
             except Exception:  # the database is away: keep the sockets, check again next round
                 logger.exception("Credential re-check of live sockets failed")
                 continue

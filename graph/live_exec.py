@@ -31,7 +31,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from core import audit, live
 from core.context import RequestInfo, current_request
-from core.live_db import live_db
+from core.live_db import live_db, live_db_background
 from core.models import AccessSource, AuditAction, Event
 from graph import encoding, guards
 from graph.context import Context
@@ -336,7 +336,8 @@ class _LiveAudit:
     """Live-delivery audit rows of a process, written in one INSERT after the frames of an event went out.
 
     Each row's request (its connection's address and request id) is taken in the subscriber's own task; the
-    rows are built and written on the live thread once the fan-out is over (no new row for
+    rows are built and written on the live background thread (`core.live_db.live_db_background`: the next
+    event's read does not wait for them) once the fan-out is over (no new row for
     `LIVE_AUDIT_DELAY_SECONDS`), so building 500 rows does not hold the interpreter while frames still go out. Rows
     wait with the event loop that delivered them (a loop that ends takes its unwritten rows with it: drain first).
     """
@@ -381,7 +382,7 @@ class _PendingRows:
             if len(self.rows) > seen and asyncio.get_running_loop().time() < deadline:
                 continue
             rows, self.rows = self.rows, []
-            await live_db(_write_audit)(rows)
+            await live_db_background(_write_audit)(rows)
 
 
 def _write_audit(rows: list[tuple[dict, RequestInfo]]) -> None:

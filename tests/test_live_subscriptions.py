@@ -892,3 +892,33 @@ async def test_a_live_event_whose_publish_carried_it_costs_no_log_read(world, af
     assert [q for q in sql if 'FROM "core_message"' in q]
     assert not [q for q in sql if 'FROM "core_event"' in q], sql
     await client.close()
+
+
+async def test_a_live_event_does_not_wait_for_the_audit_rows_and_credential_checks_of_earlier_ones(world, after):
+    # given a subscriber of a conversation, and the live background thread (audit rows, socket credential
+    # re-checks) held busy
+    import threading
+
+    from core.live_db import live_db_background
+    from core.models import AuditEvent
+
+    client = await connected(user=world.subscriber)
+    await client.subscribe("c", CONVERSATION_EVENTS, thread(world, after))
+    gate = threading.Event()
+    busy = live_db_background(gate.wait)(10)
+
+    # when two messages are sent, then both arrive while it is busy
+    for body in ("one", "two"):
+        await staff_sends(world, body)
+        assert (await client.event("c", "conversationEvents"))["message"]["body"] == body
+    assert not busy.done()
+
+    # and their audit rows wait for it (the live thread did not write them), then both are written
+    live_rows = db(lambda: AuditEvent.objects.filter(operation="conversationEvents.live").count())
+    await asyncio.sleep(0.3)  # ten times LIVE_AUDIT_DELAY_SECONDS
+    assert await live_rows() == 0
+    gate.set()
+    await busy
+    await AUDIT.drain()
+    assert await live_rows() == 2
+    await client.close()
