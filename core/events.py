@@ -144,7 +144,13 @@ def publish(event: Event, previous_id: int | None = None) -> None:
     if row is not None:
         payload |= {"previous_id": previous_id, "row": row}
     try:
-        for group in groups_for(event):
-            async_to_sync(layer.group_send)(group, {**payload, "group": group})
+        async_to_sync(_send_to_groups)(layer, payload, groups_for(event))
     except Exception:  # the log is the source of truth; never fail a committed change
         log.exception("publishing event %s failed; subscribers will recover it on resume", event.pk)
+
+
+async def _send_to_groups(layer, payload: dict, groups: list[str]) -> None:
+    """One hand-off to the event loop for all of an event's groups (each `async_to_sync` call is a round trip
+    between the request's thread and the loop: the third group's publish waited for two of them)."""
+    for group in groups:
+        await layer.group_send(group, {**payload, "group": group})
