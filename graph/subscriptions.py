@@ -19,6 +19,7 @@ from django.conf import settings
 from strawberry import relay
 from strawberry.extensions import SchemaExtension
 
+from config.gc_tuning import collect_young_if_due
 from core import live, models
 from core.errors import DomainError, ErrorCode
 from core.live_db import live_db
@@ -118,6 +119,7 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
                 raise
             if batch.items:
                 _last_delivery[0] = time.monotonic()
+                _collect_when_quiet()
             for event in batch.items:
                 delivery = LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
                 if not await deliver_direct(delivery, consumer.send):
@@ -177,6 +179,29 @@ def _revalidate_in_background() -> None:
 # When this process last started delivering a batch: re-decisions wait for a quiet moment.
 _last_delivery = [0.0]
 _QUIET_SECONDS = 0.1
+
+
+# Event loops with a young collection waiting for a quiet moment after deliveries, so that it does not fall in the
+# middle of the next event (`config.gc_tuning.collect_young_if_due`).
+_collecting: set[int] = set()
+_GC_QUIET_SECONDS = 0.02
+
+
+def _collect_when_quiet() -> None:
+    loop = asyncio.get_running_loop()
+    if id(loop) not in _collecting:
+        _collecting.add(id(loop))
+        loop.call_later(_GC_QUIET_SECONDS, _collect_if_quiet)
+
+
+def _collect_if_quiet() -> None:
+    loop = asyncio.get_running_loop()
+    quiet = time.monotonic() - _last_delivery[0]
+    if quiet < _GC_QUIET_SECONDS:
+        loop.call_later(_GC_QUIET_SECONDS - quiet, _collect_if_quiet)
+        return
+    _collecting.discard(id(loop))
+    collect_young_if_due()
 
 
 async def _revalidate() -> None:
