@@ -79,23 +79,39 @@ class WakeUp:
     """
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._pending = False
+        # The waiting stream's future, resolved by a publish or the timeout: the stream resumes on the loop's
+        # next turn (`asyncio.wait_for` on an `asyncio.Event` ran a task of its own, two more turns, per wake-up).
+        self._waiter: asyncio.Future | None = None
         self._announced: dict[int, int] = {}
 
     def put_nowait(self, message: dict) -> None:  # the interface ChannelsConsumer.dispatch calls
         practice_id, event_id = message.get("practice_id"), message.get("event_id")
         if isinstance(practice_id, int) and isinstance(event_id, int):
             self._announced[practice_id] = max(event_id, self._announced.get(practice_id, 0))
-        self._event.set()
+        self._pending = True
+        _resolve(self._waiter)
 
     async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
-        self._event.clear()
+        if not self._pending:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        self._pending = False
 
     def announced(self, practice_id: int) -> int | None:
         """The newest event id of the practice published since the last call; None: none (re-check)."""
         return self._announced.pop(practice_id, None)
+
+
+def _resolve(waiter: asyncio.Future | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def _setting(name: str, default: float) -> float:
