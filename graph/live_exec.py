@@ -95,6 +95,11 @@ class _Cohorts:
             return known[1]
         return self._keep(key, operation, asyncio.ensure_future(start()))
 
+    def known(self, key: tuple, operation: object) -> bool:
+        """Whether the cohort's execution is done or started (read from the live thread too: one dict lookup)."""
+        known = self.results.get(key)
+        return known is not None and known[0] is operation
+
     def put_done(self, key: tuple, operation: object, result: ExecutionResult) -> None:
         """An execution made with the log read (`read_batch`), unless the cohort has one already."""
         known = self.results.get(key)
@@ -251,10 +256,10 @@ async def read_batch(
     the first events done in the same live-thread call when the subscription sends its frames itself
     (`deliver_direct`): one hand-off to the thread and back per event instead of two (read, then execute),
     each a thread wake-up and an event-loop turn, the slow part of a live event on a busy machine."""
-    batch, executed = await live_db(_read_and_execute)(stream, origin, after_id, wanted_id)
+    cohorts = _cohorts_of_loop()
+    batch, executed = await live_db(_read_and_execute)(stream, origin, after_id, wanted_id, cohorts)
     plan = stream.live_plan
     if executed and plan is not None:
-        cohorts = _cohorts_of_loop()
         for delivery, result, entries in executed:
             cohorts.put_done(plan.key(delivery), plan.operation, result)
             AUDIT.add(*entries)
@@ -262,7 +267,7 @@ async def read_batch(
 
 
 def _read_and_execute(
-    stream: live.LiveStream, origin: SocketOrigin | None, after_id: int, wanted_id: int | None
+    stream: live.LiveStream, origin: SocketOrigin | None, after_id: int, wanted_id: int | None, cohorts: _Cohorts
 ) -> tuple[live.Batch, list[tuple[LiveDelivery, ExecutionResult, list[dict]]]]:
     batch = live.read_shared(stream, after_id, wanted_id)
     plan, executed = stream.live_plan, []
@@ -270,6 +275,8 @@ def _read_and_execute(
         return batch, executed  # its first event: the common path works out its plan
     for event in batch.items[:_EXECUTED_WITH_READ]:
         delivery = LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
+        if cohorts.known(plan.key(delivery), plan.operation):
+            continue  # its cohort has it (or will, queued on this thread): a stream that missed the cached batch
         try:
             result, entries = run_on_fresh_stack(_execute, plan.executor.build_per_event_executor(delivery), None)
         except Exception:  # not lost: the delivery executes the event again the usual way, and reports it there

@@ -922,3 +922,31 @@ async def test_a_live_event_does_not_wait_for_the_audit_rows_and_credential_chec
     await AUDIT.drain()
     assert await live_rows() == 2
     await client.close()
+
+
+async def test_streams_that_read_the_log_themselves_share_their_cohort_s_execution_of_an_event(world, after, settings):
+    # given three sockets of one member on one conversation (each its own token: its own access decision), whose
+    # process has forgotten what it read and decided (as after a gap), so each stream reads the log itself
+    settings.MAILBOX = {**settings.MAILBOX, "LIVE_RECHECK_SECONDS": 60}
+    clients = []
+    for _ in range(3):
+        client = await connected(user=world.subscriber)
+        await client.subscribe("c", CONVERSATION_EVENTS, thread(world, after))
+        clients.append(client)
+    await staff_sends(world, "warm-up")
+    for client in clients:
+        assert (await client.event("c", "conversationEvents"))["message"]["body"] == "warm-up"
+    await live_db(SHARED.clear)()
+
+    # when the next message is sent
+    async def deliver() -> None:
+        await staff_sends(world, "next")
+        for client in clients:
+            assert (await client.event("c", "conversationEvents"))["message"]["body"] == "next"
+
+    sql = await live_queries_while(deliver)
+
+    # then the message was loaded once for the three: their cohort's one execution
+    assert len([q for q in sql if 'FROM "core_message"' in q]) == 1, sql
+    for client in clients:
+        await client.close()
