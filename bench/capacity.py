@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.run import BIG_DB, RESULTS, Server, gid, load_round, percentile, setup_django
+from bench.run import BIG_DB, PORT, RESULTS, Server, gid, load_round, percentile, setup_django
 
 CONVERSATION_ROW = (
     "id status lastMessageAt createdAt unreadCount patient { id fullName preferredPronoun dateOfBirth accountNumber }"
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     tokens = [issue_token(user=User.objects.get(pk=pk)) for pk in list(staff)[:20]]
     if not tokens:
         raise RuntimeError("nobody subscribes to the long thread's mailbox")
-    server = Server(8793, BIG_DB)
+    server = Server(PORT + 2, BIG_DB)
     try:
         http = measure_http(server, token, info, args.seconds) if "http" in args.only else []
         live = (

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import time
 import uuid
@@ -24,7 +25,16 @@ import websockets
 
 from bench import queries
 
-REDIS_URL = "redis://127.0.0.1:6379/1"
+
+def _redis_url() -> str:
+    """The servers' Redis (bench/settings.py: REDIS_URL, db 1 unless set), for the floor and the publish watcher."""
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/1")
+
+
+def _port(offset: int) -> int:
+    from bench.run import PORT
+
+    return PORT + offset
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -177,7 +187,7 @@ async def _raw_server(port: int, channel: str, ready: asyncio.Event, stop: async
         finally:
             clients.discard(ws)
 
-    redis = aioredis.from_url(REDIS_URL)
+    redis = aioredis.from_url(_redis_url())
     pubsub = redis.pubsub()
     await pubsub.subscribe(channel)
     async with websockets.serve(handler, "127.0.0.1", port):
@@ -206,15 +216,15 @@ async def raw_floor(samples: int, fanout: int) -> dict:
     channel = f"bench-raw-{uuid.uuid4().hex}"
     stop = asyncio.Event()
     readies = [asyncio.Event(), asyncio.Event()]
-    servers = [asyncio.create_task(_raw_server(8795 + i, channel, readies[i], stop)) for i in range(2)]
+    servers = [asyncio.create_task(_raw_server(_port(4 + i), channel, readies[i], stop)) for i in range(2)]
     for ready in readies:
         await ready.wait()
-    redis = aioredis.from_url(REDIS_URL)
+    redis = aioredis.from_url(_redis_url())
     result: dict = {}
     handles = []
     try:
         if samples:
-            handle, arrivals = await _raw_clients(8795, 1)
+            handle, arrivals = await _raw_clients(_port(4), 1)
             handles.append(handle)
             await asyncio.sleep(0.2)
             latencies = []
@@ -231,8 +241,8 @@ async def raw_floor(samples: int, fanout: int) -> dict:
             result["latency"] = latencies
         if fanout:
             per_server = fanout // 2
-            handle_a, arrivals_a = await _raw_clients(8795, per_server)
-            handle_b, arrivals_b = await _raw_clients(8796, fanout - per_server)
+            handle_a, arrivals_a = await _raw_clients(_port(4), per_server)
+            handle_b, arrivals_b = await _raw_clients(_port(5), fanout - per_server)
             handles += [handle_a, handle_b]
             await asyncio.sleep(0.5)
             times, received = [], []
@@ -268,7 +278,7 @@ async def raw_floor(samples: int, fanout: int) -> dict:
 
 async def _publishes(channel: str, stamps: list[float], ready: asyncio.Event) -> None:
     """Records when each publish on a channel-layer group's Redis channel is seen (the start of a fan-out)."""
-    client = aioredis.from_url(REDIS_URL)
+    client = aioredis.from_url(_redis_url())
     pubsub = client.pubsub()
     await pubsub.subscribe(channel)
     ready.set()
@@ -363,7 +373,7 @@ def measure(info: dict, samples: int, fanout: int) -> list[dict]:
     # A short conversation of the bench user's busy mailbox (not the long thread of measurement 6).
     conversation = Conversation.objects.filter(mailbox_id=info["busy_mailbox"], status="ACTIVE").order_by("pk").first()
     conversation_gid = gid("Conversation", conversation.pk)
-    servers = [Server(8791, BIG_DB), Server(8792, BIG_DB)]
+    servers = [Server(_port(0), BIG_DB), Server(_port(1), BIG_DB)]
     urls = (servers[0].url, servers[1].url)
     rows: list[dict] = []
     try:

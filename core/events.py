@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 
@@ -35,14 +36,19 @@ def groups_for(event: Event) -> list[str]:
     return groups
 
 
-def _serialize_practice_log(practice_id: int) -> None:
+def _serialize_practice_log(practice_id: int) -> bool:
     """Commits a practice's events in id order (PostgreSQL), so a stream that has read up to id N never later
     sees a smaller id appear: the id is taken under a per-practice lock held until commit. SQLite writers are
-    serialized by the IMMEDIATE transaction already."""
+    serialized by the IMMEDIATE transaction already. True: the log is serialized until commit, so the practice's
+    newest event now is the one before this event in the log."""
     connection = transaction.get_connection()
-    if connection.vendor == "postgresql" and connection.in_atomic_block:
+    if not connection.in_atomic_block:
+        return False
+    if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_EVENT_LOCK_NAMESPACE, practice_id])
+        return True
+    return connection.vendor == "sqlite"
 
 
 def emit(
@@ -56,7 +62,11 @@ def emit(
     user_ids: Iterable[int] = (),
     data: dict | None = None,
 ) -> Event:
-    _serialize_practice_log(practice_id)
+    previous_id = None
+    if _serialize_practice_log(practice_id):
+        # Named in the publish: a process whose log read has reached it takes this event from the publish.
+        newest = Event.objects.filter(practice_id=practice_id).order_by("-id").values_list("id", flat=True)
+        previous_id = newest.first()
     event = Event.objects.create(
         practice_id=practice_id,
         kind=kind,
@@ -67,7 +77,7 @@ def emit(
         user_ids=sorted(set(user_ids)),
         data=data or {},
     )
-    transaction.on_commit(lambda: publish(event))
+    transaction.on_commit(lambda: publish(event, previous_id))
     return event
 
 
@@ -94,8 +104,33 @@ def emit_account_access_changed(*, reason: str, user: User | None = None, patien
         emit_access_changed(practice_id=practice_id, user_ids=[user.pk], reason=reason)
 
 
-def publish(event: Event) -> None:
-    """Best effort: a lost publish is recovered by the subscriber's next resume from the log."""
+# A publish carries its event's row up to this size of `data` (JSON); a larger one is read from the log.
+_ROW_DATA_MAX_BYTES = 2048
+
+
+def event_row(event: Event) -> dict | None:
+    """The logged row as a publish carries it (`core.live.AnnouncedRows` makes the `Event` again)."""
+    if len(json.dumps(event.data, separators=(",", ":"))) > _ROW_DATA_MAX_BYTES:
+        return None
+    return {
+        "id": event.pk,
+        "kind": event.kind,
+        "mailbox_id": event.mailbox_id,
+        "conversation_id": event.conversation_id,
+        "patient_id": event.patient_id,
+        "message_id": event.message_id,
+        "user_ids": list(event.user_ids),
+        "data": event.data,
+        "created_at": event.created_at.isoformat(),
+    }
+
+
+def publish(event: Event, previous_id: int | None = None) -> None:
+    """Best effort: a lost publish is recovered by the subscriber's next resume from the log.
+
+    `previous_id`: the practice's event before this one in the log (known when the log was serialized): the
+    publish then carries the row, and a process whose log read has reached `previous_id` appends it without
+    reading the log (`core.live.SharedLog`)."""
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
@@ -105,8 +140,17 @@ def publish(event: Event) -> None:
     # The practice lets a woken stream tell whether its process has already read this event (core.live); the
     # group, which of a process's streams it wakes (graph.asgi.LiveHub).
     payload = {"type": "mailbox.event", "event_id": event.pk, "practice_id": event.practice_id}
+    row = event_row(event) if previous_id is not None else None
+    if row is not None:
+        payload |= {"previous_id": previous_id, "row": row}
     try:
-        for group in groups_for(event):
-            async_to_sync(layer.group_send)(group, {**payload, "group": group})
+        async_to_sync(_send_to_groups)(layer, payload, groups_for(event))
     except Exception:  # the log is the source of truth; never fail a committed change
         log.exception("publishing event %s failed; subscribers will recover it on resume", event.pk)
+
+
+async def _send_to_groups(layer, payload: dict, groups: list[str]) -> None:
+    """One hand-off to the event loop for all of an event's groups (each `async_to_sync` call is a round trip
+    between the request's thread and the loop: the third group's publish waited for two of them)."""
+    for group in groups:
+        await layer.group_send(group, {**payload, "group": group})

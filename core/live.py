@@ -12,9 +12,10 @@ import binascii
 import bisect
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -296,6 +297,63 @@ class _PracticeLog:
     read_at: float = 0.0
 
 
+class AnnouncedRows:
+    """Events as their publishes carried them (`core.events.publish`), each under the practice's event before it
+    in the log. A process whose log read has reached an event's predecessor appends the event from here instead
+    of reading the log: one query less on every live event's path. Anything missing (a lost publish, a row too
+    large to carry, a log not serialized) breaks the chain, and the log is read as before.
+
+    Filled on the event loop (`graph.asgi.LiveHub`), read on the live thread: only single dict operations on
+    either side, so no lock is needed.
+    """
+
+    KEEP = 256  # per practice: more than a burst of publishes between two reads of one process
+
+    def __init__(self) -> None:
+        self._by_practice: dict[int, dict[int, Event]] = {}
+
+    def offer(self, message: dict) -> None:
+        practice_id, previous_id, row = message.get("practice_id"), message.get("previous_id"), message.get("row")
+        if not (isinstance(practice_id, int) and isinstance(previous_id, int) and isinstance(row, dict)):
+            return
+        chain = self._by_practice.setdefault(practice_id, {})
+        if previous_id in chain:  # the same publish through another group
+            return
+        try:
+            event = Event(
+                id=row["id"],
+                practice_id=practice_id,
+                kind=row["kind"],
+                mailbox_id=row["mailbox_id"],
+                conversation_id=row["conversation_id"],
+                patient_id=row["patient_id"],
+                message_id=row["message_id"],
+                user_ids=list(row["user_ids"]),
+                data=dict(row["data"]),
+                created_at=datetime.fromisoformat(row["created_at"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return
+        if not isinstance(event.pk, int) or event.pk <= previous_id:
+            return
+        event._state.adding, event._state.db = False, DEFAULT_DB_ALIAS  # as read from the database
+        chain[previous_id] = event
+        while len(chain) > self.KEEP:
+            del chain[next(iter(chain))]
+
+    def following(self, practice_id: int, head: int, wanted_id: int) -> list[Event] | None:
+        """Every event after `head` up to `wanted_id`, in log order, if the publishes carried them all."""
+        chain = self._by_practice.get(practice_id)
+        rows: list[Event] = []
+        while chain is not None and head < wanted_id:
+            event = chain.get(head)
+            if event is None:
+                return None
+            rows.append(event)
+            head = event.pk
+        return rows if rows and head == wanted_id else None
+
+
 @dataclass(frozen=True)
 class _Memo:
     head: int
@@ -329,6 +387,7 @@ class SharedLog:
         self.clear()
 
     def clear(self) -> None:
+        self.announced = AnnouncedRows()
         self.logs: dict[int, _PracticeLog] = {}
         self.access: dict[tuple, _Memo] = {}
         self.due: set[tuple] = set()  # keys of `access` to decide again (`revalidate_due`)
@@ -379,7 +438,11 @@ class SharedLog:
         )
         if not stale:
             return log
-        new = list(Event.objects.filter(practice_id=practice_id, id__gt=log.head).order_by("id")[: self.KEEP_ROWS + 1])
+        new = self.announced.following(practice_id, log.head, wanted_id) if wanted_id is not None else None
+        if new is None:
+            new = list(
+                Event.objects.filter(practice_id=practice_id, id__gt=log.head).order_by("id")[: self.KEEP_ROWS + 1]
+            )
         if len(new) > self.KEEP_ROWS:
             # Far behind (no stream here followed this practice for a while): start again at the newest event;
             # streams still behind it read the log themselves until they catch up.

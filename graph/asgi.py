@@ -42,10 +42,10 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Bas
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType as StrawberryOperationType
 
-from core import sessions
+from core import live, sessions
 from core.context import RequestInfo, client_address, current_request, reset_current_request, set_current_request
 from core.errors import DomainError, ErrorCode
-from core.live_db import live_db
+from core.live_db import live_db, live_db_background
 from core.tokens import INVALID_TOKEN_MESSAGE, authenticate_token, valid_session_keys, valid_token_ids
 from graph import encoding
 from graph.context import Context
@@ -79,23 +79,39 @@ class WakeUp:
     """
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._pending = False
+        # The waiting stream's future, resolved by a publish or the timeout: the stream resumes on the loop's
+        # next turn (`asyncio.wait_for` on an `asyncio.Event` ran a task of its own, two more turns, per wake-up).
+        self._waiter: asyncio.Future | None = None
         self._announced: dict[int, int] = {}
 
     def put_nowait(self, message: dict) -> None:  # the interface ChannelsConsumer.dispatch calls
         practice_id, event_id = message.get("practice_id"), message.get("event_id")
         if isinstance(practice_id, int) and isinstance(event_id, int):
             self._announced[practice_id] = max(event_id, self._announced.get(practice_id, 0))
-        self._event.set()
+        self._pending = True
+        _resolve(self._waiter)
 
     async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
-        self._event.clear()
+        if not self._pending:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _resolve, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        self._pending = False
 
     def announced(self, practice_id: int) -> int | None:
         """The newest event id of the practice published since the last call; None: none (re-check)."""
         return self._announced.pop(practice_id, None)
+
+
+def _resolve(waiter: asyncio.Future | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def _setting(name: str, default: float) -> float:
@@ -106,8 +122,9 @@ class TokenWatch:
     """Re-checks the credentials of every open socket of this process (event loop) every `LIVE_RECHECK_SECONDS`,
     tokens in one query and browser sessions in another, and closes the sockets of revoked or expired tokens and
     ended sessions with 4403. One query per interval per process instead of one per socket: 500 sockets made 125
-    queries a second, queued on the live thread ahead of event reads. (Streams also end at once when the
-    revocation or sign-out event reaches them, `core.live`.)"""
+    queries a second, queued on the live thread ahead of event reads; the query runs on the live background thread
+    now, so no event read waits for it. (Streams also end at once when the revocation or sign-out event reaches
+    them, `core.live`.)"""
 
     _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TokenWatch] = weakref.WeakKeyDictionary()
 
@@ -143,7 +160,7 @@ class TokenWatch:
             if not credentials:
                 break
             try:
-                valid = await live_db(_valid_credentials)(credentials)
+                valid = await live_db_background(_valid_credentials)(credentials)
             except Exception:  # the database is away: keep the sockets, check again next round
                 logger.exception("Credential re-check of live sockets failed")
                 continue
@@ -470,6 +487,7 @@ class LiveHub:
                 continue
             if message.get("type") != LIVE_MESSAGE_TYPE:
                 continue
+            live.SHARED.announced.offer(message)  # before the streams wake: their read may take the row from it
             for wakeup in tuple(self.by_group.get(message.get("group"), ())):
                 wakeup.put_nowait(message)
 

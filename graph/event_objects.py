@@ -6,7 +6,9 @@ Runs on the live database thread (`graph.live_exec`); the stream's access was de
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+from django.db.models import Model, QuerySet
 
 from core import models
 from core.viewer_facts import annotate_conversations, annotate_mailboxes
@@ -15,9 +17,17 @@ from graph.context import Context
 if TYPE_CHECKING:
     from graph.live_exec import LiveDelivery
 
+M = TypeVar("M", bound=Model)
+
 
 def _memo(context: Context, delivery: LiveDelivery, name: str, load):
     return context.memo(("event-object", delivery.event.pk, name), load)
+
+
+def _one(rows: QuerySet[M]) -> M | None:
+    """The row of a query by primary key. `.first()` would add `ORDER BY id` to a query that has at most one row:
+    its compilation was a fifth of the ORM time of a live event's message load."""
+    return next(iter(rows[:1]), None)
 
 
 def mailbox(delivery: LiveDelivery, context: Context) -> models.Mailbox | None:
@@ -27,7 +37,7 @@ def mailbox(delivery: LiveDelivery, context: Context) -> models.Mailbox | None:
 
     def load() -> models.Mailbox | None:
         rows = models.Mailbox.objects.filter(pk=event.mailbox_id, practice_id=delivery.stream.practice_id)
-        return annotate_mailboxes(rows, delivery.stream.user).first()
+        return _one(annotate_mailboxes(rows, delivery.stream.user))
 
     return _memo(context, delivery, "mailbox", load)
 
@@ -40,7 +50,7 @@ def conversation(delivery: LiveDelivery, context: Context) -> models.Conversatio
 
     def load() -> models.Conversation | None:
         rows = models.Conversation.objects.filter(pk=event.conversation_id, practice_id=stream.practice_id)
-        row = annotate_conversations(rows, stream.user).first()
+        row = _one(annotate_conversations(rows, stream.user))
         if row is not None:
             shown = context.cache.get(("event-object", event.pk, "mailbox"))
             if shown is not None and shown.pk == row.mailbox_id:
@@ -61,7 +71,7 @@ def message(delivery: LiveDelivery, context: Context) -> models.Message | None:
     def load() -> models.Message | None:
         rows = models.Message.objects.filter(pk=event.message_id, conversation__practice_id=stream.practice_id)
         # Attachments are read by `Message.attachments` only when the subscription selects them.
-        row = rows.select_related("sender_user", "sender_patient", "retracted_by").first()
+        row = _one(rows.select_related("sender_user", "sender_patient", "retracted_by"))
         if row is not None and stream.patient is not None:
             if row.is_note:  # never reaches a portal stream (staff-only kind); a patient could not see it anyway
                 return None

@@ -30,7 +30,7 @@ from graphql import ExecutionResult
 
 from core import audit, live
 from core.context import RequestInfo, current_request
-from core.live_db import live_db
+from core.live_db import live_db, live_db_background
 from core.models import AccessSource, AuditAction, Event
 from graph import encoding, guards
 from graph.compiled import PlannedExecutor
@@ -93,7 +93,22 @@ class _Cohorts:
         known = self.results.get(key)
         if known is not None and known[0] is operation:
             return known[1]
-        future = asyncio.ensure_future(start())
+        return self._keep(key, operation, asyncio.ensure_future(start()))
+
+    def known(self, key: tuple, operation: object) -> bool:
+        """Whether the cohort's execution is done or started (read from the live thread too: one dict lookup)."""
+        known = self.results.get(key)
+        return known is not None and known[0] is operation
+
+    def put_done(self, key: tuple, operation: object, result: ExecutionResult) -> None:
+        """An execution made with the log read (`read_batch`), unless the cohort has one already."""
+        known = self.results.get(key)
+        if known is None or known[0] is not operation:
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(result)
+            self._keep(key, operation, future)
+
+    def _keep(self, key: tuple, operation: object, future: asyncio.Future) -> asyncio.Future:
         self.results[key] = (operation, future)
         while len(self.results) > _COHORT_MEMO_SIZE:
             self.results.popitem(last=False)
@@ -230,6 +245,47 @@ def next_frame(operation_id: str, data: object) -> str | None:
     return head + payload + "}"
 
 
+# How many events of one log read are executed in the same live-thread call (a resume's long replay executes the
+# rest one call each, so other streams' reads go between them).
+_EXECUTED_WITH_READ = 8
+
+
+async def read_batch(
+    stream: live.LiveStream, origin: SocketOrigin | None, after_id: int, wanted_id: int | None
+) -> live.Batch:
+    """The stream's next batch from the shared reader (`core.live.read_shared`), with its cohort's execution of
+    the first events done in the same live-thread call when the subscription sends its frames itself
+    (`deliver_direct`): one hand-off to the thread and back per event instead of two (read, then execute),
+    each a thread wake-up and an event-loop turn, the slow part of a live event on a busy machine."""
+    cohorts = _cohorts_of_loop()
+    batch, executed = await live_db(_read_and_execute)(stream, origin, after_id, wanted_id, cohorts)
+    plan = stream.live_plan
+    if executed and plan is not None:
+        for delivery, result, entries in executed:
+            cohorts.put_done(plan.key(delivery), plan.operation, result)
+            AUDIT.add(*entries)
+    return batch
+
+
+def _read_and_execute(
+    stream: live.LiveStream, origin: SocketOrigin | None, after_id: int, wanted_id: int | None, cohorts: _Cohorts
+) -> tuple[live.Batch, list[tuple[LiveDelivery, ExecutionResult, list[dict]]]]:
+    batch = live.read_shared(stream, after_id, wanted_id)
+    plan, executed = stream.live_plan, []
+    if plan is None or CURRENT_OPERATION.get() is None:
+        return batch, executed  # its first event: the common path works out its plan
+    for event in batch.items[:_EXECUTED_WITH_READ]:
+        delivery = LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
+        if cohorts.known(plan.key(delivery), plan.operation):
+            continue  # its cohort has it (or will, queued on this thread): a stream that missed the cached batch
+        try:
+            result, entries = run_on_fresh_stack(_execute, plan.executor.build_per_event_executor(delivery), None)
+        except Exception:  # not lost: the delivery executes the event again the usual way, and reports it there
+            break
+        executed.append((delivery, result, entries))
+    return batch, executed
+
+
 async def _execute_on_live_thread(executor: LiveExecutor, serially: bool | None) -> ExecutionResult:
     # On a data-stack chunk of its own, as the HTTP view executes (CPython gh-142183, graph/frame_stack.py).
     result, entries = await live_db(run_on_fresh_stack)(_execute, executor, serially)
@@ -288,7 +344,8 @@ class _LiveAudit:
     """Live-delivery audit rows of a process, written in one INSERT after the frames of an event went out.
 
     Each row's request (its connection's address and request id) is taken in the subscriber's own task; the
-    rows are built and written on the live thread once the fan-out is over (no new row for
+    rows are built and written on the live background thread (`core.live_db.live_db_background`: the next
+    event's read does not wait for them) once the fan-out is over (no new row for
     `LIVE_AUDIT_DELAY_SECONDS`), so building 500 rows does not hold the interpreter while frames still go out. Rows
     wait with the event loop that delivered them (a loop that ends takes its unwritten rows with it: drain first).
     """
@@ -333,7 +390,7 @@ class _PendingRows:
             if len(self.rows) > seen and asyncio.get_running_loop().time() < deadline:
                 continue
             rows, self.rows = self.rows, []
-            await live_db(_write_audit)(rows)
+            await live_db_background(_write_audit)(rows)
 
 
 def _write_audit(rows: list[tuple[dict, RequestInfo]]) -> None:

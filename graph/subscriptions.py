@@ -19,6 +19,7 @@ from django.conf import settings
 from strawberry import relay
 from strawberry.extensions import SchemaExtension
 
+from config.gc_tuning import collect_young_if_due
 from core import live, models
 from core.errors import DomainError, ErrorCode
 from core.live_db import live_db
@@ -28,7 +29,7 @@ from graph.conversations.types import ConversationType, MessageType
 from graph.enums import AccessSource, EventKind
 from graph.errors import format_error
 from graph.ids import decode_id
-from graph.live_exec import LiveDelivery, SocketOrigin, deliver_direct
+from graph.live_exec import LiveDelivery, SocketOrigin, deliver_direct, read_batch
 from graph.mailboxes.types import MailboxType
 from ops import metrics, requests
 
@@ -114,13 +115,14 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
         last_seen, announced = await live_db(live.start_stream)(stream, after)
         while True:
             try:
-                batch = await _next_batch(stream, last_seen, announced or None)
+                batch = await _next_batch(stream, origin, last_seen, announced or None)
             except DomainError as refusal:
                 if refusal.code == ErrorCode.UNAUTHENTICATED:
                     await consumer.close_for_invalid_token()
                 raise
             if batch.items:
                 _last_delivery[0] = time.monotonic()
+                _collect_when_quiet()
             for event in batch.items:
                 delivery = LiveDelivery(event=event, stream=stream, origin=origin, access=batch.access)
                 if not await deliver_direct(delivery, consumer.send):
@@ -142,7 +144,9 @@ async def follow(info: Info, open_stream, after: str | None) -> AsyncGenerator[L
 _reading: dict[tuple, asyncio.Future] = {}
 
 
-async def _next_batch(stream: live.LiveStream, last_seen: int, announced: int | None) -> live.Batch:
+async def _next_batch(
+    stream: live.LiveStream, origin: SocketOrigin, last_seen: int, announced: int | None
+) -> live.Batch:
     batch = live.SHARED.cached_batch(stream, last_seen, announced)
     if batch is not None:
         return batch
@@ -154,10 +158,10 @@ async def _next_batch(stream: live.LiveStream, last_seen: int, announced: int | 
         batch = live.SHARED.cached_batch(stream, last_seen, announced)
         if batch is not None:
             return batch
-        return await live_db(live.read_shared)(stream, last_seen, announced)
+        return await read_batch(stream, origin, last_seen, announced)
     _reading[key] = done = loop.create_future()
     try:
-        return await live_db(live.read_shared)(stream, last_seen, announced)
+        return await read_batch(stream, origin, last_seen, announced)
     finally:
         del _reading[key]
         done.set_result(None)
@@ -178,6 +182,29 @@ def _revalidate_in_background() -> None:
 # When this process last started delivering a batch: re-decisions wait for a quiet moment.
 _last_delivery = [0.0]
 _QUIET_SECONDS = 0.1
+
+
+# Event loops with a young collection waiting for a quiet moment after deliveries, so that it does not fall in the
+# middle of the next event (`config.gc_tuning.collect_young_if_due`).
+_collecting: set[int] = set()
+_GC_QUIET_SECONDS = 0.02
+
+
+def _collect_when_quiet() -> None:
+    loop = asyncio.get_running_loop()
+    if id(loop) not in _collecting:
+        _collecting.add(id(loop))
+        loop.call_later(_GC_QUIET_SECONDS, _collect_if_quiet)
+
+
+def _collect_if_quiet() -> None:
+    loop = asyncio.get_running_loop()
+    quiet = time.monotonic() - _last_delivery[0]
+    if quiet < _GC_QUIET_SECONDS:
+        loop.call_later(_GC_QUIET_SECONDS - quiet, _collect_if_quiet)
+        return
+    _collecting.discard(id(loop))
+    collect_young_if_due()
 
 
 async def _revalidate() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from datetime import timedelta
@@ -814,3 +815,138 @@ def test_reading_an_event_for_a_conversation_subscriber_costs_a_fixed_number_of_
     # and the account's state (what the event shows is executed afterwards, once per cohort)
     assert [event.message_id for event in batch.items] == [Message.objects.get(body="one").pk]
     assert len(queries.captured_queries) == 3, [q["sql"][:80] for q in queries.captured_queries]
+
+
+async def published(channel: str, count: int) -> list[dict]:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    return [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(count)]
+
+
+async def test_a_process_whose_log_read_reached_an_event_s_predecessor_takes_the_event_from_its_publish(world, after):
+    # given a practice log with an event, a subscriber's conversation stream, a process reader that has read the
+    # log up to now, and a listener on the conversation's group
+    from channels.layers import get_channel_layer
+    from django.test.utils import CaptureQueriesContext
+
+    from core import live
+    from core.events import conversation_group
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel("test.")
+    await layer.group_add(conversation_group(world.conversation.pk), channel)
+    stream = await db(live.open_conversation_stream)(
+        user=world.subscriber, token_id=None, conversation_id=world.conversation.pk, via=AccessSource.MAILBOX
+    )
+    start, _newest = await db(live.start_position)(stream, None)
+
+    # when two messages are sent, and their publishes come
+    await staff_sends(world, "one")
+    await staff_sends(world, "two")
+    first, second = await published(channel, 2)
+
+    def read(offered: list[dict]) -> tuple[live.Batch, list[str]]:
+        from django.db import connection
+
+        shared = live.SharedLog()
+        shared.decide(stream, start)
+        for message in offered:
+            shared.announced.offer(message)
+        with CaptureQueriesContext(connection) as queries:
+            batch = shared.read_batch(stream, start, second["event_id"])
+        return batch, [q["sql"] for q in queries.captured_queries]
+
+    # then a reader that got both publishes reads no log row, and its events equal the logged rows
+    batch, sql = await db(read)([first, second])
+    assert not [q for q in sql if 'FROM "core_event"' in q], sql
+    ids = [first["event_id"], second["event_id"]]
+    logged = await db(lambda: list(Event.objects.filter(pk__in=ids).order_by("id")))()
+    fields = [f.attname for f in Event._meta.concrete_fields]
+    assert [[getattr(e, f) for f in fields] for e in batch.items] == [[getattr(e, f) for f in fields] for e in logged]
+    assert batch.last_id == second["event_id"]
+
+    # and a reader that missed the first publish (lost, or from before it started) reads the log: nothing skipped
+    batch, sql = await db(read)([second])
+    assert [q for q in sql if 'FROM "core_event"' in q]
+    assert [e.pk for e in batch.items] == [e.pk for e in logged]
+    await layer.group_discard(conversation_group(world.conversation.pk), channel)
+
+
+async def test_a_live_event_whose_publish_carried_it_costs_no_log_read(world, after, settings):
+    # given a subscriber of a conversation that has received one message (its stream has read the log)
+    settings.MAILBOX = {**settings.MAILBOX, "LIVE_RECHECK_SECONDS": 60}
+    client = await connected(user=world.subscriber)
+    await client.subscribe("c", CONVERSATION_EVENTS, thread(world, after))
+    await staff_sends(world, "warm-up")
+    assert (await client.event("c", "conversationEvents"))["message"]["body"] == "warm-up"
+
+    # when the next message is sent
+    async def deliver() -> None:
+        await staff_sends(world, "next")
+        assert (await client.event("c", "conversationEvents"))["message"]["body"] == "next"
+
+    sql = await live_queries_while(deliver)
+
+    # then the live thread loaded the message, and did not read the event log
+    assert [q for q in sql if 'FROM "core_message"' in q]
+    assert not [q for q in sql if 'FROM "core_event"' in q], sql
+    await client.close()
+
+
+async def test_a_live_event_does_not_wait_for_the_audit_rows_and_credential_checks_of_earlier_ones(world, after):
+    # given a subscriber of a conversation, and the live background thread (audit rows, socket credential
+    # re-checks) held busy
+    import threading
+
+    from core.live_db import live_db_background
+    from core.models import AuditEvent
+
+    client = await connected(user=world.subscriber)
+    await client.subscribe("c", CONVERSATION_EVENTS, thread(world, after))
+    gate = threading.Event()
+    busy = live_db_background(gate.wait)(10)
+
+    # when two messages are sent, then both arrive while it is busy
+    for body in ("one", "two"):
+        await staff_sends(world, body)
+        assert (await client.event("c", "conversationEvents"))["message"]["body"] == body
+    assert not busy.done()
+
+    # and their audit rows wait for it (the live thread did not write them), then both are written
+    live_rows = db(lambda: AuditEvent.objects.filter(operation="conversationEvents.live").count())
+    await asyncio.sleep(0.3)  # ten times LIVE_AUDIT_DELAY_SECONDS
+    assert await live_rows() == 0
+    gate.set()
+    await busy
+    await AUDIT.drain()
+    assert await live_rows() == 2
+    await client.close()
+
+
+async def test_streams_that_read_the_log_themselves_share_their_cohort_s_execution_of_an_event(world, after, settings):
+    # given three sockets of one member on one conversation (each its own token: its own access decision), whose
+    # process has forgotten what it read and decided (as after a gap), so each stream reads the log itself
+    settings.MAILBOX = {**settings.MAILBOX, "LIVE_RECHECK_SECONDS": 60}
+    clients = []
+    for _ in range(3):
+        client = await connected(user=world.subscriber)
+        await client.subscribe("c", CONVERSATION_EVENTS, thread(world, after))
+        clients.append(client)
+    await staff_sends(world, "warm-up")
+    for client in clients:
+        assert (await client.event("c", "conversationEvents"))["message"]["body"] == "warm-up"
+    await live_db(SHARED.clear)()
+
+    # when the next message is sent
+    async def deliver() -> None:
+        await staff_sends(world, "next")
+        for client in clients:
+            assert (await client.event("c", "conversationEvents"))["message"]["body"] == "next"
+
+    sql = await live_queries_while(deliver)
+
+    # then the message was loaded once for the three: their cohort's one execution
+    assert len([q for q in sql if 'FROM "core_message"' in q]) == 1, sql
+    for client in clients:
+        await client.close()

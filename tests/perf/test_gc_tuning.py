@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from config.gc_tuning import YOUNG_THRESHOLD, tune_for_serving
+from config.gc_tuning import YOUNG_THRESHOLD, collect_young_if_due, tune_for_serving
 from tests.graphql_client import Api, gid
 from tests.perf.test_query_counts import CONVERSATIONS_PAGE, add_thread, patients
 
@@ -52,3 +52,30 @@ def test_large_pages_run_no_full_collection_once_tuned_for_serving(world, servin
     young, middle, full = collections.by_generation
     assert full == 0, collections.by_generation
     assert young + middle <= 40, collections.by_generation
+
+
+def test_a_young_collection_due_soon_runs_between_events_and_the_older_generations_keep_their_schedule():
+    # Given a collector whose young generation collects after 4,000 new objects (the next collection far off)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(4_000, 10, 10)
+    kept: list[list[dict]] = []
+    try:
+        gc.collect()
+        # When asked between events with less than half of the threshold allocated, then nothing is collected
+        kept.append([{} for _ in range(1_000)])
+        assert collect_young_if_due() is None
+        assert gc.get_count()[0] >= 1_000
+        # When more than half is allocated, then the young generation is collected now
+        kept.append([{} for _ in range(1_500)])
+        assert collect_young_if_due() == 0
+        assert gc.get_count()[0] < 100
+        # And once as many young collections ran as the middle generation's threshold, the middle one is collected
+        # as the collector would have: after ten young collections, the eleventh asked for is a middle one
+        generations = []
+        for _ in range(11):
+            kept.append([{} for _ in range(2_500)])
+            generations.append(collect_young_if_due())
+        assert generations == [0] * 10 + [1]
+        assert gc.get_count()[1] == 0
+    finally:
+        gc.set_threshold(*thresholds)
