@@ -10,7 +10,8 @@ from core.message_search import Position
 from graph import guards
 from graph.ids import decode_id
 from graph.pagination import Ordering, cursor_int, encode_cursor
-from graph.types import ConversationType, Info, MessageType, _parse_time, with_siblings
+from graph.selection import selected_anywhere
+from graph.types import ConversationType, Info, MessageType, _parse_time, attach_attachments, with_siblings
 
 SEARCH_ORDER = Ordering(
     fields=("sent_at", "id"),
@@ -79,7 +80,10 @@ def search_messages(
         guards.note_mailbox_view(context, hit.conversation.mailbox_id)
         conversations.append(hit.conversation)
     with_siblings(list({id(c): c for c in conversations}.values()))
+    with_siblings(list({id(c.mailbox): c.mailbox for c in conversations}.values()))
     with_siblings([hit.message for hit in page.hits])
+    if selected_anywhere(info, "attachments"):
+        attach_attachments([hit.message for hit in page.hits])
     edges = [
         MessageSearchEdge(
             cursor=encode_cursor(SEARCH_ORDER.to_json(hit.message)),

@@ -429,7 +429,8 @@ class ConversationType(relay.Node):
 
     @strawberry.field
     def mailbox(self: models.Conversation, info: Info) -> Annotated[MailboxType, strawberry.lazy("graph.types")]:
-        if hasattr(self.mailbox, "subscriber_count"):
+        if hasattr(self.mailbox, "subscriber_count") or hasattr(self.mailbox, "_batch"):
+            # Loaded with the viewer's facts, or batched with its list by the read (the facts load for all at once).
             return self.mailbox
         batch = batch_of(self)
 
