@@ -365,7 +365,7 @@ def search_messages(
     by_patient: dict[int | None, list[MessageHit]] = {}
     for hit in hits:
         by_patient.setdefault(hit.conversation.patient_id, []).append(hit)
-    audit.record_many(
+    audit.record_read(
         {
             "operation": "searchMessages",
             "action": AuditAction.EXECUTE,

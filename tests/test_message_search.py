@@ -324,6 +324,22 @@ def test_a_search_is_audited_with_its_query_text_per_patient_shown(world, thread
     assert rows[2].detail["results"] == 0
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_a_search_s_audit_rows_commit_in_their_own_transaction(world, thread, settings, synchronous):
+    # given no transaction around the request (as served), with or without waiting for the disk flush
+    settings.MAILBOX = {**settings.MAILBOX, "AUDIT_READ_SYNCHRONOUS_COMMIT": synchronous}
+
+    bodies(world, "lab")
+
+    # then the row is there, and the relaxed commit did not outlive its transaction on this connection
+    assert AuditEvent.objects.get(operation="searchMessages").query == "lab"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
+
+
 def test_a_refused_search_is_audited_with_its_query_text(world, thread):
     error(world, "lab", m=gid("Mailbox", world.scheduling.pk))
 
