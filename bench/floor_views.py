@@ -10,7 +10,7 @@ from django.db.models.functions import RowNumber
 from django.http import JsonResponse
 
 from core.models import Conversation, Message, User
-from core.reads import annotate_conversations
+from core.viewer_facts import annotate_conversations
 
 
 async def conversations_floor(request):

@@ -5,18 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import QuerySet
 
-from core.errors import DomainError, not_found
-from core.models import AuditEvent, Mailbox, MailboxSubscription, Membership, Practice, PracticeSetting, User
-from core.reads import annotate_mailboxes
-from permissions import (
-    practice_ids_of,
-    require_authenticated,
-    require_mailbox_admin,
-    require_member,
-    require_practice_admin,
-)
+from core.models import AuditEvent, Mailbox, MailboxSubscription, Practice, PracticeSetting, User
+from core.viewer_facts import annotate_mailboxes
+from permissions import administered_memberships, audit_events_visible_to, require_member, require_practice_admin
 
 
 @dataclass
@@ -27,29 +20,9 @@ class PracticeAccess:
 
 
 def user_mailbox_access(*, acting_user: User, user_id: int) -> list[PracticeAccess]:
-    """For each practice the user belongs to whose mailboxes the acting user administers.
-
-    A user sharing no practice with the acting user is NOT_FOUND; one the acting user may not manage in
-    any shared practice gets that practice's refusal (FORBIDDEN, or FEATURE_DISABLED with the workbench off).
-    """
-    require_authenticated(acting_user)
-    shared = list(
-        Membership.objects.filter(user_id=user_id, practice_id__in=practice_ids_of(acting_user))
-        .select_related("practice")
-        .order_by("practice__name", "practice_id")
-    )
-    if not shared:
-        raise not_found("user")
-    memberships, refusals = [], []
-    for membership in shared:
-        try:
-            require_mailbox_admin(acting_user, membership.practice_id)
-        except DomainError as refusal:
-            refusals.append(refusal)
-        else:
-            memberships.append(membership)
-    if not memberships:
-        raise refusals[0]
+    """For each practice the user belongs to whose mailboxes the acting user administers
+    (`permissions.administered_memberships`): its mailboxes and whether the user is subscribed to each."""
+    memberships = administered_memberships(acting_user, user_id)
     practice_ids = [m.practice_id for m in memberships]
     subscribed = set(
         MailboxSubscription.objects.filter(user_id=user_id, mailbox__practice_id__in=practice_ids).values_list(
@@ -89,14 +62,7 @@ def audit_events(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> QuerySet[AuditEvent]:
-    require_practice_admin(acting_user, practice_id)
-    # A refused probe by someone of another practice is filed here too, but who they are stays theirs.
-    actor_is_member = Exists(Membership.objects.filter(user=OuterRef("actor_user"), practice_id=practice_id))
-    events = (
-        AuditEvent.objects.filter(practice_id=practice_id)
-        .select_related("actor_user", "actor_patient", "patient")
-        .annotate(actor_is_member=actor_is_member)
-    )
+    events = audit_events_visible_to(acting_user, practice_id).select_related("actor_user", "actor_patient", "patient")
     if user_id is not None:
         events = events.filter(actor_user_id=user_id)
     if patient_id is not None:

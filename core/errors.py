@@ -42,3 +42,11 @@ def not_found(what: str = "record") -> DomainError:
     every kind: which check refuses first differs between another practice's record (its practice) and a made-up
     id (the record itself), and naming it would tell the two apart, i.e. count other practices' records."""
     return DomainError(ErrorCode.NOT_FOUND, NOT_FOUND_MESSAGE)
+
+
+NOT_SIGNED_IN_MESSAGE = "Sign in or send 'Authorization: Bearer <token>'."
+
+
+def not_signed_in() -> DomainError:
+    """Nobody is signed in (staff or patient): the one UNAUTHENTICATED answer besides a refused credential's own."""
+    return DomainError(ErrorCode.UNAUTHENTICATED, NOT_SIGNED_IN_MESSAGE)

@@ -8,7 +8,6 @@ event shows of its objects is executed per cohort of subscribers by `graph.live_
 
 from __future__ import annotations
 
-import base64
 import binascii
 import bisect
 import time
@@ -19,7 +18,7 @@ from django.conf import settings
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from core import audit
+from core import audit, cursors
 from core.errors import DomainError, ErrorCode
 from core.events import conversation_group, patient_group, practice_group
 from core.models import AccessSource, AuditAction, Event, Patient, User
@@ -130,7 +129,7 @@ class Batch:
 
 
 def encode_cursor(event_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{event_id}".encode()).decode()
+    return cursors.encode(f"{_CURSOR_PREFIX}{event_id}")
 
 
 def _invalid_cursor() -> DomainError:
@@ -144,7 +143,7 @@ def _invalid_cursor() -> DomainError:
 
 def decode_cursor(cursor: str) -> int:
     try:
-        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        text = cursors.decode(cursor).decode()
         if not text.startswith(_CURSOR_PREFIX):
             raise ValueError(text)
         event_id = int(text.removeprefix(_CURSOR_PREFIX))

@@ -1,13 +1,18 @@
 """Fixed-window rate limits on Django's cache (Redis when REDIS_URL is set, so every process shares them).
 
 A limit is `(count, seconds)` in settings.MAILBOX; `hit` counts one attempt and refuses with RATE_LIMITED
-once the window's count is exceeded, telling the caller how long to wait. Limits guard the API surface:
-they apply only inside a request (HTTP or WebSocket), not to scripts and management commands.
+once the window's count is exceeded, telling the caller how long to wait. Limits are keyed on who acts (a
+user, a patient, an address) and always apply inside a request (HTTP or WebSocket). Outside one they apply
+too, unless the caller says it is trusted with `exempt()` (loading demo data, a benchmark's setup, a test
+arranging its data): a path that forgets to set the request is limited, never silently unlimited.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.conf import settings
 from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
@@ -30,6 +35,23 @@ _WHAT = {
     LOGIN_ACCOUNT_FAILURES: "Too many failed sign-ins for this account",
     LOGIN_ADDRESS_FAILURES: "Too many failed sign-ins from your address",
 }
+
+
+_exempt: ContextVar[bool] = ContextVar("rate_limits_exempt", default=False)
+
+
+@contextmanager
+def exempt() -> Iterator[None]:
+    """A trusted caller outside any request: no limits for what runs inside (a request inside still has them)."""
+    token = _exempt.set(True)
+    try:
+        yield
+    finally:
+        _exempt.reset(token)
+
+
+def _applies() -> bool:
+    return has_request() or not _exempt.get()
 
 
 def _window(limit_name: str) -> tuple[int, int]:
@@ -82,7 +104,7 @@ def _count_attempt(key: str, retry_after: int) -> int:
 
 def hit(limit_name: str, who: str) -> None:
     """Counts one attempt by `who`; raises RATE_LIMITED when this window's limit is already used up."""
-    if not has_request():
+    if not _applies():
         return
     count, window_start, retry_after = _current(limit_name)
     if count <= 0:
@@ -93,7 +115,7 @@ def hit(limit_name: str, who: str) -> None:
 
 def check(limit_name: str, who: str) -> None:
     """Refuses when `who` has used up this window without counting an attempt (e.g. before a token check)."""
-    if not has_request():
+    if not _applies():
         return
     count, window_start, retry_after = _current(limit_name)
     if count <= 0:
@@ -105,7 +127,7 @@ def check(limit_name: str, who: str) -> None:
 
 def record_failure(limit_name: str, who: str) -> None:
     """Counts a failed attempt without refusing this one (the caller refuses it for its own reason)."""
-    if not has_request():
+    if not _applies():
         return
     count, window_start, retry_after = _current(limit_name)
     if count <= 0:

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core import audit, ratelimit
+from core import ratelimit, refusals
 from core.context import current_request
 from core.errors import DomainError, ErrorCode
 from core.events import emit_account_access_changed
@@ -105,7 +105,7 @@ def _failed(token: ApiToken | None, reason: str, ip: str, raw: str) -> DomainErr
         ratelimit.check(ratelimit.TOKEN_FAILURES, who)
     for who in counters:
         ratelimit.record_failure(ratelimit.TOKEN_FAILURES, who)
-    audit.record_token_failure(
+    refusals.record_token_failure(
         reason=reason,
         token_id=token.pk if token is not None else None,
         user=token.user if token is not None else None,

@@ -1,4 +1,4 @@
-"""Hands every refused field of a signed-in caller to `core.audit.record_refusal`, with what was asked.
+"""Hands every refused field of a signed-in caller to `core.refusals.record_refusal`, with what was asked.
 
 Listed after `DomainErrors` in the schema's extensions: operation hooks exit in reverse order, so this one
 still sees the original `DomainError`s before they are turned into the SPEC error shape. The refused
@@ -18,7 +18,7 @@ from strawberry import relay
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
-from core import audit
+from core import refusals
 from core.context import current_request
 from core.errors import DomainError
 
@@ -76,7 +76,7 @@ def _refusals(execution_context, errors: list[GraphQLError]) -> list[partial]:
     records = []
     for error in errors:
         original = error.original_error
-        if not isinstance(original, DomainError) or original.code.value not in audit.AUDITED_REFUSALS:
+        if not isinstance(original, DomainError) or original.code.value not in refusals.AUDITED_REFUSALS:
             continue
         field = error.nodes[0] if error.nodes and isinstance(error.nodes[0], FieldNode) else None
         root = (_root_field(execution_context, error.path[0]) if error.path else None) or field
@@ -91,7 +91,7 @@ def _refusals(execution_context, errors: list[GraphQLError]) -> list[partial]:
         seen.add(key)
         records.append(
             partial(
-                audit.record_refusal,
+                refusals.record_refusal,
                 operation=operation,
                 code=original.code.value,
                 mutation=mutation,

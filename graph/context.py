@@ -1,14 +1,17 @@
-"""The typed GraphQL context: who is asking (staff user or patient), and a per-request cache."""
+"""The typed GraphQL context: who is asking (staff user or patient), a per-request memo, and how each row of the
+answer was reached (`graph.paths`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+import strawberry
 from django.http import HttpRequest
 
-from core.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode, not_signed_in
 from core.models import Patient, User
+from graph.paths import Paths
 
 
 @dataclass
@@ -20,6 +23,8 @@ class Context:
     token_id: int | None = None
     auth_error: DomainError | None = None
     cache: dict = field(default_factory=dict)
+    # How each row of the answer was reached (`graph.paths`); kept by `fresh`: a path does not change with data.
+    paths: Paths = field(default_factory=Paths)
 
     def require_user(self) -> User:
         if self.user is not None:
@@ -28,7 +33,7 @@ class Context:
             raise self.auth_error
         if self.patient is not None:
             raise DomainError(ErrorCode.FORBIDDEN, "This operation is for practice staff; patients use the portal.")
-        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in or send 'Authorization: Bearer <token>'.")
+        raise not_signed_in()
 
     def require_patient(self) -> Patient:
         if self.patient is not None:
@@ -37,10 +42,18 @@ class Context:
             raise self.auth_error
         if self.user is not None:
             raise DomainError(ErrorCode.FORBIDDEN, "This operation is for patients (portal tokens).")
-        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in to the patient portal with a patient token.")
+        raise not_signed_in()
 
     def memo(self, key: Any, compute):
         """Per-request memo, e.g. one access decision per mailbox however many rows ask."""
         if key not in self.cache:
             self.cache[key] = compute()
         return self.cache[key]
+
+
+Info = strawberry.Info[Context, None]
+
+
+def fresh(info: Info) -> None:
+    """A change invalidates the request's memoized access decisions (several mutations can share a request)."""
+    info.context.cache.clear()

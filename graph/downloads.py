@@ -18,7 +18,7 @@ from django.views.decorators.http import require_safe
 
 from core.context import RequestInfo, reset_current_request, set_current_request
 from core.downloads import open_attachment
-from core.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode, not_signed_in
 from core.models import Attachment, Patient, User
 from graph.views import client_ip, request_viewer
 
@@ -43,7 +43,7 @@ def error_response(refusal: DomainError) -> JsonResponse:
 def _viewer(request: HttpRequest) -> tuple[User | None, Patient | None]:
     owner = request_viewer(request)  # the same authentication as the GraphQL endpoint
     if owner is None:
-        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in or send 'Authorization: Bearer <token>'.")
+        raise not_signed_in()
     return owner.user, owner.patient
 
 

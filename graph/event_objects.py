@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from core import models
-from core.reads import annotate_conversations, annotate_mailboxes
+from core.viewer_facts import annotate_conversations, annotate_mailboxes
 from graph.context import Context
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def conversation(delivery: LiveDelivery, context: Context) -> models.Conversatio
             if shown is not None and shown.pk == row.mailbox_id:
                 row.mailbox = shown  # the same mailbox, with the viewer's annotations, everywhere in the event
             if stream.user is not None:
-                row._via = stream.via
+                context.paths.of(row).via = stream.via
         return row
 
     return _memo(context, delivery, "conversation", load)
@@ -67,7 +67,7 @@ def message(delivery: LiveDelivery, context: Context) -> models.Message | None:
                 return None
             row.sequence = row.portal_sequence  # the patient's numbering
         if row is not None:
-            row._via = stream.via if stream.user is not None else None
+            context.paths.of(row).via = stream.via if stream.user is not None else None
         return row
 
     return _memo(context, delivery, "message", load)

@@ -12,7 +12,14 @@ resolves an id (a node looked up by id), it is told once that the id attribute i
 otherwise scans the class's annotations (with `eval`) for a `NodeID` on every id it resolves, and caches
 only a found one (a quarter of a large page's CPU time).
 
-Nothing here changes an answer: `tests/test_fast_fields.py` resolves every type both ways.
+Nothing here changes an answer: `tests/api/test_fast_fields.py` resolves every type both ways.
+
+Queries and subscription events now run from a plan (`graph.compiled`), which decides which fields it reads
+directly with the functions below (`is_node_id`, `self_only_function`, `column_attname`) and never calls these
+replaced resolvers on its direct path. They stay for what graphql-core still executes: mutations (their payloads),
+the objects under an interface or union (`node`), and everything when plans are off (`GRAPHQL_PLANS=0`).
+The `_id_attr = "pk"` patch stays too: its replacement is declaring `pk: relay.NodeID[int]` on every node type of
+the domain modules (`graph/<domain>/types.py`), one line per type; then this patch can go.
 """
 
 from __future__ import annotations
@@ -63,7 +70,7 @@ def _method_resolver(function: Callable[[Any], Any], fallback: Resolver) -> Reso
     return resolve
 
 
-def _self_only_function(field: Any) -> Callable[[Any], Any] | None:
+def self_only_function(field: Any) -> Callable[[Any], Any] | None:
     """The function of a `@strawberry.field` method that takes nothing but `self` (no info, no arguments)."""
     resolver = getattr(field, "base_resolver", None)
     if resolver is None or getattr(field, "extensions", None) or getattr(field, "permission_classes", None):
@@ -76,7 +83,7 @@ def _self_only_function(field: Any) -> Callable[[Any], Any] | None:
     return function if inspect.isfunction(function) else None
 
 
-def _column_attname(field: StrawberryDjangoField) -> str | None:
+def column_attname(field: StrawberryDjangoField) -> str | None:
     """The attribute a plain column field reads, or None if the field computes anything."""
     model = getattr(field.origin_django_type, "model", None)
     if model is None or field.base_resolver is not None or field.extensions or field.is_relation:
@@ -102,14 +109,14 @@ def install(schema: GraphQLSchema) -> int:
             definition = (graphql_field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
             if graphql_field.resolve is None or definition is None:
                 continue
-            if name == "id" and _is_node_id(definition):
+            if name == "id" and is_node_id(definition):
                 graphql_field.resolve = _node_id_resolver(graphql_type.name, graphql_field.resolve)
                 replaced += 1
-            elif (function := _self_only_function(definition)) is not None:
+            elif (function := self_only_function(definition)) is not None:
                 graphql_field.resolve = _method_resolver(function, graphql_field.resolve)
                 replaced += 1
             elif isinstance(definition, StrawberryDjangoField):
-                attname = _column_attname(definition)
+                attname = column_attname(definition)
                 if attname is not None:
                     graphql_field.resolve = _column_resolver(attname, graphql_field.resolve)
                     replaced += 1
@@ -124,6 +131,6 @@ def _resolver_function(field: Any) -> Any:
 _NODE_ID = _resolver_function(next(f for f in relay.Node.__strawberry_definition__.fields if f.python_name == "_id"))
 
 
-def _is_node_id(definition: Any) -> bool:
+def is_node_id(definition: Any) -> bool:
     """The `id` strawberry's `relay.Node` declares (not an `id` a type resolves its own way)."""
     return _resolver_function(definition) is _NODE_ID

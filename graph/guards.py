@@ -17,6 +17,7 @@ from core.errors import DomainError
 from graph.context import Context
 from permissions import (
     is_mailbox_admin_of,
+    require_conversation_access,
     require_mailbox_view,
     require_member,
     require_own_conversation,
@@ -87,11 +88,21 @@ def conversation_read(context: Context, conversation: models.Conversation) -> No
         require_own_conversation(context.patient, conversation)
         _decide(context, ("portal", conversation.practice_id), lambda: require_portal(conversation.practice_id))
         return
-    via = getattr(conversation, "_via", models.AccessSource.MAILBOX)
-    if via == models.AccessSource.CHART_SUMMARY:
-        workbench_staff_of(context, conversation.practice_id)
-    else:
-        mailbox_view(context, conversation.mailbox)
+    via = context.paths.via(conversation) or models.AccessSource.MAILBOX
+    require_conversation_access(context.require_user(), conversation, via, facts=RequestFacts(context))
+
+
+class RequestFacts:
+    """`permissions.AccessFacts` from this request's memo: a page of rows asks the database once per practice."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    def workbench_member(self, user: models.User | None, practice_id: int) -> models.Membership:
+        return workbench_staff_of(self.context, practice_id)
+
+    def mailbox_view(self, user: models.User, mailbox: models.Mailbox) -> None:
+        mailbox_view(self.context, mailbox)
 
 
 def pool_view(context: Context, mailbox: models.Mailbox) -> None:

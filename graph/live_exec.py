@@ -27,13 +27,13 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
 from graphql import ExecutionResult
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from core import audit, live
 from core.context import RequestInfo, current_request
 from core.live_db import live_db
 from core.models import AccessSource, AuditAction, Event
 from graph import encoding, guards
+from graph.compiled import PlannedExecutor
 from graph.context import Context
 from graph.frame_stack import run_on_fresh_stack
 
@@ -118,8 +118,9 @@ def _variables_key(executor) -> str:
     return json.dumps(values, sort_keys=True, default=str)
 
 
-class LiveExecutor(StrawberryGraphQLCoreExecutionContext):
-    """graphql-core's executor, with subscription events run on the live thread (once per cohort)."""
+class LiveExecutor(PlannedExecutor):
+    """graphql-core's executor (from a plan where one compiles), with subscription events run on the live thread
+    (once per cohort)."""
 
     def execute_operation(self, serially: bool | None = None):
         delivery = self.root_value

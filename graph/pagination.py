@@ -8,7 +8,6 @@ the number of parents.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from django.db.models import F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from strawberry import relay
 
+from core import cursors
 from core.errors import DomainError, ErrorCode
 
 T = TypeVar("T")
@@ -45,8 +45,8 @@ class Connection(Generic[T]):
         return self._count()
 
 
-def encode_cursor(values: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(values), separators=(",", ":")).encode()).decode()
+def _encode_cursor(values: Sequence[Any]) -> str:
+    return cursors.encode(json.dumps(list(values), separators=(",", ":")))
 
 
 def invalid_cursor() -> DomainError:
@@ -55,7 +55,7 @@ def invalid_cursor() -> DomainError:
 
 def decode_cursor(cursor: str, arity: int) -> list[Any]:
     try:
-        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        values = json.loads(cursors.decode(cursor))
         if not isinstance(values, list) or len(values) != arity:
             raise ValueError
         return values
@@ -130,7 +130,7 @@ class Ordering:
         return condition
 
     def cursor_of(self, row: Any) -> str:
-        return encode_cursor(self.to_json(row))
+        return _encode_cursor(self.to_json(row))
 
 
 def _build(rows: list, args: PageArgs, ordering: Ordering, size: int, count: Callable[[], int]) -> Connection:

@@ -1,4 +1,5 @@
-"""The schema: queries, mutations, subscriptions, and the extensions that guard every operation."""
+"""The schema: every root field in the order the SDL lists them (each resolver lives with its domain), and the
+extensions that guard every operation."""
 
 from __future__ import annotations
 
@@ -14,20 +15,75 @@ from strawberry.extensions.query_depth_limiter import create_validator as max_de
 
 from core.errors import DomainError
 from graph import fast_fields
+from graph.audit import schema as audit_fields
 from graph.audit_refusals import AuditRefusals
+from graph.conversations import schema as conversation_fields
 from graph.cost import MaxCostLimiter
 from graph.errors import DomainErrors
 from graph.limits import IntrospectionSwitch, MaxFieldsLimiter
 from graph.live_exec import LiveExecutor
-from graph.mutations import Mutation
+from graph.mailboxes import schema as mailbox_fields
 from graph.observe import ObserveOperation
-from graph.queries import Query
+from graph.patients import schema as patient_fields
+from graph.practice import schema as practice_fields
 from graph.text_arguments import UnstorableTextGuard
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30
 MAX_TOKENS = 4000
 MAX_FIELDS = 500
+
+
+@strawberry.type
+class Query:
+    me = practice_fields.me
+    practices = practice_fields.practices
+    mailboxes = mailbox_fields.mailboxes
+    mailbox = mailbox_fields.mailbox
+    conversation = conversation_fields.conversation
+    search_patients = patient_fields.search_patients
+    search_messages = conversation_fields.search_messages
+    patient = patient_fields.patient
+    user_mailbox_access = mailbox_fields.user_mailbox_access
+    practice_users = practice_fields.practice_users
+    quick_replies = conversation_fields.quick_replies
+    practice_settings = practice_fields.practice_settings
+    audit_events = audit_fields.audit_events
+    meaningful_use = practice_fields.meaningful_use
+    portal_mailboxes = mailbox_fields.portal_mailboxes
+    portal_notifications = patient_fields.portal_notifications
+    portal_conversations = conversation_fields.portal_conversations
+
+
+@strawberry.type
+class Mutation:
+    create_mailbox = mailbox_fields.create_mailbox
+    rename_mailbox = mailbox_fields.rename_mailbox
+    deactivate_mailbox = mailbox_fields.deactivate_mailbox
+    activate_mailbox = mailbox_fields.activate_mailbox
+    delete_mailbox = mailbox_fields.delete_mailbox
+    set_mailbox_auto_reply = mailbox_fields.set_mailbox_auto_reply
+    subscribe_to_mailbox = mailbox_fields.subscribe_to_mailbox
+    unsubscribe_from_mailbox = mailbox_fields.unsubscribe_from_mailbox
+    set_mailbox_subscribers = mailbox_fields.set_mailbox_subscribers
+    set_user_mailbox_access = mailbox_fields.set_user_mailbox_access
+    grant_permission = practice_fields.grant_permission
+    revoke_permission = practice_fields.revoke_permission
+    set_practice_setting = practice_fields.set_practice_setting
+    start_conversation = conversation_fields.start_conversation
+    archive_conversation = conversation_fields.archive_conversation
+    unarchive_conversation = conversation_fields.unarchive_conversation
+    mark_conversation_read = conversation_fields.mark_conversation_read
+    send_message = conversation_fields.send_message
+    retract_message = conversation_fields.retract_message
+    send_portal_message = conversation_fields.send_portal_message
+    set_portal_notifications = patient_fields.set_portal_notifications
+    add_internal_note = conversation_fields.add_internal_note
+    assign_conversation = conversation_fields.assign_conversation
+    set_conversation_priority = conversation_fields.set_conversation_priority
+    create_quick_reply = conversation_fields.create_quick_reply
+    update_quick_reply = conversation_fields.update_quick_reply
+    delete_quick_reply = conversation_fields.delete_quick_reply
 
 
 # strawberry's QueryDepthLimiter / MaxAliasesLimiter build a new rule class per instance, i.e. per request, and

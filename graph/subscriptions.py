@@ -23,10 +23,13 @@ from core import live, models
 from core.errors import DomainError, ErrorCode
 from core.live_db import live_db
 from graph import event_objects
+from graph.context import Info
+from graph.conversations.types import ConversationType, MessageType
+from graph.enums import AccessSource, EventKind
 from graph.errors import format_error
 from graph.ids import decode_id
 from graph.live_exec import LiveDelivery, SocketOrigin, deliver_direct
-from graph.types import AccessSource, ConversationType, EventKind, Info, MailboxType, MessageType
+from graph.mailboxes.types import MailboxType
 from ops import metrics, requests
 
 logger = logging.getLogger(__name__)

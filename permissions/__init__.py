@@ -1,21 +1,29 @@
 """Who may see and do what. Every access decision of the service is a function here.
 
-Two kinds of function:
+Three kinds of function:
 - `require_*` decide one operation and raise `DomainError` with the SPEC code, or return what they checked;
-- `*_visible_to` return querysets scoped to what a viewer may see, so records of another practice
-  simply do not exist for them (NOT_FOUND, never FORBIDDEN).
+- `*_visible_to` / `*_of` return what a viewer may see (querysets or records scoped to their practices), so
+  records of another practice simply do not exist for them (NOT_FOUND, never FORBIDDEN);
+- `visible_*` blank out what a viewer may not see of a record they may read.
+
+A decision that needs facts a caller may already hold for a whole page (membership, subscriptions) takes them
+through `AccessFacts`: the rule stays here, the GraphQL layer only remembers the facts per request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 
-from core.errors import DomainError, ErrorCode, not_found
+from core.errors import DomainError, ErrorCode, not_found, not_signed_in
 from core.models import (
     PORTAL_SETTING,
     WORKBENCH_SETTING,
     AccessSource,
     Attachment,
+    AuditEvent,
     Conversation,
     Mailbox,
     MailboxSubscription,
@@ -81,12 +89,8 @@ def is_subscribed(user: User, mailbox_id: int) -> bool:
 
 def require_authenticated(user: User | None) -> User:
     if user is None or not user.is_authenticated or not user.is_active:
-        raise _not_signed_in()
+        raise not_signed_in()
     return user
-
-
-def _not_signed_in() -> DomainError:
-    return DomainError(ErrorCode.UNAUTHENTICATED, "Sign in or send a valid 'Authorization: Bearer <token>' header.")
 
 
 def require_member(user: User | None, practice_id: int) -> Membership:
@@ -95,11 +99,6 @@ def require_member(user: User | None, practice_id: int) -> Membership:
     if membership is None:
         raise not_found("practice")
     return membership
-
-
-def require_workbench(practice_id: int) -> None:
-    if not setting_enabled(practice_id, WORKBENCH_SETTING):
-        raise _workbench_off()
 
 
 def _workbench_off() -> DomainError:
@@ -129,7 +128,7 @@ def require_workbench_member(user: User | None, practice_id: int) -> Membership:
         .first()
     )
     if membership is not None and not membership._user_active:  # disabled since the request or socket began
-        raise _not_signed_in()
+        raise not_signed_in()
     if membership is None:
         raise not_found("practice")
     if not _switched_on(membership._workbench):
@@ -191,15 +190,65 @@ def require_mailbox_view(user: User, mailbox: Mailbox, *, subscribed: bool | Non
     require_active_mailbox(mailbox)
 
 
-def require_conversation_access(user: User | None, conversation: Conversation, via: AccessSource) -> Membership:
-    """Read or act on a conversation: from the mailbox view as a subscriber, from the chart as any staff member."""
-    membership = require_workbench_member(user, conversation.practice_id)
-    if via == AccessSource.MAILBOX:
-        # A live stream's conversation comes with the viewer's subscription (permissions.live.stream_conversation).
-        require_mailbox_view(user, conversation.mailbox, subscribed=getattr(conversation, "_viewer_subscribed", None))
-    elif via != AccessSource.CHART_SUMMARY:
+STAFF_PLACES = (AccessSource.MAILBOX, AccessSource.CHART_SUMMARY)
+
+
+def staff_place(via: AccessSource | str | None, *, default: AccessSource | None = None) -> AccessSource:
+    """The place a staff member works a conversation from (`via`): MAILBOX or CHART_SUMMARY. The one check of
+    `via`; an empty one is `default` where the caller has one, anything else is VALIDATION_ERROR."""
+    if not via and default is not None:
+        return default
+    if via not in STAFF_PLACES:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "via must be MAILBOX or CHART_SUMMARY.")
+    return AccessSource(via)
+
+
+class AccessFacts(Protocol):
+    """Where a decision gets the viewer's facts: the database (`DATABASE`), or a caller that loaded them already."""
+
+    def workbench_member(self, user: User | None, practice_id: int) -> Membership: ...
+
+    def mailbox_view(self, user: User, mailbox: Mailbox) -> None: ...
+
+
+class DatabaseFacts:
+    """Every fact read when it is asked for; `subscribed`, when given, is the viewer's subscription to the mailbox
+    in question (read together with it)."""
+
+    def __init__(self, *, subscribed: bool | None = None) -> None:
+        self.subscribed = subscribed
+
+    def workbench_member(self, user: User | None, practice_id: int) -> Membership:
+        return require_workbench_member(user, practice_id)
+
+    def mailbox_view(self, user: User, mailbox: Mailbox) -> None:
+        require_mailbox_view(user, mailbox, subscribed=self.subscribed)
+
+
+DATABASE = DatabaseFacts()
+
+
+def require_place(
+    user: User | None,
+    practice_id: int,
+    mailbox: Mailbox | Callable[[], Mailbox],
+    via: AccessSource | str,
+    *,
+    facts: AccessFacts = DATABASE,
+) -> Membership:
+    """The rule of `via`: a workbench member of the practice; from the mailbox view also a subscriber of the active
+    mailbox, from the chart nothing more. `mailbox` may be a callable, so the chart's path never loads it."""
+    membership = facts.workbench_member(user, practice_id)
+    if staff_place(via) == AccessSource.MAILBOX:
+        facts.mailbox_view(user, mailbox() if callable(mailbox) else mailbox)
     return membership
+
+
+def require_conversation_access(
+    user: User | None, conversation: Conversation, via: AccessSource | str, *, facts: AccessFacts = DATABASE
+) -> Membership:
+    """Read or act on a conversation: from the mailbox view as a subscriber, from the chart as any staff member."""
+    return require_place(user, conversation.practice_id, lambda: conversation.mailbox, via, facts=facts)
 
 
 def require_pool_view(
@@ -221,7 +270,7 @@ def require_pool_view(
 def require_own_conversation(patient: Patient | None, conversation: Conversation) -> None:
     """A patient's own thread; anyone else's is NOT_FOUND."""
     if patient is None:
-        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in to the patient portal.")
+        raise not_signed_in()
     if conversation.patient_id != patient.pk:
         raise not_found("conversation")
 
@@ -249,7 +298,7 @@ def require_attachment_access(
     message) and other people's attachments are all the same NOT_FOUND.
     """
     if user is None and patient is None:
-        raise DomainError(ErrorCode.UNAUTHENTICATED, "Sign in or send a valid 'Authorization: Bearer <token>' header.")
+        raise not_signed_in()
     if attachment is None or attachment.message_id is None:
         raise not_found("attachment")
     conversation = attachment.message.conversation
@@ -266,10 +315,9 @@ def require_attachment_access(
         return AccessSource.PORTAL
     if membership_of(user, conversation.practice_id) is None:
         raise not_found("attachment")
-    if via and via not in (AccessSource.MAILBOX, AccessSource.CHART_SUMMARY):
-        raise DomainError(ErrorCode.VALIDATION_ERROR, "via must be MAILBOX or CHART_SUMMARY.")
+    place = staff_place(via, default=AccessSource.CHART_SUMMARY)
     require_conversation_access(user, conversation, AccessSource.CHART_SUMMARY)
-    return AccessSource(via or AccessSource.CHART_SUMMARY)
+    return place
 
 
 # ---- scoped querysets ----------------------------------------------------------------------------
@@ -285,38 +333,61 @@ def practices_visible_to(user: User | None) -> QuerySet[Practice]:
     return Practice.objects.filter(pk__in=practice_ids_of(user))
 
 
-def mailboxes_visible_to(user: User | None) -> QuerySet[Mailbox]:
-    """Every mailbox of the viewer's practices (name, status, subscribers are visible to all members)."""
-    return Mailbox.objects.filter(practice_id__in=practice_ids_of(user))
+def patient_of_practice(patient_id: int, practice_id: int) -> Patient:
+    """A patient of this practice; another practice's is NOT_FOUND like an unknown id."""
+    patient = Patient.objects.filter(pk=patient_id, practice_id=practice_id).first()
+    if patient is None:
+        raise not_found("patient")
+    return patient
 
 
-def patients_visible_to(user: User | None) -> QuerySet[Patient]:
-    return Patient.objects.filter(practice_id__in=practice_ids_of(user))
+def memberships_visible_to(viewer: User | None, user_ids) -> QuerySet[Membership]:
+    """These users' memberships in the practices the viewer shares with them."""
+    return Membership.objects.filter(user_id__in=user_ids, practice_id__in=practice_ids_of(viewer))
 
 
-def conversations_in_subscribed_mailboxes(user: User | None) -> QuerySet[Conversation]:
-    """Conversations the viewer may open from the mailbox view."""
-    if user is None or not user.is_authenticated:
-        return Conversation.objects.none()
-    subscribed = MailboxSubscription.objects.filter(user=user, mailbox_id=OuterRef("mailbox_id"))
-    return Conversation.objects.filter(practice_id__in=practice_ids_of(user), mailbox__is_active=True).filter(
-        Exists(subscribed)
+def administered_memberships(acting_user: User | None, user_id: int) -> list[Membership]:
+    """The user's memberships in shared practices whose mailboxes the acting user administers.
+
+    A user sharing no practice with the acting user is NOT_FOUND; one the acting user may not manage in
+    any shared practice gets that practice's refusal (FORBIDDEN, or FEATURE_DISABLED with the workbench off).
+    """
+    require_authenticated(acting_user)
+    shared = list(
+        Membership.objects.filter(user_id=user_id, practice_id__in=practice_ids_of(acting_user))
+        .select_related("practice")
+        .order_by("practice__name", "practice_id")
     )
+    if not shared:
+        raise not_found("user")
+    memberships, refusals = [], []
+    for membership in shared:
+        try:
+            require_mailbox_admin(acting_user, membership.practice_id)
+        except DomainError as refusal:
+            refusals.append(refusal)
+        else:
+            memberships.append(membership)
+    if not memberships:
+        raise refusals[0]
+    return memberships
 
 
-def conversations_visible_to(user: User | None) -> QuerySet[Conversation]:
-    """Conversations the viewer may open from a patient's chart: every one of their practices."""
-    return Conversation.objects.filter(practice_id__in=practice_ids_of(user))
+def audit_events_visible_to(acting_user: User | None, practice_id: int) -> QuerySet[AuditEvent]:
+    """The practice's audit trail, for its owners and administrators; each row knows whether its actor is a member
+    of the practice (`visible_actor_user`)."""
+    require_practice_admin(acting_user, practice_id)
+    # A refused probe by someone of another practice is filed here too, but who they are stays theirs.
+    actor_is_member = Exists(Membership.objects.filter(user=OuterRef("actor_user"), practice_id=practice_id))
+    return AuditEvent.objects.filter(practice_id=practice_id).annotate(actor_is_member=actor_is_member)
 
 
-def messages_visible_to(user: User | None) -> QuerySet[Message]:
-    return Message.objects.filter(conversation__practice_id__in=practice_ids_of(user))
+def visible_actor_user(event: AuditEvent) -> User | None:
+    """Null when the actor belongs to another practice (a refused cross-practice probe)."""
+    return event.actor_user if getattr(event, "actor_is_member", False) else None
 
 
-def users_visible_to(user: User | None) -> QuerySet[User]:
-    """Colleagues: users sharing at least one practice with the viewer."""
-    return User.objects.filter(memberships__practice_id__in=practice_ids_of(user)).distinct()
-
-
-def conversations_of_patient(patient: Patient) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(patient=patient)
+def visible_actor_patient(event: AuditEvent) -> Patient | None:
+    """Null when the patient belongs to another practice."""
+    patient = event.actor_patient
+    return patient if patient is not None and patient.practice_id == event.practice_id else None

@@ -12,6 +12,7 @@ from django.db.models import Exists, OuterRef, Q
 from core.errors import not_found
 from core.models import AccessSource, Conversation, Event, EventKind, MailboxSubscription, Patient, User
 from permissions import (
+    DatabaseFacts,
     require_conversation_access,
     require_patient_conversation,
     require_portal,
@@ -69,8 +70,8 @@ def mailbox_stream_visible(event: Event, user: User, subscribed_active: set[int]
 
 
 def stream_conversation(user: User | None, conversation_id: int) -> Conversation | None:
-    """The conversation a stream follows, with its mailbox and whether the viewer is subscribed to that mailbox,
-    in one query (asked again at every event)."""
+    """The conversation a stream follows, with its mailbox and whether the viewer is subscribed to that mailbox
+    (`_viewer_subscribed`, read by `require_conversation_stream`), in one query (asked again at every event)."""
     subscribed = MailboxSubscription.objects.filter(
         user_id=getattr(user, "pk", None), mailbox_id=OuterRef("mailbox_id")
     )
@@ -86,7 +87,9 @@ def require_conversation_stream(user: User | None, conversation: Conversation | 
     """`conversationEvents`: the same rule as opening the conversation from that place."""
     if conversation is None:
         raise not_found("conversation")
-    require_conversation_access(user, conversation, via)  # a workbench member first, then the place's rule
+    # A workbench member first, then the place's rule, with the subscription read along with the conversation.
+    facts = DatabaseFacts(subscribed=conversation._viewer_subscribed)
+    require_conversation_access(user, conversation, via, facts=facts)
 
 
 def conversation_stream_visible(event: Event, user: User) -> bool:

@@ -130,3 +130,13 @@ def _fresh_rate_limits(settings):
     import uuid
 
     settings.RATE_LIMIT_NAMESPACE = f"rl-{uuid.uuid4().hex}"
+
+
+@pytest.fixture(autouse=True)
+def _arranging_is_not_rate_limited():
+    """A test arranges its data by calling actions directly (outside any request): a trusted caller. Requests it
+    makes are limited as always (tests/security/test_rate_limits.py)."""
+    from core import ratelimit
+
+    with ratelimit.exempt():
+        yield

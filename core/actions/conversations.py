@@ -1,4 +1,5 @@
-"""Conversations and messages: start, send (staff and patient), archive, reactivate, read."""
+"""Conversations and messages: start, send (staff and patient, the auto-reply), withdraw, archive, reactivate,
+read."""
 
 from __future__ import annotations
 
@@ -30,20 +31,15 @@ from core.models import (
 )
 from core.text import require_storable_text, strip_invisible
 from permissions import (
+    patient_of_practice,
     require_active_mailbox,
     require_conversation_access,
-    require_mailbox_view,
     require_message_retraction,
     require_patient_conversation,
+    require_place,
     require_portal,
-    require_workbench_member,
+    staff_place,
 )
-
-
-def _clean_via(via: AccessSource | str) -> AccessSource:
-    if via not in (AccessSource.MAILBOX, AccessSource.CHART_SUMMARY):
-        raise DomainError(ErrorCode.VALIDATION_ERROR, "via must be MAILBOX or CHART_SUMMARY.")
-    return AccessSource(via)
 
 
 def _get_or_create_conversation(mailbox: Mailbox, patient: Patient) -> tuple[Conversation, bool]:
@@ -69,16 +65,12 @@ def start_conversation(
     *, acting_user: User, mailbox_id: int, patient_id: int, via: AccessSource | str = AccessSource.MAILBOX
 ) -> Conversation:
     """Returns the conversation of (mailbox, patient), creating it if needed."""
-    via = _clean_via(via)
+    via = staff_place(via)
     with transaction.atomic():
         mailbox = lock_mailbox(mailbox_id)
-        require_workbench_member(acting_user, mailbox.practice_id)
-        if via == AccessSource.MAILBOX:
-            require_mailbox_view(acting_user, mailbox)
+        require_place(acting_user, mailbox.practice_id, mailbox, via)
         require_active_mailbox(mailbox)
-        patient = Patient.objects.filter(pk=patient_id, practice_id=mailbox.practice_id).first()
-        if patient is None:
-            raise not_found("patient")
+        patient = patient_of_practice(patient_id, mailbox.practice_id)
         conversation, created = _get_or_create_conversation(mailbox, patient)
         if created:
             audit.record(
@@ -231,7 +223,7 @@ def clean_staff_entry(
     id and body cleaned (a refusal names the field)."""
     ratelimit.hit(ratelimit.SENDS, f"user:{acting_user.pk}")
     return (
-        _clean_via(via),
+        staff_place(via),
         clean_client_message_id(client_message_id),
         clean_body(body, has_attachments=bool(attachments)),
     )
@@ -518,7 +510,7 @@ def unarchive_conversation(*, acting_user: User, conversation_id: int) -> Conver
 def mark_conversation_read(
     *, acting_user: User, conversation_id: int, via: AccessSource | str = AccessSource.MAILBOX
 ) -> Conversation:
-    via = _clean_via(via)
+    via = staff_place(via)
     with transaction.atomic():
         conversation = lock_conversation(conversation_id)
         require_conversation_access(acting_user, conversation, via)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 
-from core import actions
+from core import actions, ratelimit
 from core.demo import DEMO_DIRECTORY, DEMO_PRACTICE_KEYS
 from core.directory import ImportSummary, apply_directory, read_directory
 from core.models import Conversation, Mailbox, Patient, Practice, QuickReply, User
@@ -237,7 +237,7 @@ def demo_is_loaded() -> bool:
 def load_demo() -> ImportSummary:
     """Imports the demo directory and sets up its mailboxes and threads, all in one transaction."""
     practices = read_directory(DEMO_DIRECTORY)
-    with transaction.atomic():
+    with transaction.atomic(), ratelimit.exempt():  # one person writes many threads here
         summary = apply_directory(practices, source=DEMO_DIRECTORY.name)
         for spec in PRACTICES:
             _set_up_practice(spec)

@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from core.audit import unowned_refusals
+from core.refusals import unowned_refusals
 
 
 class Command(BaseCommand):

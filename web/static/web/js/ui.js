@@ -79,8 +79,9 @@ export function uuid() {
   });
 }
 
-// A modal <dialog> with a form; resolves with the FormData on submit, or null on cancel.
-export function formDialog({ title, body, submitLabel = "Save", danger = false, onSubmit }) {
+// A modal <dialog> with a form; resolves with the FormData on submit, or null on cancel. A dialog that only shows
+// something passes `cancelLabel: null`: its one button is the submit one ("Close").
+export function formDialog({ title, body, submitLabel = "Save", cancelLabel = "Cancel", danger = false, onSubmit }) {
   const dialog = h("dialog", { class: "dialog", "aria-labelledby": "dialog-title" });
   const error = h("p", { class: "alert alert-error", role: "alert", hidden: true });
   const submit = h("button", { type: "submit", class: `btn ${danger ? "btn-danger" : "btn-primary"}` }, submitLabel);
@@ -90,7 +91,12 @@ export function formDialog({ title, body, submitLabel = "Save", danger = false, 
     h("h2", { id: "dialog-title" }, title),
     body,
     error,
-    h("div", { class: "dialog-actions" }, h("button", { type: "button", class: "btn", onclick: () => dialog.close() }, "Cancel"), submit),
+    h(
+      "div",
+      { class: "dialog-actions" },
+      cancelLabel === null ? null : h("button", { type: "button", class: "btn", onclick: () => dialog.close() }, cancelLabel),
+      submit,
+    ),
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

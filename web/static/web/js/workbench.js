@@ -985,6 +985,7 @@ async function historyDialog(c) {
         )
       : h("p", { class: "muted" }, "Nobody has claimed or been assigned this conversation yet."),
     submitLabel: "Close",
+    cancelLabel: null,
     async onSubmit() {},
   });
 }

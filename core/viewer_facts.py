@@ -1,0 +1,63 @@
+"""What a viewer sees on each row besides its columns (subscription, subscriber and unread counts), as
+annotations of the query that loads the rows, and rows loaded with the details their fields show."""
+
+from __future__ import annotations
+
+from django.db.models import BigIntegerField, Exists, F, Func, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+
+from core.models import Conversation, Mailbox, MailboxSubscription, Message, ReadState, User
+
+
+def _count(queryset: QuerySet) -> Coalesce:
+    """A correlated COUNT(*) subquery (Func, not Aggregate, so Django adds no GROUP BY)."""
+    counted = queryset.order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n")[:1]
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+MAILBOX_FACTS = frozenset({"subscriber_count", "is_subscribed", "unread_count"})
+
+
+def annotate_mailboxes(
+    mailboxes: QuerySet[Mailbox], user: User | None, facts: frozenset[str] = MAILBOX_FACTS
+) -> QuerySet[Mailbox]:
+    """The viewer's facts about each mailbox (of `MAILBOX_FACTS`, those in `facts`: a read whose answer selects
+    none of a fact leaves its subquery out; the fields load one left out for the whole list if asked after all)."""
+    subscribers = MailboxSubscription.objects.filter(mailbox=OuterRef("pk"))
+    if "subscriber_count" in facts:
+        mailboxes = mailboxes.annotate(subscriber_count=_count(subscribers))
+    if user is None:
+        return mailboxes.annotate(is_subscribed=Value(False), unread_count=Value(0))
+    if "is_subscribed" in facts:
+        mailboxes = mailboxes.annotate(is_subscribed=Exists(subscribers.filter(user=user)))
+    if "unread_count" in facts:
+        read = (
+            ReadState.objects.filter(user=user, mailbox_id=OuterRef("pk"), conversation_active=True)
+            .order_by()
+            .values("mailbox_id")
+            .annotate(total=Sum("read_patient_count"))
+            .values("total")
+        )
+        mailboxes = mailboxes.annotate(
+            unread_count=F("patient_message_count") - Coalesce(Subquery(read, output_field=BigIntegerField()), Value(0))
+        )
+    return mailboxes
+
+
+def unread_count_of(user: User, *, conversation: str = "pk", patient_messages: str = "patient_message_count"):
+    """The viewer's unread messages of a conversation, as an expression over rows naming it by `conversation`."""
+    read = ReadState.objects.filter(user=user, conversation=OuterRef(conversation)).values("read_patient_count")[:1]
+    return F(patient_messages) - Coalesce(Subquery(read, output_field=IntegerField()), Value(0))
+
+
+def annotate_conversations(conversations: QuerySet[Conversation], user: User | None) -> QuerySet[Conversation]:
+    conversations = conversations.select_related("mailbox", "patient", "assignee")
+    if user is None:
+        return conversations.annotate(unread_count=Value(0))
+    return conversations.annotate(unread_count=unread_count_of(user))
+
+
+def messages_with_details(messages: QuerySet[Message], *, attachments: bool = True) -> QuerySet[Message]:
+    """Messages with their senders, and their attachments unless the answer does not show them."""
+    messages = messages.select_related("sender_user", "sender_patient", "retracted_by")
+    return messages.prefetch_related("attachments") if attachments else messages
