@@ -9,7 +9,8 @@ import datetime as dt
 import unicodedata
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.db import connection
+from django.db.models import QuerySet
 
 from core.text import search_words
 
@@ -26,96 +27,85 @@ class Position:
     message_id: int
 
 
-# PostgreSQL, in up to three statements (docs/performance.md has the measurements behind each):
+# PostgreSQL, in one statement (docs/performance.md has the measurements behind each part):
 # 1. each query word becomes the lexemes it is a prefix of, from core_message_search_word (one btree range per
-#    word): GIN then intersects exact posting lists instead of building a bitmap of every row a prefix matches;
-#    a word no message has ends the search with no answer;
+#    word), and those build the tsquery: GIN then intersects exact posting lists instead of building a bitmap of
+#    every row a prefix matches; a word no message has leaves no query, and nothing is scanned;
 # 2. the newest RECENT_WINDOW messages (the message_recent index, from the cursor on) are checked first: a word in
 #    more than about 2 % of messages fills a page there, where GIN would have to sort every match;
 # 3. otherwise the matches are rare: GIN finds all of them (a materialized CTE, so the planner cannot walk the
-#    whole table newest first on a misestimate), each is checked against the mailboxes by its conversation's key,
-#    and the newest are kept.
+#    whole table newest first on a misestimate; PostgreSQL computes a CTE only when it is read, here only when
+#    the window fell short), each is checked against the mailboxes by its conversation's key, the newest kept.
+# The mailboxes searched are the caller's queryset, run once inside the statement.
 RECENT_WINDOW = 1000
 MAX_LEXEMES_PER_WORD = 64  # beyond, the word stays a prefix (`w:*`): a short, common prefix, met in the window
 
-_EXPAND = """
-SELECT p.i, w.word FROM unnest(%(prefixes)s::text[]) WITH ORDINALITY AS p(prefix, i)
-CROSS JOIN LATERAL (
-    SELECT s.word FROM core_message_search_word s WHERE s.word LIKE p.prefix || '%%' ORDER BY s.word LIMIT %(most)s
-) w
-"""
-_IN_MAILBOXES = "(SELECT c.mailbox_id FROM core_conversation c WHERE c.id = {row}.conversation_id) = ANY(%(mailboxes)s)"
-_RECENT = f"""
-WITH recent AS MATERIALIZED (
+# A lexeme quoted for a tsquery ('it''s'). Lexemes hold no ASCII punctuation (read as spaces), so this is belt
+# and braces.
+_QUOTED = r"'''' || replace(replace({}, E'\\', E'\\\\'), '''', '''''') || ''''"
+_IN_MAILBOXES = "(SELECT c.mailbox_id FROM core_conversation c WHERE c.id = {row}.conversation_id) = ANY(scope.ids)"
+_POSTGRES = f"""
+WITH expanded AS (
+    SELECT p.i, p.prefix, w.word FROM unnest(%(prefixes)s::text[]) WITH ORDINALITY AS p(prefix, i)
+    CROSS JOIN LATERAL (
+        SELECT s.word FROM core_message_search_word s WHERE s.word LIKE p.prefix || '%%' ORDER BY s.word
+        LIMIT %(most)s + 1
+    ) w
+), terms AS (
+    SELECT CASE WHEN count(*) > %(most)s THEN {_QUOTED.format("prefix")} || ':*'
+        ELSE '(' || string_agg({_QUOTED.format("word")}, ' | ' ORDER BY word) || ')' END AS term
+    FROM expanded GROUP BY i, prefix
+), search AS (
+    SELECT CASE WHEN count(*) = %(words)s THEN string_agg(term, ' & ')::tsquery END AS query FROM terms
+), scope AS (
+    SELECT ARRAY({{scope}}) AS ids
+), recent AS MATERIALIZED (
     SELECT m.id, m.sent_at, m.conversation_id, m.search_document FROM core_message m
-    WHERE true{{seek}} ORDER BY m.sent_at DESC, m.id DESC LIMIT %(window)s
-)
-SELECT (SELECT count(*) FROM recent), ARRAY(
-    SELECT r.id FROM recent r
-    WHERE r.search_document @@ %(query)s::tsquery AND {_IN_MAILBOXES.format(row="r")}
-    ORDER BY r.sent_at DESC, r.id DESC LIMIT %(limit)s
-)
-"""
-_ALL_MATCHES = f"""
-WITH hits AS MATERIALIZED (
+    WHERE (SELECT query FROM search) IS NOT NULL{{seek}} ORDER BY m.sent_at DESC, m.id DESC LIMIT %(window)s
+), checked AS (
+    SELECT (SELECT count(*) FROM recent) AS scanned, ARRAY(
+        SELECT r.id FROM recent r, scope
+        WHERE r.search_document @@ (SELECT query FROM search) AND {_IN_MAILBOXES.format(row="r")}
+        ORDER BY r.sent_at DESC, r.id DESC LIMIT %(limit)s
+    ) AS ids
+), hits AS MATERIALIZED (
     SELECT m.id, m.sent_at, m.conversation_id FROM core_message m
-    WHERE m.search_document @@ %(query)s::tsquery{{seek}}
+    WHERE m.search_document @@ (SELECT query FROM search){{seek}}
 )
-SELECT h.id FROM hits h WHERE {_IN_MAILBOXES.format(row="h")}
-ORDER BY h.sent_at DESC, h.id DESC LIMIT %(limit)s
+SELECT CASE
+    WHEN cardinality(checked.ids) >= %(limit)s OR checked.scanned < %(window)s THEN checked.ids
+    ELSE ARRAY(
+        SELECT h.id FROM hits h, scope WHERE {_IN_MAILBOXES.format(row="h")}
+        ORDER BY h.sent_at DESC, h.id DESC LIMIT %(limit)s
+    )
+END FROM checked
 """
 _SQLITE = """
 SELECT m.id FROM core_message_search s JOIN core_message m ON m.id = s.rowid
 JOIN core_conversation c ON c.id = m.conversation_id
-WHERE core_message_search MATCH %(query)s AND c.mailbox_id IN ({mailboxes}){seek}
+WHERE core_message_search MATCH %(query)s AND c.mailbox_id IN ({scope}){seek}
 ORDER BY m.sent_at DESC, m.id DESC LIMIT %(limit)s
 """
 _SEEK = " AND (m.sent_at, m.id) < (%(sent_at)s, %(message_id)s)"
 
 
-def _lexeme(word: str) -> str:
-    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+def _embedded(mailboxes: QuerySet, params: dict[str, object]) -> str:
+    """The queryset's SQL with its parameters renamed into `params` (`%(scope0)s`, ...), to run inside ours."""
+    sql, values = mailboxes.query.sql_with_params()
+    pieces = sql.split("%s")
+    if len(pieces) != len(values) + 1:  # a "%s" that is not a placeholder (none in a plain filter)
+        raise ValueError(f"cannot embed {sql!r}")
+    embedded = [pieces[0]]
+    for i, (value, piece) in enumerate(zip(values, pieces[1:], strict=True)):
+        params[f"scope{i}"] = value
+        embedded.append(f"%(scope{i})s{piece}")
+    return "".join(embedded)
 
 
-def _postgres_tsquery(cursor, words: list[str]) -> str | None:
-    """`('bill' | 'billing') & 'tuesday'`, or None when a word starts no lexeme of any message."""
-    cursor.execute(_EXPAND, {"prefixes": words, "most": MAX_LEXEMES_PER_WORD + 1})
-    lexemes: dict[int, list[str]] = {}
-    for i, word in cursor.fetchall():
-        lexemes.setdefault(i, []).append(word)
-    terms = []
-    for i, word in enumerate(words, start=1):
-        found = lexemes.get(i)
-        if not found:
-            return None
-        if len(found) > MAX_LEXEMES_PER_WORD:
-            terms.append(f"{_lexeme(word)}:*")
-        else:
-            terms.append("(" + " | ".join(_lexeme(w) for w in found) + ")")
-    return " & ".join(terms)
-
-
-def _postgres_ids(params: dict, seek: str, words: list[str], mailbox_ids: list[int]) -> list[int]:
-    with connection.cursor() as cursor:
-        query = _postgres_tsquery(cursor, words)
-        if query is None:
-            return []
-        params.update(query=query, mailboxes=list(mailbox_ids), window=RECENT_WINDOW)
-        cursor.execute(_RECENT.format(seek=seek), params)
-        scanned, ids = cursor.fetchone()
-        if len(ids) >= params["limit"] or scanned < RECENT_WINDOW:  # a full page, or no older message left
-            return list(ids)
-    with transaction.atomic(), connection.cursor() as cursor:
-        # The GIN probe's estimate passes jit_above_cost on a big table, and compiling it costs more than running
-        # it (measured: 300 ms of JIT for a 40 ms probe on 10M messages).
-        cursor.execute("SET LOCAL jit = off")
-        cursor.execute(_ALL_MATCHES.format(seek=seek), params)
-        return [row[0] for row in cursor.fetchall()]
-
-
-def matching_message_ids(words: list[str], mailbox_ids: list[int], *, after: Position | None, limit: int) -> list[int]:
-    """Ids of the messages of these mailboxes having every word as a prefix of one of theirs, newest first."""
-    if not words or not mailbox_ids or limit <= 0:
+def matching_message_ids(words: list[str], mailboxes: QuerySet, *, after: Position | None, limit: int) -> list[int]:
+    """Ids of the messages of `mailboxes` (a queryset of mailbox ids) having every word as a prefix of one of
+    theirs, newest first: one statement."""
+    if not words or limit <= 0:
         return []
     params: dict[str, object] = {"limit": limit}
     seek = ""
@@ -123,16 +113,15 @@ def matching_message_ids(words: list[str], mailbox_ids: list[int], *, after: Pos
         seek = _SEEK
         params["sent_at"] = connection.ops.adapt_datetimefield_value(after.sent_at)
         params["message_id"] = after.message_id
-    if connection.vendor == "postgresql":
-        return _postgres_ids(params, seek, words, mailbox_ids)
-    # Words are letters and digits only (search_words), so nothing in them is FTS5 query syntax.
-    params["query"] = " ".join(f'"{w}"*' for w in words)
-    names = []
-    for i, pk in enumerate(mailbox_ids):
-        params[f"mailbox{i}"] = pk
-        names.append(f"%(mailbox{i})s")
+    scope = _embedded(mailboxes, params)
     with connection.cursor() as cursor:
-        cursor.execute(_SQLITE.format(mailboxes=", ".join(names), seek=seek), params)
+        if connection.vendor == "postgresql":
+            params.update(prefixes=words, words=len(words), most=MAX_LEXEMES_PER_WORD, window=RECENT_WINDOW)
+            cursor.execute(_POSTGRES.format(scope=scope, seek=seek), params)
+            return list(cursor.fetchone()[0])
+        # Words are letters and digits only (search_words), so nothing in them is FTS5 query syntax.
+        params["query"] = " ".join(f'"{w}"*' for w in words)
+        cursor.execute(_SQLITE.format(scope=scope, seek=seek), params)
         return [row[0] for row in cursor.fetchall()]
 
 

@@ -248,20 +248,19 @@ def _message_search_words(query: str) -> list[str]:
     return [w for w in words if not any(o != w and o.startswith(w) for o in words)]
 
 
-def _searched_mailbox_ids(user: User, practice_id: int, mailbox_id: int | None) -> list[int]:
-    """The mailboxes a search looks in: the viewer's subscribed, active mailboxes of the practice, or the one asked
-    for (another practice's or an unknown one: NOT_FOUND; not subscribed: NOT_SUBSCRIBED; deactivated)."""
+def _searched_mailboxes(user: User, practice_id: int, mailbox_id: int | None) -> QuerySet:
+    """The ids of the mailboxes a search looks in, as a queryset the search runs inside its own statement: the
+    viewer's subscribed, active mailboxes of the practice, or the one asked for (another practice's or an unknown
+    one: NOT_FOUND; not subscribed: NOT_SUBSCRIBED; deactivated)."""
     if mailbox_id is None:
-        return list(
-            MailboxSubscription.objects.filter(
-                user=user, mailbox__practice_id=practice_id, mailbox__is_active=True
-            ).values_list("mailbox_id", flat=True)
-        )
+        return MailboxSubscription.objects.filter(
+            user=user, mailbox__practice_id=practice_id, mailbox__is_active=True
+        ).values_list("mailbox_id", flat=True)
     mailbox = Mailbox.objects.filter(pk=mailbox_id, practice_id=practice_id).first()
     if mailbox is None:
         raise not_found("mailbox")
     require_mailbox_view(user, mailbox)
-    return [mailbox.pk]
+    return Mailbox.objects.filter(pk=mailbox.pk).values_list("pk", flat=True)
 
 
 def search_messages(
@@ -274,7 +273,8 @@ def search_messages(
     after: message_search.Position | None,
 ) -> MessageSearchPage:
     """Messages of the viewer's subscribed mailboxes (or of one of them) matching every word of `query` by prefix,
-    newest first; audited with the query text, one row per patient whose messages were shown."""
+    newest first; audited with the query text, one row per patient whose messages were shown. Conversations share
+    one mailbox object per mailbox; attachments are left to the caller (`graph.types.attach_attachments`)."""
     require_workbench_member(user, practice_id)
     most = settings.MAILBOX["SEARCH_MAX_RESULTS"]
     if not 1 <= limit <= most:
@@ -285,25 +285,30 @@ def search_messages(
         )
     require_storable_text(query, "query")  # it is kept in the audit trail
     words = _message_search_words(query)
-    mailbox_ids = _searched_mailbox_ids(user, practice_id, mailbox_id)
+    mailboxes = _searched_mailboxes(user, practice_id, mailbox_id)
     ratelimit.hit(ratelimit.SEARCHES, f"user:{user.pk}")
-    ids = message_search.matching_message_ids(words, mailbox_ids, after=after, limit=limit + 1)
+    ids = message_search.matching_message_ids(words, mailboxes, after=after, limit=limit + 1)
     has_more, ids = len(ids) > limit, ids[:limit]
-    # The messages with their conversations (mailbox, patient, the viewer's unread count) in one query.
+    # The messages with their conversations (mailbox, patient, the viewer's unread count) in one query; none to
+    # build for no hits (Django would not run it, but building it is a third of an empty answer's CPU).
     rows = (
-        messages_with_details(Message.objects.filter(pk__in=ids))
+        messages_with_details(Message.objects.filter(pk__in=ids), attachments=False)
         .select_related("conversation__mailbox", "conversation__patient")
         .annotate(
             _unread=unread_count_of(
                 user, conversation="conversation_id", patient_messages="conversation__patient_message_count"
             )
         )
+        if ids
+        else ()
     )
     messages = {m.pk: m for m in rows}
     conversations: dict[int, Conversation] = {}
-    for message in messages.values():  # one object per conversation, shared by its messages
+    mailboxes: dict[int, Mailbox] = {}
+    for message in messages.values():  # one object per conversation and per mailbox, shared by their messages
         conversation = conversations.setdefault(message.conversation_id, message.conversation)
         conversation.unread_count = message._unread
+        conversation.mailbox = mailboxes.setdefault(conversation.mailbox_id, conversation.mailbox)
         message.conversation = conversation
     hits = [
         MessageHit(messages[pk], messages[pk].conversation, message_search.snippet(messages[pk].body, words))
@@ -313,7 +318,7 @@ def search_messages(
     by_patient: dict[int | None, list[MessageHit]] = {}
     for hit in hits:
         by_patient.setdefault(hit.conversation.patient_id, []).append(hit)
-    audit.record_many(
+    audit.record_read(
         {
             "operation": "searchMessages",
             "action": AuditAction.EXECUTE,

@@ -11,9 +11,10 @@ from graph import guards
 from graph.batching import with_siblings
 from graph.context import Info
 from graph.conversations.orderings import cursor_time
-from graph.conversations.types import ConversationType, MessageType
+from graph.conversations.types import ConversationType, MessageType, attach_attachments
 from graph.ids import decode_id
 from graph.pagination import Ordering, cursor_int
+from graph.selection import selected_anywhere
 
 SEARCH_ORDER = Ordering(
     fields=("sent_at", "id"),
@@ -81,7 +82,10 @@ def search_messages(
         guards.note_mailbox_view(context, hit.conversation.mailbox_id)
         conversations.append(hit.conversation)
     with_siblings(context, list({id(c): c for c in conversations}.values()))
+    with_siblings(context, list({id(c.mailbox): c.mailbox for c in conversations}.values()))
     with_siblings(context, [hit.message for hit in page.hits])
+    if selected_anywhere(info, "attachments"):
+        attach_attachments(context, [hit.message for hit in page.hits])
     edges = [
         MessageSearchEdge(
             cursor=SEARCH_ORDER.cursor_of(hit.message),

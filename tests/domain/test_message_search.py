@@ -324,6 +324,22 @@ def test_a_search_is_audited_with_its_query_text_per_patient_shown(world, thread
     assert rows[2].detail["results"] == 0
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_a_search_s_audit_rows_commit_in_their_own_transaction(world, thread, settings, synchronous):
+    # given no transaction around the request (as served), with or without waiting for the disk flush
+    settings.MAILBOX = {**settings.MAILBOX, "AUDIT_READ_SYNCHRONOUS_COMMIT": synchronous}
+
+    bodies(world, "lab")
+
+    # then the row is there, and the relaxed commit did not outlive its transaction on this connection
+    assert AuditEvent.objects.get(operation="searchMessages").query == "lab"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
+
+
 def test_a_refused_search_is_audited_with_its_query_text(world, thread):
     error(world, "lab", m=gid("Mailbox", world.scheduling.pk))
 
@@ -366,7 +382,29 @@ def test_a_page_of_results_costs_the_same_queries_for_2_or_12_hits(world, django
         answer = api.post(SEARCH, variables)
     assert len(answer["data"]["searchMessages"]["edges"]) == 12
     assert len(twelve.captured_queries) == len(two.captured_queries)
-    assert len(two.captured_queries) <= 14
+    # token, membership, the search, messages with conversations, attachments, the audit rows
+    assert len(two.captured_queries) <= 6
+
+
+def test_a_page_without_attachments_or_mailbox_facts_does_not_load_them(world):
+    # given two hits in two mailboxes, and a selection with neither attachments nor a mailbox's counts
+    MailboxSubscription.objects.get_or_create(mailbox=world.scheduling, user=world.subscriber)
+    _statement_hits(world, 0, 2)
+    api = Api.as_user(world.subscriber)
+    query = """query($p: ID!) { searchMessages(practiceId: $p, query: "statem") {
+        edges { node { id body } conversation { id mailbox { id name } patient { id fullName } } } } }"""
+    api.post(query, {"p": gid("Practice", world.practice.pk)})  # the token's first use records itself once
+
+    # when searching
+    with CaptureQueriesContext(connection) as captured:
+        edges = api.data(query, {"p": gid("Practice", world.practice.pk)})["searchMessages"]["edges"]
+
+    # then the page is the search, its messages and the audit rows after the sign-in checks: nothing else
+    statements = [q["sql"] for q in captured.captured_queries]
+    assert len(edges) == 2
+    assert {e["conversation"]["mailbox"]["name"] for e in edges} == {world.billing.name, world.scheduling.name}
+    assert len(statements) == 5, statements
+    assert not [s for s in statements if "core_attachment" in s or s.startswith('SELECT "core_mailbox"')]
 
 
 def test_rare_words_are_found_past_the_newest_messages_checked_first(world, thread, monkeypatch):
