@@ -138,10 +138,10 @@ def record(**fields: Any) -> AuditEvent:
 def record_read(entries: Iterable[dict[str, Any]]) -> None:
     """The rows of one read (each entry takes the keywords of `build`): one multi-row INSERT, no model instances.
 
-    On PostgreSQL, outside a caller's transaction, the INSERT goes with `SET LOCAL synchronous_commit = off` in
-    one round trip (one implicit transaction), unless AUDIT_READ_SYNCHRONOUS_COMMIT is set: its commit does not
-    wait for the WAL flush, most of the write's time (a median 6 ms here, more under load). The rows are
-    visible at once and commit in order; a database server crash can lose the last ~0.6 s of them
+    The trail is durable by default: the commit waits for the WAL flush like any other. Only with
+    AUDIT_READ_SYNCHRONOUS_COMMIT off (an operator's choice) does the INSERT go, on PostgreSQL outside a caller's
+    transaction, with `SET LOCAL synchronous_commit = off` in one round trip: the flush was most of the write's
+    time (a median 6 ms here under load), and a database server crash can then lose the last ~0.6 s of rows
     (3 x wal_writer_delay), never part of one read's rows."""
     collector = _collector.get()
     if collector is not None:
