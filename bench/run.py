@@ -22,6 +22,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # BENCH_DB / BENCH_SMALL_DB: another database name, e.g. to measure a branch without touching the shared data.
 BIG_DB = os.environ.get("BENCH_DB", "mailbox_bench")
 SMALL_DB = os.environ.get("BENCH_SMALL_DB", "mailbox_bench_small")
+# BENCH_PORT: the first of the HTTP ports the servers of measurements 2 and 6 listen on (8791, 8793 and 8794 by
+# default), so two benches on one machine do not collide.
+PORT_BASE = int(os.environ.get("BENCH_PORT", "8791"))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -244,7 +247,7 @@ def measure_http(info: dict, seconds: int) -> list[dict]:
             lambda data: len(data["patient"]["conversations"]) >= 1,
         ),
     ]
-    server = Server(8791, BIG_DB)
+    server = Server(PORT_BASE, BIG_DB)
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     times: dict[str, list[float]] = {}
     try:
@@ -519,7 +522,7 @@ def measure_flat(info: dict, small_info: dict, runs: int) -> list[dict]:
         )
         return done.stdout.strip().splitlines()[-1]
 
-    sides = {"big": (BIG_DB, info, 8793), "small": (SMALL_DB, small_info, 8794)}
+    sides = {"big": (BIG_DB, info, PORT_BASE + 2), "small": (SMALL_DB, small_info, PORT_BASE + 3)}
     servers = {name: Server(port, db) for name, (db, _, port) in sides.items()}
     rows = []
     try:
