@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 import strawberry_django
-from django.db.models import Q
 from strawberry import relay
 
 from core import models
@@ -19,7 +18,7 @@ from graph.batching import batch_of, passes, with_siblings
 from graph.context import Context, Info
 from graph.conversations.orderings import MESSAGE_ORDER, PORTAL_MESSAGE_ORDER
 from graph.enums import ConversationPriority, ConversationStatus, MessageDirection
-from graph.pagination import Connection, PageArgs, paginate, paginate_siblings
+from graph.pagination import Connection, PageArgs, paginate, paginate_numbered
 from graph.practice.types import UserType
 from graph.selection import selected_anywhere
 
@@ -146,12 +145,12 @@ class ConversationType(relay.Node):
             # Sequences have no gaps, so a thread's count is its last sequence: no COUNT(*) over long threads.
             if args.is_first_page:
                 parents = {c.pk: c for c in batch.rows if passes(lambda c: guards.conversation_read(context, c), c)}
-                connections = paginate_siblings(
-                    base.filter(_newest_or_oldest(parents.values(), args, ordering.fields[0], last_of)),
+                connections = paginate_numbered(
+                    base,
                     args,
                     ordering,
-                    parent_field="conversation_id",
-                    parent_ids=list(parents),
+                    parent_field="conversation",
+                    ranges={pk: _newest_or_oldest(c, args, last_of) for pk, c in parents.items()},
                     counts=lambda: {pk: last_of(c) for pk, c in parents.items()},
                 )
             else:  # a cursor belongs to one conversation's list
@@ -190,16 +189,13 @@ def _portal_last(conversation: models.Conversation) -> int:
     return conversation.portal_last_sequence
 
 
-def _newest_or_oldest(conversations, args: PageArgs, field: str = "sequence", last_of=_staff_last) -> Q:
-    """Sequences have no gaps, so the first page of each thread is a sequence range an index scan serves:
-    the newest n are above last_sequence - n, the oldest n at most n (+1 to learn if there is more)."""
+def _newest_or_oldest(conversation: models.Conversation, args: PageArgs, last_of=_staff_last) -> tuple[int, int]:
+    """Sequences have no gaps, so the first page of a thread is a range of them: the newest n and the one before
+    (to learn if there is more) are last - n .. last, the oldest n (+1) are 1 .. n + 1. A message sent after the
+    conversation row was read is on the next read, as it is in `totalCount` (the same `last`)."""
     size = args.size()
-    condition = Q(pk__in=[])
-    for conversation in conversations:
-        newest = Q(**{f"{field}__gt": last_of(conversation) - size - 1})
-        window = newest if args.backwards else Q(**{f"{field}__lte": size + 1})
-        condition |= Q(conversation_id=conversation.pk) & window
-    return condition
+    last = last_of(conversation)
+    return (max(last - size, 1), last) if args.backwards else (1, size + 1)
 
 
 @strawberry_django.type(models.Attachment, name="Attachment")
