@@ -139,7 +139,11 @@ class ConversationType(relay.Node):
         ordering, last_of = (PORTAL_MESSAGE_ORDER, _portal_last) if patient else (MESSAGE_ORDER, _staff_last)
 
         def load() -> dict[int, Connection]:
-            base = messages_with_details(models.Message.objects.all(), attachments=False)
+            # A patient's messages are sent by the conversation's patient, already loaded with each conversation:
+            # not joined again per message (one Patient instance per thread instead of one per message).
+            threads = batch.rows if args.is_first_page else [self]
+            patients = all(models.Conversation.patient.is_cached(c) for c in threads)
+            base = messages_with_details(models.Message.objects.all(), attachments=False, sender_patient=not patients)
             if patient:
                 base = base.filter(portal_sequence__isnull=False)
             # Sequences have no gaps, so a thread's count is its last sequence: no COUNT(*) over long threads.
@@ -158,6 +162,8 @@ class ConversationType(relay.Node):
                     self.pk: paginate(base.filter(conversation=self), args, ordering, count=lambda: last_of(self))
                 }
             nodes = [edge.node for connection in connections.values() for edge in connection.edges]
+            if patients:
+                _senders_from_threads(nodes, {c.pk: c for c in threads})
             context.paths.reached(nodes, via)
             for node in nodes:
                 if patient:
@@ -179,6 +185,25 @@ def attach_attachments(context: Context, messages: list[models.Message]) -> None
         by_message[attachment.message_id].append(attachment)
     for message in messages:
         context.paths.of(message).attachments = by_message[message.pk]
+
+
+def _senders_from_threads(messages: list[models.Message], threads: dict[int, models.Conversation]) -> None:
+    """Each patient-sent message's sender is its conversation's patient row; any other (no rule forbids it) is
+    loaded, all of them in one query."""
+    cache = models.Message.sender_patient.field
+    others = []
+    for message in messages:
+        if message.sender_patient_id is None:
+            continue
+        patient = threads[message.conversation_id].patient
+        if patient.pk == message.sender_patient_id:
+            cache.set_cached_value(message, patient)
+        else:
+            others.append(message)
+    if others:
+        rows = models.Patient.objects.in_bulk({m.sender_patient_id for m in others})
+        for message in others:
+            cache.set_cached_value(message, rows[message.sender_patient_id])
 
 
 def _staff_last(conversation: models.Conversation) -> int:
