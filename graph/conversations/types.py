@@ -41,22 +41,22 @@ class ConversationType(relay.Node):
     def mailbox(self: models.Conversation, info: Info) -> MailboxRef:
         if hasattr(self.mailbox, "subscriber_count"):
             return self.mailbox
-        batch = batch_of(info.context, self)
+        context = info.context
+        batch = batch_of(context, self)
 
         def load() -> dict[int, models.Mailbox]:
             ids = {c.mailbox_id for c in batch.rows}
-            rows = annotate_mailboxes(models.Mailbox.objects.filter(pk__in=ids), info.context.user)
-            return {m.pk: m for m in with_siblings(info.context, list(rows))}
+            rows = annotate_mailboxes(models.Mailbox.objects.filter(pk__in=ids), context.user)
+            return {m.pk: m for m in with_siblings(context, list(rows))}
 
-        return info.context.memo(("conversation-mailboxes", batch), load)[self.mailbox_id]
+        return context.memo(("conversation-mailboxes", batch), load)[self.mailbox_id]
 
     @strawberry.field
     def patient(self: models.Conversation, info: Info) -> PatientRef:
-        batch = batch_of(info.context, self)
+        context = info.context
+        batch = batch_of(context, self)
         # The patients of one list of conversations form one list too (for their chart `conversations`).
-        info.context.memo(
-            ("conversation-patients", batch), lambda: with_siblings(info.context, [c.patient for c in batch.rows])
-        )
+        context.memo(("conversation-patients", batch), lambda: with_siblings(context, [c.patient for c in batch.rows]))
         return self.patient
 
     @strawberry.field(description="Messages from the patient the viewer has not read (0 for patients).")
@@ -65,13 +65,14 @@ class ConversationType(relay.Node):
 
     @strawberry.field(description="Who works this conversation (null: unassigned). Staff only (null for patients).")
     def assignee(self: models.Conversation, info: Info) -> UserType | None:
-        if info.context.patient is not None or self.assignee is None:
+        context = info.context
+        if context.patient is not None or self.assignee is None:
             return None
-        batch = batch_of(info.context, self)
+        batch = batch_of(context, self)
         # The assignees of one list form one list too (their `memberships` load in one query).
-        info.context.memo(
+        context.memo(
             ("conversation-assignees", batch),
-            lambda: with_siblings(info.context, [c.assignee for c in batch.rows if c.assignee_id is not None]),
+            lambda: with_siblings(context, [c.assignee for c in batch.rows if c.assignee_id is not None]),
         )
         return self.assignee
 
@@ -97,7 +98,7 @@ class ConversationType(relay.Node):
         context = info.context
         if context.patient is not None:
             return []
-        batch = batch_of(info.context, self)
+        batch = batch_of(context, self)
 
         def load() -> dict[int, list[models.AssignmentChange]]:
             rows = models.AssignmentChange.objects.filter(conversation_id__in={c.pk for c in batch.rows})
@@ -106,7 +107,7 @@ class ConversationType(relay.Node):
             for change in rows.select_related("assignee", "previous_assignee", "changed_by").order_by("at", "id"):
                 by_conversation[change.conversation_id].append(change)
                 users += [u for u in (change.assignee, change.previous_assignee, change.changed_by) if u is not None]
-            with_siblings(info.context, users)
+            with_siblings(context, users)
             return by_conversation
 
         return context.memo(("assignment-history", batch), load).get(self.pk, [])
@@ -244,8 +245,8 @@ class MessageRetraction:
     reason: str | None = strawberry.field(description="Why (null for patients).")
 
 
-def _withdrawn_for_patient(message: models.Message, info: Info) -> bool:
-    return message.retracted_at is not None and info.context.patient is not None
+def _withdrawn_for_patient(message: models.Message, context: Context) -> bool:
+    return message.retracted_at is not None and context.patient is not None
 
 
 @strawberry_django.type(models.Message, name="Message")
@@ -260,7 +261,7 @@ class MessageType(relay.Node):
 
     @strawberry.field(description="Empty for a patient once the practice withdrew the message.")
     def body(self: models.Message, info: Info) -> str:
-        return "" if _withdrawn_for_patient(self, info) else self.body
+        return "" if _withdrawn_for_patient(self, info.context) else self.body
 
     @strawberry.field(description="Set when the practice withdrew the message; staff still see it whole.")
     def retracted(self: models.Message, info: Info) -> MessageRetraction | None:
@@ -276,7 +277,7 @@ class MessageType(relay.Node):
 
     @strawberry.field(description="Empty for a patient once the practice withdrew the message.")
     def attachments(self: models.Message, info: Info) -> list[AttachmentType]:
-        if _withdrawn_for_patient(self, info):
+        if _withdrawn_for_patient(self, info.context):
             return []
         paths = info.context.paths
         rows = paths.of(self).attachments
