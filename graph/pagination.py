@@ -170,6 +170,23 @@ def paginate(
     return _build(rows, args, ordering, size, count or queryset.count)
 
 
+def _connections(
+    rows_by_parent: dict[int, list], args: PageArgs, ordering: Ordering, size: int, counts: Callable[[], dict[int, int]]
+) -> dict[int, Connection]:
+    """Each parent's connection; `counts` (every parent's total) runs once, when a `totalCount` is first asked."""
+    cached: dict[str, dict[int, int]] = {}
+
+    def count_for(pk: int) -> Callable[[], int]:
+        def count() -> int:
+            if "all" not in cached:
+                cached["all"] = counts()
+            return cached["all"].get(pk, 0)
+
+        return count
+
+    return {pk: _build(rows, args, ordering, size, count_for(pk)) for pk, rows in rows_by_parent.items()}
+
+
 def paginate_siblings(
     queryset: QuerySet,
     args: PageArgs,
@@ -201,17 +218,7 @@ def paginate_siblings(
         )
         for row in numbered:
             rows_by_parent[getattr(row, parent_field)].append(row)
-    cached: dict[str, dict[int, int]] = {}
-
-    def count_for(pk: int) -> Callable[[], int]:
-        def count() -> int:
-            if "all" not in cached:
-                cached["all"] = counts()
-            return cached["all"].get(pk, 0)
-
-        return count
-
-    return {pk: _build(rows, args, ordering, size, count_for(pk)) for pk, rows in rows_by_parent.items()}
+    return _connections(rows_by_parent, args, ordering, size, counts)
 
 
 def paginate_numbered(
@@ -249,14 +256,4 @@ def paginate_numbered(
         attname = model._meta.get_field(parent_field).attname
         for row in rows:
             rows_by_parent[getattr(row, attname)].append(row)
-    cached: dict[str, dict[int, int]] = {}
-
-    def count_for(pk: int) -> Callable[[], int]:
-        def count() -> int:
-            if "all" not in cached:
-                cached["all"] = counts()
-            return cached["all"].get(pk, 0)
-
-        return count
-
-    return {pk: _build(rows, args, ordering, size, count_for(pk)) for pk, rows in rows_by_parent.items()}
+    return _connections(rows_by_parent, args, ordering, size, counts)
