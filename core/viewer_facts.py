@@ -50,14 +50,20 @@ def unread_count_of(user: User, *, conversation: str = "pk", patient_messages: s
     return F(patient_messages) - Coalesce(Subquery(read, output_field=IntegerField()), Value(0))
 
 
-def annotate_conversations(conversations: QuerySet[Conversation], user: User | None) -> QuerySet[Conversation]:
-    conversations = conversations.select_related("mailbox", "patient", "assignee")
+def annotate_conversations(
+    conversations: QuerySet[Conversation], user: User | None, *, mailbox: bool = True
+) -> QuerySet[Conversation]:
+    """Conversations with their patient, assignee and (unless the caller has it: `mailbox=False`) mailbox."""
+    conversations = conversations.select_related(*(("mailbox",) if mailbox else ()), "patient", "assignee")
     if user is None:
         return conversations.annotate(unread_count=Value(0))
     return conversations.annotate(unread_count=unread_count_of(user))
 
 
-def messages_with_details(messages: QuerySet[Message], *, attachments: bool = True) -> QuerySet[Message]:
-    """Messages with their senders, and their attachments unless the answer does not show them."""
-    messages = messages.select_related("sender_user", "sender_patient", "retracted_by")
+def messages_with_details(
+    messages: QuerySet[Message], *, attachments: bool = True, sender_patient: bool = True
+) -> QuerySet[Message]:
+    """Messages with their senders, and their attachments unless the answer does not show them; without the
+    patient sender (`sender_patient=False`) when the caller holds the conversations' patients."""
+    messages = messages.select_related("sender_user", *(("sender_patient",) if sender_patient else ()), "retracted_by")
     return messages.prefetch_related("attachments") if attachments else messages

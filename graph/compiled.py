@@ -35,6 +35,7 @@ arguments); every other field calls its resolver, so permission extensions and g
 from __future__ import annotations
 
 import asyncio
+import dis
 import inspect
 import os
 import threading
@@ -355,7 +356,31 @@ class _Compiler:
                 executor.handle_field_error(raw_error, return_type, details, path)
                 return None
 
-        return call_method
+        context_only = getattr(call, "context_only", None)
+        finish = getattr(call, "finish", None)
+        if context_only is None or is_abstract_type(_named(return_type)):
+            return call_method
+
+        def call_with_context(executor: Any, source: Any, parent_path: Path | None) -> Any:
+            # The method reads nothing of `info` but `info.context`: no info built (completion of an object or a
+            # list of them does not read it either; abstract types, which do, are not on this path).
+            path = Path(parent_path, key, parent_name)
+            try:
+                result = context_only(source, _ContextOnly(executor.context_value))
+                if finish is not None and isinstance(result, BaseManager | QuerySet):
+                    # strawberry-django's queryset hook reads the whole info: built for it
+                    info = executor.build_resolve_info(field_def, nodes, parent_type, path)
+                    result = finish(result, info_class(_raw_info=info, _field=definition))
+            except Exception as raw_error:
+                executor.handle_field_error(raw_error, return_type, details, path)
+                return None
+            try:
+                return complete(executor, result, path, None)
+            except Exception as raw_error:
+                executor.handle_field_error(raw_error, return_type, details, path)
+                return None
+
+        return call_with_context
 
     def completion(self, return_type: Any, parent_name: str, field_name: str, details: list) -> Callable:
         """complete(executor, value, path, info) -> the completed value, raising what graphql-core raises."""
@@ -551,14 +576,51 @@ def _info_method(definition: Any, field_def: Any) -> Callable[[Any, Any], Any] |
         return None
     info_name = resolver.info_parameter.name
     if not isinstance(definition, StrawberryDjangoField):
-        return lambda source, info: function(source, **{info_name: info})
+        call = lambda source, info: function(source, **{info_name: info})  # noqa: E731
+        if _reads_only_context(function, info_name):
+            call.context_only = call
+        return call
 
-    def call_django_field(source: Any, info: Any) -> Any:
-        result = function(source, **{info_name: info})
+    def finish(result: Any, info: Any) -> Any:
         if isinstance(result, BaseManager):
             result = resolve_base_manager(result)
         if isinstance(result, QuerySet):
             result = definition.get_queryset_hook(info=info)(result)
         return result
 
+    def call_django_field(source: Any, info: Any) -> Any:
+        return finish(function(source, **{info_name: info}), info)
+
+    if _reads_only_context(function, info_name):
+        call_django_field.context_only = lambda source, light: function(source, **{info_name: light})
+        call_django_field.finish = finish
     return call_django_field
+
+
+class _ContextOnly:
+    """What a method that reads only `info.context` is given instead of an `Info`."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+
+def _reads_only_context(function: Any, info_name: str) -> bool:
+    """Whether the function's only use of its `info` parameter is reading `info.context` (every load of the name
+    is followed by that attribute read; not reassigned, not captured by an inner function or lambda). Read from
+    the bytecode, so a resolver is recognised without marking it; one that passes `info` on is not."""
+    code = function.__code__
+    if info_name in code.co_cellvars or info_name not in code.co_varnames:
+        return False
+    instructions = list(dis.get_instructions(code))
+    for index, instruction in enumerate(instructions):
+        if instruction.argval != info_name:
+            continue
+        if instruction.opname in ("STORE_FAST", "DELETE_FAST"):
+            return False
+        if instruction.opname.startswith("LOAD_FAST"):
+            following = instructions[index + 1] if index + 1 < len(instructions) else None
+            if following is None or following.opname != "LOAD_ATTR" or following.argval != "context":
+                return False
+    return True

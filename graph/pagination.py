@@ -16,7 +16,9 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 from django.conf import settings
-from django.db.models import F, Q, QuerySet, Window
+from django.db import connections
+from django.db.models import BooleanField, F, Q, QuerySet, Window
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import RowNumber
 from strawberry import relay
 
@@ -168,6 +170,23 @@ def paginate(
     return _build(rows, args, ordering, size, count or queryset.count)
 
 
+def _connections(
+    rows_by_parent: dict[int, list], args: PageArgs, ordering: Ordering, size: int, counts: Callable[[], dict[int, int]]
+) -> dict[int, Connection]:
+    """Each parent's connection; `counts` (every parent's total) runs once, when a `totalCount` is first asked."""
+    cached: dict[str, dict[int, int]] = {}
+
+    def count_for(pk: int) -> Callable[[], int]:
+        def count() -> int:
+            if "all" not in cached:
+                cached["all"] = counts()
+            return cached["all"].get(pk, 0)
+
+        return count
+
+    return {pk: _build(rows, args, ordering, size, count_for(pk)) for pk, rows in rows_by_parent.items()}
+
+
 def paginate_siblings(
     queryset: QuerySet,
     args: PageArgs,
@@ -199,14 +218,42 @@ def paginate_siblings(
         )
         for row in numbered:
             rows_by_parent[getattr(row, parent_field)].append(row)
-    cached: dict[str, dict[int, int]] = {}
+    return _connections(rows_by_parent, args, ordering, size, counts)
 
-    def count_for(pk: int) -> Callable[[], int]:
-        def count() -> int:
-            if "all" not in cached:
-                cached["all"] = counts()
-            return cached["all"].get(pk, 0)
 
-        return count
-
-    return {pk: _build(rows, args, ordering, size, count_for(pk)) for pk, rows in rows_by_parent.items()}
+def paginate_numbered(
+    queryset: QuerySet,
+    args: PageArgs,
+    ordering: Ordering,
+    *,
+    parent_field: str,
+    ranges: dict[int, tuple[int, int]],
+    counts: Callable[[], dict[int, int]],
+) -> dict[int, Connection]:
+    """The first page of a nested connection for many parents whose rows are numbered without gaps (a message's
+    `sequence` in its thread): each parent's page is the rows numbered within its range `(low, high)`, so no
+    window function ranks them, and the ORM compiles one raw condition, not a `Q` per parent (50 of them cost
+    more to build than the query takes to run). `ordering` is one column, the number."""
+    size = args.size()
+    rows_by_parent: dict[int, list] = {pk: [] for pk in ranges}
+    if size and ranges:
+        model = queryset.model
+        quote = connections[queryset.db].ops.quote_name
+        table = quote(model._meta.db_table)
+        parent = f"{table}.{quote(model._meta.get_field(parent_field).column)}"
+        (number,) = ordering.fields
+        numbered = f"{table}.{quote(model._meta.get_field(number).column)}"
+        # One raw condition with a constant range per parent: the planner picks each range's index (the unique
+        # (parent, number) one for a long thread), which a join to the pairs as an array does not (it expects
+        # every parent's average and filters a long thread's whole list).
+        arm = f"({parent} = %s AND {numbered} BETWEEN %s AND %s)"
+        condition = RawSQL(
+            " OR ".join([arm] * len(ranges)),
+            [value for pk, (low, high) in ranges.items() for value in (pk, low, high)],
+            output_field=BooleanField(),
+        )
+        rows = queryset.filter(condition).order_by(*ordering.order_by(reverse=args.backwards))
+        attname = model._meta.get_field(parent_field).attname
+        for row in rows:
+            rows_by_parent[getattr(row, attname)].append(row)
+    return _connections(rows_by_parent, args, ordering, size, counts)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 import strawberry_django
-from django.db.models import Q
 from strawberry import relay
 
 from core import models
@@ -19,7 +18,7 @@ from graph.batching import batch_of, passes, with_siblings
 from graph.context import Context, Info
 from graph.conversations.orderings import MESSAGE_ORDER, PORTAL_MESSAGE_ORDER
 from graph.enums import ConversationPriority, ConversationStatus, MessageDirection
-from graph.pagination import Connection, PageArgs, paginate, paginate_siblings
+from graph.pagination import Connection, PageArgs, paginate, paginate_numbered
 from graph.practice.types import UserType
 from graph.selection import selected_anywhere
 
@@ -43,22 +42,22 @@ class ConversationType(relay.Node):
         if hasattr(self.mailbox, "subscriber_count") or info.context.paths.of(self.mailbox).batch is not None:
             # Loaded with the viewer's facts, or batched with its list by the read (the facts load for all at once).
             return self.mailbox
-        batch = batch_of(info.context, self)
+        context = info.context
+        batch = batch_of(context, self)
 
         def load() -> dict[int, models.Mailbox]:
             ids = {c.mailbox_id for c in batch.rows}
-            rows = annotate_mailboxes(models.Mailbox.objects.filter(pk__in=ids), info.context.user)
-            return {m.pk: m for m in with_siblings(info.context, list(rows))}
+            rows = annotate_mailboxes(models.Mailbox.objects.filter(pk__in=ids), context.user)
+            return {m.pk: m for m in with_siblings(context, list(rows))}
 
-        return info.context.memo(("conversation-mailboxes", batch), load)[self.mailbox_id]
+        return context.memo(("conversation-mailboxes", batch), load)[self.mailbox_id]
 
     @strawberry.field
     def patient(self: models.Conversation, info: Info) -> PatientRef:
-        batch = batch_of(info.context, self)
+        context = info.context
+        batch = batch_of(context, self)
         # The patients of one list of conversations form one list too (for their chart `conversations`).
-        info.context.memo(
-            ("conversation-patients", batch), lambda: with_siblings(info.context, [c.patient for c in batch.rows])
-        )
+        context.memo(("conversation-patients", batch), lambda: with_siblings(context, [c.patient for c in batch.rows]))
         return self.patient
 
     @strawberry.field(description="Messages from the patient the viewer has not read (0 for patients).")
@@ -67,13 +66,14 @@ class ConversationType(relay.Node):
 
     @strawberry.field(description="Who works this conversation (null: unassigned). Staff only (null for patients).")
     def assignee(self: models.Conversation, info: Info) -> UserType | None:
-        if info.context.patient is not None or self.assignee is None:
+        context = info.context
+        if context.patient is not None or self.assignee is None:
             return None
-        batch = batch_of(info.context, self)
+        batch = batch_of(context, self)
         # The assignees of one list form one list too (their `memberships` load in one query).
-        info.context.memo(
+        context.memo(
             ("conversation-assignees", batch),
-            lambda: with_siblings(info.context, [c.assignee for c in batch.rows if c.assignee_id is not None]),
+            lambda: with_siblings(context, [c.assignee for c in batch.rows if c.assignee_id is not None]),
         )
         return self.assignee
 
@@ -99,7 +99,7 @@ class ConversationType(relay.Node):
         context = info.context
         if context.patient is not None:
             return []
-        batch = batch_of(info.context, self)
+        batch = batch_of(context, self)
 
         def load() -> dict[int, list[models.AssignmentChange]]:
             rows = models.AssignmentChange.objects.filter(conversation_id__in={c.pk for c in batch.rows})
@@ -108,7 +108,7 @@ class ConversationType(relay.Node):
             for change in rows.select_related("assignee", "previous_assignee", "changed_by").order_by("at", "id"):
                 by_conversation[change.conversation_id].append(change)
                 users += [u for u in (change.assignee, change.previous_assignee, change.changed_by) if u is not None]
-            with_siblings(info.context, users)
+            with_siblings(context, users)
             return by_conversation
 
         return context.memo(("assignment-history", batch), load).get(self.pk, [])
@@ -141,18 +141,22 @@ class ConversationType(relay.Node):
         ordering, last_of = (PORTAL_MESSAGE_ORDER, _portal_last) if patient else (MESSAGE_ORDER, _staff_last)
 
         def load() -> dict[int, Connection]:
-            base = messages_with_details(models.Message.objects.all(), attachments=False)
+            # A patient's messages are sent by the conversation's patient, already loaded with each conversation:
+            # not joined again per message (one Patient instance per thread instead of one per message).
+            threads = batch.rows if args.is_first_page else [self]
+            patients = all(models.Conversation.patient.is_cached(c) for c in threads)
+            base = messages_with_details(models.Message.objects.all(), attachments=False, sender_patient=not patients)
             if patient:
                 base = base.filter(portal_sequence__isnull=False)
             # Sequences have no gaps, so a thread's count is its last sequence: no COUNT(*) over long threads.
             if args.is_first_page:
                 parents = {c.pk: c for c in batch.rows if passes(lambda c: guards.conversation_read(context, c), c)}
-                connections = paginate_siblings(
-                    base.filter(_newest_or_oldest(parents.values(), args, ordering.fields[0], last_of)),
+                connections = paginate_numbered(
+                    base,
                     args,
                     ordering,
-                    parent_field="conversation_id",
-                    parent_ids=list(parents),
+                    parent_field="conversation",
+                    ranges={pk: _newest_or_oldest(c, args, last_of) for pk, c in parents.items()},
                     counts=lambda: {pk: last_of(c) for pk, c in parents.items()},
                 )
             else:  # a cursor belongs to one conversation's list
@@ -160,6 +164,8 @@ class ConversationType(relay.Node):
                     self.pk: paginate(base.filter(conversation=self), args, ordering, count=lambda: last_of(self))
                 }
             nodes = [edge.node for connection in connections.values() for edge in connection.edges]
+            if patients:
+                _senders_from_threads(nodes, {c.pk: c for c in threads})
             context.paths.reached(nodes, via)
             for node in nodes:
                 if patient:
@@ -183,6 +189,25 @@ def attach_attachments(context: Context, messages: list[models.Message]) -> None
         context.paths.of(message).attachments = by_message[message.pk]
 
 
+def _senders_from_threads(messages: list[models.Message], threads: dict[int, models.Conversation]) -> None:
+    """Each patient-sent message's sender is its conversation's patient row; any other (no rule forbids it) is
+    loaded, all of them in one query."""
+    cache = models.Message.sender_patient.field
+    others = []
+    for message in messages:
+        if message.sender_patient_id is None:
+            continue
+        patient = threads[message.conversation_id].patient
+        if patient.pk == message.sender_patient_id:
+            cache.set_cached_value(message, patient)
+        else:
+            others.append(message)
+    if others:
+        rows = models.Patient.objects.in_bulk({m.sender_patient_id for m in others})
+        for message in others:
+            cache.set_cached_value(message, rows[message.sender_patient_id])
+
+
 def _staff_last(conversation: models.Conversation) -> int:
     return conversation.last_sequence
 
@@ -191,16 +216,13 @@ def _portal_last(conversation: models.Conversation) -> int:
     return conversation.portal_last_sequence
 
 
-def _newest_or_oldest(conversations, args: PageArgs, field: str = "sequence", last_of=_staff_last) -> Q:
-    """Sequences have no gaps, so the first page of each thread is a sequence range an index scan serves:
-    the newest n are above last_sequence - n, the oldest n at most n (+1 to learn if there is more)."""
+def _newest_or_oldest(conversation: models.Conversation, args: PageArgs, last_of=_staff_last) -> tuple[int, int]:
+    """Sequences have no gaps, so the first page of a thread is a range of them: the newest n and the one before
+    (to learn if there is more) are last - n .. last, the oldest n (+1) are 1 .. n + 1. A message sent after the
+    conversation row was read is on the next read, as it is in `totalCount` (the same `last`)."""
     size = args.size()
-    condition = Q(pk__in=[])
-    for conversation in conversations:
-        newest = Q(**{f"{field}__gt": last_of(conversation) - size - 1})
-        window = newest if args.backwards else Q(**{f"{field}__lte": size + 1})
-        condition |= Q(conversation_id=conversation.pk) & window
-    return condition
+    last = last_of(conversation)
+    return (max(last - size, 1), last) if args.backwards else (1, size + 1)
 
 
 @strawberry_django.type(models.Attachment, name="Attachment")
@@ -224,8 +246,8 @@ class MessageRetraction:
     reason: str | None = strawberry.field(description="Why (null for patients).")
 
 
-def _withdrawn_for_patient(message: models.Message, info: Info) -> bool:
-    return message.retracted_at is not None and info.context.patient is not None
+def _withdrawn_for_patient(message: models.Message, context: Context) -> bool:
+    return message.retracted_at is not None and context.patient is not None
 
 
 @strawberry_django.type(models.Message, name="Message")
@@ -240,7 +262,7 @@ class MessageType(relay.Node):
 
     @strawberry.field(description="Empty for a patient once the practice withdrew the message.")
     def body(self: models.Message, info: Info) -> str:
-        return "" if _withdrawn_for_patient(self, info) else self.body
+        return "" if _withdrawn_for_patient(self, info.context) else self.body
 
     @strawberry.field(description="Set when the practice withdrew the message; staff still see it whole.")
     def retracted(self: models.Message, info: Info) -> MessageRetraction | None:
@@ -256,7 +278,7 @@ class MessageType(relay.Node):
 
     @strawberry.field(description="Empty for a patient once the practice withdrew the message.")
     def attachments(self: models.Message, info: Info) -> list[AttachmentType]:
-        if _withdrawn_for_patient(self, info):
+        if _withdrawn_for_patient(self, info.context):
             return []
         paths = info.context.paths
         path = paths.of(self)

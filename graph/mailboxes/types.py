@@ -141,7 +141,8 @@ class MailboxType(relay.Node):
             waiting_only=waiting_only or order == ConversationOrder.LONGEST_WAITING,
         )
         ordering = CONVERSATION_ORDERS[order]
-        base = annotate_conversations(models.Conversation.objects.filter(where), user)
+        # Each row's mailbox is set to its parent below (which carries the viewer's annotations): not joined.
+        base = annotate_conversations(models.Conversation.objects.filter(where), user, mailbox=False)
         batch = batch_of(info.context, self)
 
         def load() -> dict[int, Connection]:

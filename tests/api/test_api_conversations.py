@@ -412,3 +412,21 @@ def test_nested_message_pages_of_a_list_of_conversations_are_each_the_newest_in_
         for c in chart
     ] == [("Scheduling", ["scheduling 1", "scheduling 2"], 2), ("Billing", ["billing 2", "billing 3"], 3)]
     assert [c["messages"]["pageInfo"]["hasPreviousPage"] for c in chart] == [False, True]
+
+
+def test_a_patient_message_names_its_own_sender_even_when_not_the_conversations_patient(world):
+    # Pages of messages take a patient sender from the conversation's own patient row; no rule ties the two.
+    portal_send(world, "mine")
+    portal_send(world, "also mine")
+    Message.objects.filter(conversation=world.conversation, sequence=2).update(sender_patient=world.other_patient)
+    page = "messages(last: 5) { edges { node { sequence senderName } } }"
+    listed = Api.as_user(world.subscriber).data(
+        f"query($m: ID!) {{ mailbox(id: $m) {{ conversations {{ edges {{ node {{ {page} }} }} }} }} }}",
+        {"m": gid("Mailbox", world.billing.pk)},
+    )["mailbox"]["conversations"]["edges"][0]["node"]["messages"]["edges"]
+    opened = Api.as_user(world.subscriber).data(
+        f"query($c: ID!) {{ conversation(id: $c) {{ {page} }} }}", {"c": gid("Conversation", world.conversation.pk)}
+    )["conversation"]["messages"]["edges"]
+    expected = [{"sequence": 1, "senderName": "María García"}, {"sequence": 2, "senderName": "John Smith"}]
+    assert [e["node"] for e in listed] == expected
+    assert [e["node"] for e in opened] == expected

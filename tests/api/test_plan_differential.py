@@ -301,3 +301,27 @@ def _with_variables(query: str, data, world) -> tuple[str, dict]:
         selection_set=operation.selection_set,
     )
     return graphql.print_ast(graphql.DocumentNode(definitions=(operation,))), values
+
+
+def test_the_plan_gives_no_info_only_to_methods_that_read_nothing_of_it_but_its_context():
+    from graph.compiled import _reads_only_context
+
+    def reads_context(self, info):
+        return info.context.patient is not None and info.context.memo("k", lambda: 1)
+
+    def passes_info_on(self, info):
+        return len(str(info.context)) + len(str(info))
+
+    def captures_info(self, info):
+        return (lambda: info.context)()
+
+    def reads_the_path(self, info):
+        return info.path
+
+    def reassigns(self, info):
+        info = None
+        return info
+
+    assert _reads_only_context(reads_context, "info")
+    for function in (passes_info_on, captures_info, reads_the_path, reassigns):
+        assert not _reads_only_context(function, "info"), function.__name__

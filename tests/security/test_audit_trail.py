@@ -304,3 +304,18 @@ def test_messages_shown_in_a_mutation_answer_are_recorded_as_read(world):
         ("archiveConversation", "UPDATE", "MAILBOX", world.patient.pk),
         ("markConversationRead.messages", "READ", "MAILBOX", world.patient.pk),
     ]
+
+
+def test_many_audit_rows_at_once_are_all_written_with_their_ids(world):
+    from core import audit
+    from core.models import AuditAction
+
+    # more rows than one statement's parameters hold on SQLite (999), so the write takes several statements
+    rows = audit.record_many(
+        {"operation": "test.many", "action": AuditAction.READ, "practice": world.practice, "patient": world.patient}
+        for _ in range(150)
+    )
+    written = list(AuditEvent.objects.filter(operation="test.many").order_by("pk").values_list("pk", flat=True))
+    assert len(written) == 150
+    assert sorted(row.pk for row in rows) == written
+    assert all(not row._state.adding for row in rows)
