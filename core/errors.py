@@ -48,5 +48,7 @@ NOT_SIGNED_IN_MESSAGE = "Sign in or send 'Authorization: Bearer <token>'."
 
 
 def not_signed_in() -> DomainError:
-    """Nobody is signed in (staff or patient): the one UNAUTHENTICATED answer besides a refused credential's own."""
+    """Nobody is signed in (staff or patient), or a socket's browser session has ended: one of the two
+    UNAUTHENTICATED answers; the other is a refused token's (`core.tokens.INVALID_TOKEN_MESSAGE`), over HTTP, on
+    the socket and when a live stream's token is revoked."""
     return DomainError(ErrorCode.UNAUTHENTICATED, NOT_SIGNED_IN_MESSAGE)

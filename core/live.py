@@ -20,10 +20,10 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from core import audit, cursors
-from core.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode, not_signed_in
 from core.events import conversation_group, patient_group, practice_group
 from core.models import AccessSource, AuditAction, Event, Patient, User
-from core.tokens import token_is_valid, valid_session_keys
+from core.tokens import INVALID_TOKEN_MESSAGE, token_is_valid, valid_session_keys
 from permissions.live import (
     ACCESS_CHANGES,
     PRACTICE_WIDE_ACCESS,
@@ -234,14 +234,12 @@ def open_portal_stream(*, patient: Patient, token_id: int | None) -> LiveStream:
 
 def require_token(token_id: int | None) -> None:
     if token_id is not None and not token_is_valid(token_id):
-        raise DomainError(
-            ErrorCode.UNAUTHENTICATED, "This token was revoked or has expired; reconnect with a new token."
-        )
+        raise DomainError(ErrorCode.UNAUTHENTICATED, INVALID_TOKEN_MESSAGE)
 
 
 def require_session(session_key: str | None) -> None:
     if session_key is not None and not valid_session_keys([session_key]):
-        raise DomainError(ErrorCode.UNAUTHENTICATED, "This session has ended; sign in again.")
+        raise not_signed_in()
 
 
 def _recheck_access(stream: LiveStream) -> set[int]:

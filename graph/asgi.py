@@ -44,7 +44,7 @@ from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from core import live, sessions
 from core.context import RequestInfo, client_address, current_request, reset_current_request, set_current_request
-from core.errors import DomainError, ErrorCode
+from core.errors import NOT_SIGNED_IN_MESSAGE, DomainError, ErrorCode
 from core.live_db import live_db, live_db_background
 from core.tokens import INVALID_TOKEN_MESSAGE, authenticate_token, valid_session_keys, valid_token_ids
 from graph import encoding
@@ -317,10 +317,10 @@ class MailboxWSConsumer(GraphQLWSConsumer):
         else:
             user = self.scope.get("user")
             if user is None or not user.is_authenticated:
-                raise ConnectionRejectionError({"reason": 'Send {"authorization": "Bearer <token>"}.'})
+                raise ConnectionRejectionError({"reason": NOT_SIGNED_IN_MESSAGE})
             # A session past its lifetime or idle limit does not open sockets either (HTTP logs it off).
             if not await live_db(sessions.session_is_current)(self.scope["session"]):
-                raise ConnectionRejectionError({"reason": "Your session has ended; sign in again."})
+                raise ConnectionRejectionError({"reason": NOT_SIGNED_IN_MESSAGE})
             # Strawberry refused the handshake already if a page of another origin opened it (allowed_origins).
             context.user = user
             session = self.scope.get("session")
