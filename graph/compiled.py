@@ -615,6 +615,8 @@ def _reads_only_context(function: Any, info_name: str) -> bool:
         return False
     instructions = list(dis.get_instructions(code))
     for index, instruction in enumerate(instructions):
+        if isinstance(instruction.argval, tuple) and info_name in instruction.argval:
+            return False  # a superinstruction loading two names at once (LOAD_FAST_LOAD_FAST, 3.13+): not read here
         if instruction.argval != info_name:
             continue
         if instruction.opname in ("STORE_FAST", "DELETE_FAST"):
