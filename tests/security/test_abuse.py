@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+import uuid
 
 import pytest
 from django.db import connection
@@ -123,7 +124,8 @@ def test_a_repeated_document_is_validated_once(world, monkeypatch):
     calls = []
     validate = strawberry_schema.validate
     monkeypatch.setattr(strawberry_schema, "validate", lambda *args, **kw: calls.append(1) or validate(*args, **kw))
-    document = "query RepeatedForTheCache { a1: __typename b2: __typename c3: __typename }"
+    # a document no other test sent to this process (the caches are per process)
+    document = f"query RepeatedForTheCache {{ a1: __typename b2: __typename n{uuid.uuid4().hex}: __typename }}"
     validated = []
     for _ in range(3):
         status, answer, _, _ = send(json.dumps({"query": document}).encode())
