@@ -16,13 +16,11 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 from django.conf import settings
-from django.db import connections
-from django.db.models import BooleanField, F, Q, QuerySet, Window
-from django.db.models.expressions import RawSQL
+from django.db.models import F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from strawberry import relay
 
-from core import cursors
+from core import cursors, sql
 from core.errors import DomainError, ErrorCode
 
 T = TypeVar("T")
@@ -238,19 +236,15 @@ def paginate_numbered(
     rows_by_parent: dict[int, list] = {pk: [] for pk in ranges}
     if size and ranges:
         model = queryset.model
-        quote = connections[queryset.db].ops.quote_name
-        table = quote(model._meta.db_table)
-        parent = f"{table}.{quote(model._meta.get_field(parent_field).column)}"
-        (number,) = ordering.fields
-        numbered = f"{table}.{quote(model._meta.get_field(number).column)}"
+        parent, numbered = sql.column(queryset, parent_field), sql.column(queryset, ordering.fields[0])
         # One raw condition with a constant range per parent: the planner picks each range's index (the unique
         # (parent, number) one for a long thread), which a join to the pairs as an array does not (it expects
-        # every parent's average and filters a long thread's whole list).
-        arm = f"({parent} = %s AND {numbered} BETWEEN %s AND %s)"
-        condition = RawSQL(
-            " OR ".join([arm] * len(ranges)),
-            [value for pk, (low, high) in ranges.items() for value in (pk, low, high)],
-            output_field=BooleanField(),
+        # every parent's average and filters a long thread's whole list). The numbers are literals (core.sql).
+        condition = sql.condition(
+            " OR ".join(
+                f"({parent} = {int(pk)} AND {numbered} BETWEEN {int(low)} AND {int(high)})"
+                for pk, (low, high) in ranges.items()
+            )
         )
         rows = queryset.filter(condition).order_by(*ordering.order_by(reverse=args.backwards))
         attname = model._meta.get_field(parent_field).attname

@@ -10,7 +10,7 @@ import strawberry
 import strawberry_django
 from strawberry import relay
 
-from core import models
+from core import models, sql
 from core.reads import audit_messages_in_answer
 from core.viewer_facts import annotate_mailboxes, messages_with_details
 from graph import guards
@@ -183,7 +183,7 @@ def attach_attachments(context: Context, messages: list[models.Message]) -> None
     `prefetch_related` builds a filtered queryset per message to hold its cache (250 per large page, ~5% of its
     CPU), and the field only reads the rows."""
     by_message: dict[int, list[models.Attachment]] = {m.pk: [] for m in messages}
-    for attachment in models.Attachment.objects.filter(message_id__in=list(by_message)):  # Meta.ordering: id
+    for attachment in sql.key_in(models.Attachment.objects.all(), "message", by_message):  # Meta.ordering: id
         by_message[attachment.message_id].append(attachment)
     for message in messages:
         context.paths.of(message).attachments = by_message[message.pk]
