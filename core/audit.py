@@ -74,39 +74,73 @@ _DEFAULTS = {"actor_user": None, "actor_patient": None, "target": None, "patient
 _DEFAULTS |= {"outcome": "SUCCESS", "query": "", "detail": None}
 
 
-def _insert(entries: Iterable[tuple[dict[str, Any], RequestInfo]], connection) -> tuple[str, list[list], list] | None:
-    """The start of an INSERT of rows given as `build`'s keywords with their request (up to VALUES), each row's
-    parameters and the rows' actions (for the metrics, once written)."""
-    rows = [_columns(**{**_DEFAULTS, **fields, "request": request}) for fields, request in entries]
+def _rows(entries: Iterable[tuple[dict[str, Any], RequestInfo | None]]) -> list[dict[str, Any]]:
+    """The column values of rows given as `build`'s keywords with their request (None: the current one)."""
+    return [_columns(**{**_DEFAULTS, **fields, "request": request}) for fields, request in entries]
+
+
+def _write(rows: list[dict[str, Any]], *, relaxed: bool = False) -> list[int]:
+    """Writes audit rows (`_columns` dicts) in one statement, without model instances, and returns their ids.
+
+    One round trip, where `bulk_create` sends BEGIN, the INSERT and COMMIT and compiles it through the ORM (about
+    180 µs a row); outside a transaction the statement commits itself, durably. On PostgreSQL the rows go as one
+    array per column (`unnest`): 15 parameters whatever the number of rows, so psycopg splits the text once and
+    caches it, where the VALUES rows of a 50-row page were 750 parameters split again on every request. Elsewhere
+    more rows than one statement's parameters take several statements, in one transaction.
+
+    `relaxed` (reads, when the operator turned AUDIT_READ_SYNCHRONOUS_COMMIT off): on PostgreSQL outside a
+    caller's transaction the INSERT goes with `SET LOCAL synchronous_commit = off` in the same string, so the
+    commit does not wait for the WAL flush; a database server crash can then lose the last ~0.6 s of rows
+    (3 x wal_writer_delay), never part of one statement's rows."""
     if not rows:
-        return None
+        return []
+    alias = router.db_for_write(AuditEvent)
+    connection = connections[alias]
     meta = AuditEvent._meta
-    names = [*rows[0], "created_at"]
-    fields = [meta.get_field(name) for name in names]  # "practice_id" names the practice field too
-    now = timezone.now()
-    params = [
-        [field.get_db_prep_save(value, connection) for field, value in zip(fields, (*row.values(), now), strict=True)]
-        for row in rows
+    names = list(rows[0])
+    fields = [meta.get_field(name) for name in [*names, "created_at"]]  # "practice_id" names the practice field
+    values = [
+        [field.get_db_prep_save(row[name], connection) for row in rows]
+        for name, field in zip(names, fields, strict=False)
     ]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    return (
-        f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({columns}) VALUES ",
-        params,
-        [r["action"] for r in rows],
-    )
+    values.append([fields[-1].get_db_prep_save(timezone.now(), connection)] * len(rows))
+    quote = connection.ops.quote_name
+    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+    returning = f" RETURNING {quote(meta.pk.column)}"
+    if connection.vendor == "postgresql":  # the types without their length: varchar(n)[] would cut a value silently
+        arrays = ", ".join(f"%s::{f.db_type(connection).split('(')[0]}[]" for f in fields)
+        statements = [(f"{head}SELECT * FROM unnest({arrays}){returning}", values)]
+        relaxed = (
+            relaxed
+            and connection.get_autocommit()
+            and not connection.settings_dict["OPTIONS"].get("server_side_binding")  # one string, two statements
+        )
+        if relaxed:
+            statements = [("SET LOCAL synchronous_commit = off; " + statements[0][0], values)]
+    else:
+        relaxed = False
+        size = max(1, min(connection.ops.bulk_batch_size(fields, rows), 30000 // len(fields)))
+        placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        statements = []
+        for start in range(0, len(rows), size):
+            part = list(zip(*(column[start : start + size] for column in values), strict=True))
+            params = [value for values_of_row in part for value in values_of_row]
+            statements.append((f"{head}VALUES {', '.join([placeholders] * len(part))}{returning}", params))
+    ids: list[int] = []
+    together = transaction.atomic(using=alias, savepoint=False) if len(statements) > 1 else nullcontext()
+    with together, connection.cursor() as cursor:
+        for statement, params in statements:
+            cursor.execute(statement, params)
+            if relaxed:
+                cursor.nextset()  # past SET's empty result, to the INSERT's ids
+            ids += [pk for (pk,) in cursor.fetchall()]
+    metrics.audit_rows(row["action"] for row in rows)
+    return ids
 
 
 def insert_many(entries: Iterable[tuple[dict[str, Any], RequestInfo]]) -> None:
-    """Writes rows given as `build`'s keywords with their request, in one statement and without making model
-    instances: live deliveries write hundreds per event, and `bulk_create` cost ~180 µs a row."""
-    connection = connections[router.db_for_write(AuditEvent)]
-    insert = _insert(entries, connection)
-    if insert is None:
-        return
-    sql, params, actions = insert
-    with connection.cursor() as cursor:
-        cursor.executemany(sql + "(" + ", ".join(["%s"] * len(params[0])) + ")", params)
-    metrics.audit_rows(actions)
+    """Writes rows given as `build`'s keywords with their request (live deliveries: hundreds per event)."""
+    _write(_rows(entries))
 
 
 # Set while a live event is executed (graph.live_exec): reads are collected, to be written as live deliveries.
@@ -136,74 +170,33 @@ def record(**fields: Any) -> AuditEvent:
 
 
 def record_read(entries: Iterable[dict[str, Any]]) -> None:
-    """The rows of one read (each entry takes the keywords of `build`): one multi-row INSERT, no model instances.
+    """The rows of one read (each entry takes the keywords of `build`), in one INSERT (`_write`).
 
     The trail is durable by default: the commit waits for the WAL flush like any other. Only with
-    AUDIT_READ_SYNCHRONOUS_COMMIT off (an operator's choice) does the INSERT go, on PostgreSQL outside a caller's
-    transaction, with `SET LOCAL synchronous_commit = off` in one round trip: the flush was most of the write's
-    time (a median 6 ms here under load), and a database server crash can then lose the last ~0.6 s of rows
-    (3 x wal_writer_delay), never part of one read's rows."""
+    AUDIT_READ_SYNCHRONOUS_COMMIT off (an operator's choice) is it relaxed: the flush was most of the write's
+    time (a median 6 ms here under load)."""
     collector = _collector.get()
     if collector is not None:
         collector.extend(entries)
         return
-    connection = connections[router.db_for_write(AuditEvent)]
-    insert = _insert(((entry, current_request()) for entry in entries), connection)
-    if insert is None:
-        return
-    sql, rows, actions = insert
-    values = "(" + ", ".join(["%s"] * len(rows[0])) + ")"
-    statement = sql + ", ".join([values] * len(rows))
-    relaxed = (
-        connection.vendor == "postgresql"
-        and connection.get_autocommit()
-        and not connection.settings_dict["OPTIONS"].get("server_side_binding")  # one string, two statements
-        and not settings.MAILBOX["AUDIT_READ_SYNCHRONOUS_COMMIT"]
-    )
-    if relaxed:
-        statement = "SET LOCAL synchronous_commit = off; " + statement
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [value for row in rows for value in row])
-    metrics.audit_rows(actions)
+    _write(_rows((entry, None) for entry in entries), relaxed=not settings.MAILBOX["AUDIT_READ_SYNCHRONOUS_COMMIT"])
 
 
 def record_many(entries: Iterable[dict[str, Any]]) -> list[AuditEvent]:
-    """One INSERT for the rows of a page read at once (each entry takes the keywords of `build`)."""
+    """Writes rows given as `build`'s keywords in one INSERT and returns them as saved instances."""
     collector = _collector.get()
     if collector is not None:
         entries = list(entries)
         collector.extend(entries)
         return [build(**entry) for entry in entries]
-    rows = [build(**entry) for entry in entries]
-    _insert_events(rows)
-    metrics.audit_rows(row.action for row in rows)
-    return rows
-
-
-def _insert_events(events: list[AuditEvent]) -> None:
-    """The rows as one `INSERT … VALUES … RETURNING id`: one round trip, where `bulk_create` sends BEGIN, the
-    INSERT and COMMIT (and compiles it through the ORM). The statement commits itself, as durably (synchronous
-    commit stays on); more rows than one statement's parameters take several, in one transaction."""
-    if not events:
-        return
+    rows = _rows((entry, None) for entry in entries)
+    events = [AuditEvent(**row) for row in rows]
     alias = router.db_for_write(AuditEvent)
-    connection = connections[alias]
-    fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
-    quote = connection.ops.quote_name
-    head = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    returning = f" RETURNING {quote(AuditEvent._meta.pk.column)}"
-    size = max(1, min(connection.ops.bulk_batch_size(fields, events), 30000 // len(fields)))
-    batches = [events[i : i + size] for i in range(0, len(events), size)]
-    together = transaction.atomic(using=alias, savepoint=False) if len(batches) > 1 else nullcontext()
-    with together, connection.cursor() as cursor:
-        for batch in batches:
-            params = [f.get_db_prep_save(f.pre_save(e, True), connection) for e in batch for f in fields]
-            cursor.execute(head + ", ".join([row] * len(batch)) + returning, params)
-            for event, (pk,) in zip(batch, cursor.fetchall(), strict=True):
-                event.pk = pk
-                event._state.adding = False
-                event._state.db = alias
+    for event, pk in zip(events, _write(rows), strict=True):
+        event.pk = pk
+        event._state.adding = False
+        event._state.db = alias
+    return events
 
 
 def record_conversation_read(*, operation: str, user: User | None, conversation, via: AccessSource | str) -> AuditEvent:

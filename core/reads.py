@@ -112,7 +112,7 @@ def audit_mailbox_conversation_reads(*, user: User, rows: dict[Mailbox, list[Con
         for mailbox, conversations in rows.items()
         if not conversations
     ]
-    audit.record_many([*shown, *empty])
+    audit.record_read([*shown, *empty])
 
 
 def audit_messages_in_answer(*, user: User, conversation: Conversation, via: AccessSource, operation: str) -> None:
@@ -166,7 +166,7 @@ def chart_conversations_of(*, user: User | None, patients: list[Patient]) -> dic
     rows = annotate_conversations(Conversation.objects.filter(patient_id__in=by_patient), user)
     for conversation in rows.order_by("-last_activity_at", "-pk"):
         by_patient[conversation.patient_id].append(conversation)
-    audit.record_many(
+    audit.record_read(
         {
             "operation": "patient.conversations",
             "action": AuditAction.READ,
@@ -197,7 +197,7 @@ def search_patients(*, user: User | None, practice_id: int, query: str, limit: i
     results = list(patient_search.search_patients(practice_id, query, limit))
     # The results carry each patient's name, birth date and account number: one row per patient found (one
     # without a patient when none is), so the search shows in each of their trails.
-    audit.record_many(
+    audit.record_read(
         {
             "operation": "searchPatients",
             "action": AuditAction.EXECUTE,
