@@ -72,6 +72,7 @@ from strawberry import relay
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import Info as StrawberryInfo
+from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 from strawberry_django.fields.field import StrawberryDjangoField
 from strawberry_django.resolvers import resolve_base_manager
@@ -273,6 +274,10 @@ class _Compiler:
         takes_args = bool(field_def.args or node.arguments)
         fragment_variables = details[0].fragment_variable_values
 
+        with_arguments = _argument_method(definition, field_def, self.schema) if takes_args else None
+        if with_arguments is not None:
+            return self.argument_method_field(field_def, parent_type, key, details, complete, with_arguments)
+
         def call_resolver(executor: Any, source: Any, parent_path: Path | None) -> Any:
             path = Path(parent_path, key, parent_name)
             info = executor.build_resolve_info(field_def, nodes, parent_type, path)
@@ -381,6 +386,51 @@ class _Compiler:
                 return None
 
         return call_with_context
+
+    def argument_method_field(
+        self,
+        field_def: Any,
+        parent_type: GraphQLObjectType,
+        key: str,
+        details: list,
+        complete: Callable,
+        call: Callable,
+    ) -> Execute:
+        """A method with arguments (`messages(last:)`): its arguments are converted to Python values once per
+        request, as strawberry converts them on every call (they depend on the document and the variables, not on
+        the row), then the method is called as strawberry's resolver chain ends in calling it."""
+        return_type = field_def.type
+        node = details[0].node
+        nodes = [d.node for d in details]
+        parent_name = parent_type.name
+        definition = _definition(field_def)
+        strawberry_schema = self.schema._strawberry_schema
+        info_class = strawberry_schema.config.info_class
+
+        def call_method(executor: Any, source: Any, parent_path: Path | None) -> Any:
+            path = Path(parent_path, key, parent_name)
+            info = executor.build_resolve_info(field_def, nodes, parent_type, path)
+            try:
+                strawberry_info = info_class(_raw_info=info, _field=definition)
+                arguments = executor._plan_args.get(call_method)
+                if arguments is None:
+                    raw = get_argument_values(
+                        field_def, node, executor.variable_values, None, executor.hide_suggestions
+                    )
+                    arguments = executor._plan_args[call_method] = convert_arguments(
+                        raw,
+                        definition.arguments,
+                        scalar_registry=strawberry_schema.schema_converter.scalar_registry,
+                        config=strawberry_schema.config,
+                        info=strawberry_info,
+                    )
+                result = call(source, strawberry_info, arguments)
+                return complete(executor, result, path, info)
+            except Exception as raw_error:
+                executor.handle_field_error(raw_error, return_type, details, path)
+                return None
+
+        return call_method
 
     def completion(self, return_type: Any, parent_name: str, field_name: str, details: list) -> Callable:
         """complete(executor, value, path, info) -> the completed value, raising what graphql-core raises."""
@@ -594,6 +644,45 @@ def _info_method(definition: Any, field_def: Any) -> Callable[[Any, Any], Any] |
     if _reads_only_context(function, info_name):
         call_django_field.context_only = lambda source, light: function(source, **{info_name: light})
         call_django_field.finish = finish
+    return call_django_field
+
+
+def _argument_method(definition: Any, field_def: Any, schema: Any) -> Callable[[Any, Any, dict], Any] | None:
+    """`call(source, strawberry_info, converted_arguments)` for a synchronous method taking `self`, arguments and
+    perhaps `info`, with no extensions, permission classes or exception handlers: what strawberry's chain ends in
+    (`get_arguments` puts the source first and the info by its parameter name, the converted arguments by their
+    Python names; strawberry-django then turns a manager or queryset into rows)."""
+    resolver = getattr(definition, "base_resolver", None)
+    if resolver is None or definition.extensions or getattr(definition, "permission_classes", None):
+        return None
+    if resolver.is_async or definition.is_async or resolver.root_parameter or resolver.parent_parameter:
+        return None
+    if resolver.self_parameter is None or getattr(field_def.resolve, "_is_default", False):
+        return None
+    converter = getattr(getattr(schema, "_strawberry_schema", None), "schema_converter", None)
+    if converter is None or converter._get_field_exception_handlers(definition):
+        return None
+    function = resolver.wrapped_func
+    if not inspect.isfunction(function):
+        return None
+    info_name = resolver.info_parameter.name if resolver.info_parameter is not None else None
+
+    def call(source: Any, info: Any, arguments: dict) -> Any:
+        if info_name is None:
+            return function(source, **arguments)
+        return function(source, **arguments, **{info_name: info})
+
+    if not isinstance(definition, StrawberryDjangoField):
+        return call
+
+    def call_django_field(source: Any, info: Any, arguments: dict) -> Any:
+        result = call(source, info, arguments)
+        if isinstance(result, BaseManager):
+            result = resolve_base_manager(result)
+        if isinstance(result, QuerySet):
+            result = definition.get_queryset_hook(info=info)(result)
+        return result
+
     return call_django_field
 
 
