@@ -27,9 +27,11 @@ fragment arguments, schema middleware (an extension with a `resolve` hook), an a
 propagation switched off. The schema has no asynchronous query field; a sync resolver returning an awaitable is an
 error, as graphql-core's synchronous execution makes it one.
 
-Fields answered without the strawberry resolver chain are exactly those `graph.fast_fields` answers directly
-(plain columns, methods of `self` alone, relay node ids: no permission classes, no field extensions, no
-arguments); every other field calls its resolver, so permission extensions and guards run as before.
+Fields answered without the strawberry resolver chain are those `graph.fast_fields` answers directly (plain
+columns, methods of `self` alone, relay node ids) and methods of `self` with `info` and arguments, called the way
+the chain ends in calling them (arguments converted by strawberry's `convert_arguments`, once per request): none
+of them has permission classes, field extensions or exception handlers. Every other field calls its resolver
+through the chain, so permission extensions run as before; guards are inside the methods.
 """
 
 from __future__ import annotations
