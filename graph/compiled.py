@@ -41,6 +41,7 @@ import dis
 import inspect
 import os
 import threading
+from base64 import b64encode
 from collections import OrderedDict
 from collections.abc import Callable
 from operator import attrgetter
@@ -70,7 +71,6 @@ from graphql.execution.executor import invalid_return_type_error
 from graphql.execution.values import get_argument_values
 from graphql.language import ArgumentNode, DirectiveNode, VariableNode, Visitor, visit
 from graphql.pyutils import Path, is_iterable
-from strawberry import relay
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import Info as StrawberryInfo
@@ -314,6 +314,8 @@ class _Compiler:
         leaf = is_leaf_type(named)
         # A value of this Python type is already the JSON answer (Int needs its range checked: not here).
         fast_type = {str: str, bool: bool}.get(_FAST_LEAF.get(id(named))) if is_non_null_type(return_type) else None
+        if getattr(read, "serialized", False):  # a node id, already the ID's serialized value
+            fast_type = str
 
         def read_directly(executor: Any, source: Any, parent_path: Path | None) -> Any:
             try:
@@ -572,14 +574,17 @@ def _direct_read(definition: Any, type_name: str, field_def: Any) -> Callable[[A
     """How to answer a field straight from its source (None: the resolver chain answers it): the same fields
     `graph.fast_fields` answers directly, decided the same way."""
     if fast_fields.is_node_id(definition):
+        prefix = f"{type_name}:"
 
-        def node_id(source: Any) -> relay.GlobalID:
+        def node_id(source: Any) -> str:
+            # The serialized GlobalID(type_name, str(pk)) (strawberry's `to_base64`), without building the object.
             if isinstance(source, models.Model):
                 pk = source.__dict__.get(source._meta.pk.attname)
                 if pk is not None:
-                    return relay.GlobalID(type_name=type_name, node_id=str(pk))
+                    return b64encode(f"{prefix}{pk}".encode()).decode()
             raise _UseResolver
 
+        node_id.serialized = True
         return node_id
     function = fast_fields.self_only_function(definition)
     if function is not None:
