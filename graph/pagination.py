@@ -46,7 +46,7 @@ class Connection(Generic[T]):
 
 
 def _encode_cursor(values: Sequence[Any]) -> str:
-    return cursors.encode(json.dumps(list(values), separators=(",", ":")))
+    return cursors.encode_values(list(values))
 
 
 def invalid_cursor() -> DomainError:
