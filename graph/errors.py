@@ -52,11 +52,24 @@ def _classify_document_error(error: GraphQLError) -> tuple[str, str]:
     return ErrorCode.VALIDATION_ERROR, message
 
 
-def format_error(error: GraphQLError) -> GraphQLError:
-    """Idempotent: an error that already carries a code is returned unchanged."""
+def _cause(error: GraphQLError) -> BaseException | None:
+    """What the error reports: a refusal, a document error (a GraphQLError or nothing), or a fault of ours."""
     original = error.original_error
     while isinstance(original, GraphQLError) and original.original_error is not None:
         original = original.original_error
+    return original
+
+
+def is_expected(error: GraphQLError) -> bool:
+    """A refusal or a document the schema refuses (syntax, unknown fields, variables that do not coerce): the
+    caller's doing, answered with its code; anything else is a fault of ours, masked and logged."""
+    original = _cause(error)
+    return original is None or isinstance(original, DomainError | GraphQLError)
+
+
+def format_error(error: GraphQLError) -> GraphQLError:
+    """Idempotent: an error that already carries a code is returned unchanged."""
+    original = _cause(error)
     if isinstance(original, DomainError):
         extensions = {"code": original.code.value, **{k: v for k, v in original.extra.items() if v is not None}}
         message = original.message

@@ -13,13 +13,12 @@ from strawberry.extensions import (
 from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 
-from core.errors import DomainError
 from graph import fast_fields
 from graph.audit import schema as audit_fields
 from graph.audit_refusals import AuditRefusals
 from graph.conversations import schema as conversation_fields
 from graph.cost import MaxCostLimiter
-from graph.errors import DomainErrors
+from graph.errors import DomainErrors, is_expected
 from graph.limits import IntrospectionSwitch, MaxFieldsLimiter
 from graph.live_exec import LiveExecutor
 from graph.mailboxes import schema as mailbox_fields
@@ -128,15 +127,12 @@ def _stream_extensions() -> list:
 
 class MailboxSchema(strawberry.Schema):
     def process_errors(self, errors, execution_context=None) -> None:
-        """Refusals are expected answers, not server faults: log only the unexpected (masked) ones."""
-        unexpected = [e for e in errors if not _is_expected(e)]
+        """Refusals and refused documents are expected answers, not server faults: log only the unexpected (masked)
+        ones. (A variable that does not coerce carries graphql-core's or strawberry's GraphQLError as its cause:
+        it was logged as an error with a traceback for every client typo.)"""
+        unexpected = [e for e in errors if not is_expected(e)]
         if unexpected:
             super().process_errors(unexpected, execution_context)
-
-
-def _is_expected(error) -> bool:
-    original = getattr(error, "original_error", None)
-    return original is None or isinstance(original, DomainError)
 
 
 schema = MailboxSchema(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -22,6 +23,46 @@ from core.models import (
     Role,
     User,
 )
+from tests import processes
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):
+        # An xdist worker ends with the run that started it: killed with it, not left running its test (and holding
+        # its database) until it notices, between two tests, that nobody listens.
+        processes.die_with_parent()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session):
+    """After every fixture's teardown, nothing the session started should still run: what does is stopped (a leak
+    of a test, reported here) so that it cannot hold the test database in the next run."""
+    try:
+        return (yield)
+    finally:
+        # The xdist controller's children are its workers, which end on their own.
+        controller = session.config.pluginmanager.has_plugin("dsession") and not hasattr(session.config, "workerinput")
+        for leftover in processes.reap_leftovers(children=not controller):
+            print(f"\ntests/conftest.py: stopped a process left running by the session: {leftover}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, django_db_blocker):
+    """Before the test databases are created (dropped first if a run left one), connections still open to them are
+    ended: a leftover test database held by a stale connection (a process of an earlier run that was killed)
+    would otherwise make its drop, and so the run, fail with "database is being accessed by other users"."""
+    from django.db import connections
+
+    for alias in connections:
+        connection = connections[alias]
+        if connection.vendor != "postgresql":
+            continue
+        name = connection.creation._get_test_db_name()
+        with django_db_blocker.unblock(), connection.creation._nodb_cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
 
 
 def make_user(username: str, practice: Practice, role: Role = Role.STAFF, **extra) -> User:

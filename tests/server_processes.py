@@ -16,6 +16,8 @@ from pathlib import Path
 import dj_database_url
 from django.db import connection
 
+from tests import processes
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -76,9 +78,7 @@ class Server:
         return lines
 
     def stop(self, timeout: float = 20) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-        return self.process.wait(timeout)
+        return processes.stop(self.process, timeout)
 
 
 def start_daphne(tmp_path: Path, **env: str) -> Server:
@@ -100,7 +100,7 @@ def start_daphne(tmp_path: Path, **env: str) -> Server:
         if value is None:
             environment.pop(name, None)
     with log.open("wb") as out:
-        process = subprocess.Popen(
+        process = processes.spawn(
             [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
             cwd=ROOT,
             env=environment,
@@ -109,13 +109,17 @@ def start_daphne(tmp_path: Path, **env: str) -> Server:
         )
     server = Server(port, process, log)
     deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"daphne on {port} exited:\n{log.read_text()[-3000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"daphne on {port} exited:\n{log.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return server
+            except OSError:
+                time.sleep(0.1)
+    except BaseException:
+        processes.stop(process, timeout=5)
+        raise
+    processes.stop(process, timeout=5)
     raise AssertionError(f"daphne on {port} did not start:\n{log.read_text()[-3000:]}")

@@ -87,6 +87,38 @@ def test_invalid_documents_are_validation_errors(world, document, variables):
     assert {e["extensions"]["code"] for e in answer["errors"]} == {"VALIDATION_ERROR"}
 
 
+@pytest.mark.parametrize(
+    ("document", "variables"),
+    [
+        ("{ me { id ", {}),
+        ("query($p: ID!) { mailboxes(practiceId: $p) { id } }", {}),
+        ('query($n: Int) { searchPatients(practiceId: "x", query: "a", first: $n) { id } }', {"n": "many"}),
+        (
+            "query($p: ID!, $d: DateTime) { auditEvents(practiceId: $p, since: $d) { totalCount } }",
+            {"p": "x", "d": "x"},
+        ),
+        ("query($i: ID!) { conversation(id: $i) { id } }", {"i": None}),
+    ],
+    ids=["syntax", "missing-variable", "bad-variable", "bad-date-time", "null-for-non-null"],
+)
+def test_invalid_documents_are_not_logged_as_server_errors(world, caplog, document, variables):
+    # given a client sending a document the schema refuses (its mistake, answered VALIDATION_ERROR)
+    with caplog.at_level("INFO"):
+        answer = Api.as_user(world.subscriber).post(document, variables)
+    assert {e["extensions"]["code"] for e in answer["errors"]} == {"VALIDATION_ERROR"}
+    # then no error and no traceback reaches the server's log (they are for faults of ours: an alert, a reference)
+    assert [r for r in caplog.records if r.levelno >= 40] == []
+
+
+@pytest.mark.urls(__name__)
+def test_an_unexpected_failure_is_logged_with_its_traceback(world, caplog):
+    with caplog.at_level("INFO"):
+        Api.as_user(world.subscriber).post("{ brokenReport }")
+    logged = [r for r in caplog.records if r.levelno >= 40]
+    assert logged
+    assert all(r.exc_info is not None for r in logged)
+
+
 def test_every_error_has_a_code_and_a_message_saying_what_to_do(world):
     answer = Api.as_user(world.staff).post(
         "query($m: ID!) { mailbox(id: $m) { conversations { totalCount } } }", {"m": gid("Mailbox", world.billing.pk)}

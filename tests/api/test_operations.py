@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.models import AuditEvent
 from ops import metrics
+from tests import processes
 from tests.graphql_client import Api, gid
 from tests.server_processes import free_port
 
@@ -69,7 +70,7 @@ def test_readyz_is_503_with_the_reason_when_redis_does_not_answer(db, settings):
 def test_readyz_follows_a_redis_server_that_goes_away(db, settings, tmp_path):
     # given a Redis of our own, answering
     port = free_port()
-    redis = subprocess.Popen(
+    redis = processes.spawn(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -88,8 +89,7 @@ def test_readyz_follows_a_redis_server_that_goes_away(db, settings, tmp_path):
         assert ready.json()["checks"]["redis"] == "ok"
     finally:
         # when it is stopped
-        redis.terminate()
-        redis.wait(10)
+        processes.stop(redis)
     # then readiness fails with the reason
     gone = Client().get("/readyz")
     assert gone.status_code == 503

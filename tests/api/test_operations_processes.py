@@ -80,7 +80,12 @@ def test_two_processes_share_metrics_and_log_one_line_per_request_and_socket_ope
     # given two server processes sharing a metrics directory, as deploy/ runs them
     shared = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
     (tmp_path / "metrics").mkdir()
-    a, b = start_daphne(tmp_path, **shared), start_daphne(tmp_path, **shared)
+    a = start_daphne(tmp_path, **shared)
+    try:
+        b = start_daphne(tmp_path, **shared)
+    except BaseException:
+        a.stop()
+        raise
     try:
         token = issue_token(user=world.subscriber)
         conversation = {"c": gid("Conversation", world.conversation.pk)}
@@ -162,31 +167,35 @@ def test_two_processes_share_metrics_and_log_one_line_per_request_and_socket_ope
         assert "Statement ready" not in logged
         assert world.patient.last_name not in logged
     finally:
-        assert a.stop() == 0
-        assert b.stop() == 0
+        stopped = a.stop(), b.stop()  # both, even when the first did not exit cleanly
+        assert stopped == (0, 0)
 
 
 def test_shutdown_closes_sockets_with_4503_and_clients_resume_by_cursor(world, tmp_path):
     # given a subscriber on a process
     server = start_daphne(tmp_path, SHUTDOWN_GRACE_SECONDS="5")
-    token = issue_token(user=world.subscriber)
-    baseline = actions.create_mailbox(acting_user=world.mailbox_admin, practice_id=world.practice.pk, name="Base")
-    cursor = encode_cursor(Event.objects.get(mailbox_id=baseline.pk).pk)
-    variables = {"p": gid("Practice", world.practice.pk), "after": cursor}
-    with socket_to(server, token) as ws:
-        ws.send(json.dumps({"id": "s", "type": "subscribe", "payload": {"query": SUBSCRIBE, "variables": variables}}))
-        time.sleep(0.5)
+    try:
+        token = issue_token(user=world.subscriber)
+        baseline = actions.create_mailbox(acting_user=world.mailbox_admin, practice_id=world.practice.pk, name="Base")
+        cursor = encode_cursor(Event.objects.get(mailbox_id=baseline.pk).pk)
+        variables = {"p": gid("Practice", world.practice.pk), "after": cursor}
+        with socket_to(server, token) as ws:
+            subscribe = {"id": "s", "type": "subscribe", "payload": {"query": SUBSCRIBE, "variables": variables}}
+            ws.send(json.dumps(subscribe))
+            time.sleep(0.5)
 
-        # when the process is told to stop (systemd, a deploy)
-        started = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
+            # when the process is told to stop (systemd, a deploy)
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
 
-        # then the socket is closed with 4503, which clients treat as "reconnect and resume"
-        with pytest.raises(ConnectionClosed):
-            drain_until_closed(ws)
-        assert ws.close_code == 4503, (ws.close_code, ws.close_reason)
-    assert server.process.wait(15) == 0
-    assert time.monotonic() - started < 5
+            # then the socket is closed with 4503, which clients treat as "reconnect and resume"
+            with pytest.raises(ConnectionClosed):
+                drain_until_closed(ws)
+            assert ws.close_code == 4503, (ws.close_code, ws.close_reason)
+        assert server.process.wait(15) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        server.stop()
     [drained] = lines_of(server, "shutdown drained")
     assert drained["sockets_closed"] == 1
     assert drained["sockets_left"] == 0

@@ -41,12 +41,12 @@ def async_unsafe_allowed(monkeypatch):
 def test_the_workbench_works_with_debug_off(world, tmp_path, async_unsafe_allowed):
     # given a production-like server process (DEBUG off) and a subscriber of Billing
     server = start_daphne(tmp_path)
-    with_password(world.subscriber)
-    static_status, headers, _ = server.get("/static/web/css/app.css")
-    assert static_status == 200
-    assert headers["Content-Type"].startswith("text/css")
     failed: list[str] = []
     try:
+        with_password(world.subscriber)
+        static_status, headers, _ = server.get("/static/web/css/app.css")
+        assert static_status == 200
+        assert headers["Content-Type"].startswith("text/css")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             context = browser.new_context(base_url=server.url, viewport={"width": 1366, "height": 800})

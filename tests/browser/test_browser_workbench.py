@@ -19,6 +19,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from core.models import Conversation, MailboxSubscription, Membership, Message, PermissionGrant, PracticeSetting
 from core.tokens import issue_token
+from tests import processes
 from tests.attachment_samples import pdf_bytes
 from tests.graphql_client import gid
 
@@ -53,20 +54,25 @@ def server_url(django_db_setup, django_db_blocker):
     from daphne.testing import DaphneProcess
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
+    def setup() -> None:
+        processes.die_with_parent()  # a killed test process does not leave its server holding the database
+        django_db_blocker.unblock()  # the fork inherits pytest-django's "no database" guard
+
     with django_db_blocker.unblock():
         connections.close_all()  # the forked server opens its own connections to the test database
-    server = DaphneProcess(
-        "127.0.0.1",
-        partial(make_application, static_wrapper=ASGIStaticFilesHandler),
-        setup=django_db_blocker.unblock,  # the fork inherits pytest-django's "no database" guard
-    )
+    server = DaphneProcess("127.0.0.1", partial(make_application, static_wrapper=ASGIStaticFilesHandler), setup=setup)
     server.daemon = True
     server.start()
-    if not server.ready.wait(timeout=20):
-        raise RuntimeError("daphne did not start")
-    yield f"http://127.0.0.1:{server.port.value}"
-    server.terminate()
-    server.join(timeout=10)
+    try:
+        if not server.ready.wait(timeout=20):
+            raise RuntimeError("daphne did not start")
+        yield f"http://127.0.0.1:{server.port.value}"
+    finally:
+        server.terminate()
+        server.join(timeout=10)
+        if server.is_alive():
+            server.kill()
+            server.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

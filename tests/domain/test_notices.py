@@ -15,6 +15,7 @@ from django.db import connection
 
 from core import actions, notices
 from core.models import EmailNotice, Event, Message, NoticeCursor, NoticeStatus
+from tests import processes
 from tests.conftest import make_patient
 from tests.graphql_client import Api, gid
 from tests.smtp_server import MailSink, SmtpServer, free_port
@@ -217,7 +218,7 @@ def start_worker(smtp_url: str, log: Path) -> subprocess.Popen:
     }
     env.pop("PYTEST_XDIST_WORKER", None)
     with log.open("ab") as out:
-        return subprocess.Popen(
+        return processes.spawn(
             [sys.executable, "manage.py", "notify_worker"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
@@ -257,15 +258,17 @@ def test_a_killed_worker_resumes_where_it_stopped_nothing_lost_nothing_doubled(w
         return None
 
     with SmtpServer(MailSink(on_data=kill_during)) as server:
-        # When the worker runs, is killed mid-send and started again, twice
-        for round_ in range(3):
-            worker["process"] = start_worker(server.url, log)
-            if round_ < 2:
-                wait_for(lambda: worker["process"].poll() is not None, 60, f"kill {round_ + 1}", log)
-        wait_for(lambda: len(server.sink.received) >= 40, 60, "all notices", log)
-        time.sleep(0.5)  # a repeat, if any, would arrive now
-        worker["process"].send_signal(signal.SIGTERM)
-        worker["process"].wait(10)
+        try:
+            # When the worker runs, is killed mid-send and started again, twice
+            for round_ in range(3):
+                worker["process"] = start_worker(server.url, log)
+                if round_ < 2:
+                    wait_for(lambda: worker["process"].poll() is not None, 60, f"kill {round_ + 1}", log)
+            wait_for(lambda: len(server.sink.received) >= 40, 60, "all notices", log)
+            time.sleep(0.5)  # a repeat, if any, would arrive now
+        finally:
+            if "process" in worker:
+                processes.stop(worker["process"])
 
     # Then every patient got exactly one notice
     assert kills == [5, 25]

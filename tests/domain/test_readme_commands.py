@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import processes
+
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 # Names a reader replaces (USERNAME, FILE.json, …): a command holding one is a template, not something to run.
@@ -32,9 +34,8 @@ def fresh_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def sh(command: str, env: dict[str, str], timeout: int = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        shlex.split(command), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    # In a group of its own: a timeout stops `make demo` and the Python it started, not only make.
+    return processes.run(shlex.split(command), cwd=ROOT, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

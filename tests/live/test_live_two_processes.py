@@ -21,6 +21,7 @@ from core import actions
 from core.live import encode_cursor
 from core.models import Event
 from core.tokens import issue_token
+from tests import processes
 from tests.graphql_client import gid
 
 pytestmark = [
@@ -72,7 +73,7 @@ def start_daphne(port: int, log: Path) -> subprocess.Popen:
         "DEBUG": "0",
     }
     with log.open("wb") as out:
-        return subprocess.Popen(
+        return processes.spawn(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
             cwd=ROOT,
             env=env,
@@ -120,14 +121,13 @@ def test_subscriber_on_one_process_receives_a_message_sent_through_another(world
     # given two daphne processes on the same database and Redis
     port_a, port_b = free_port(), free_port()
     with ExitStack() as stack:
-        processes = []
+        started = []
         for port in (port_a, port_b):
             log = tmp_path / f"daphne-{port}.log"
             process = start_daphne(port, log)
-            stack.callback(process.wait, 10)
-            stack.callback(process.terminate)
-            processes.append((port, process, log))
-        for port, process, log in processes:
+            stack.callback(processes.stop, process)
+            started.append((port, process, log))
+        for port, process, log in started:
             wait_until_listening(port, process, log)
         subscriber_token = issue_token(user=world.subscriber)
         # A cursor makes the start deterministic however long the subscription takes to set up.
@@ -231,5 +231,4 @@ def test_a_reader_that_falls_behind_gets_every_frame_whole_and_in_order(world, t
                 assert len(thread) == 50
                 assert body in thread
     finally:
-        process.terminate()
-        process.wait(10)
+        processes.stop(process)

@@ -54,6 +54,7 @@ from core.models import Event, EventKind
 from core.tokens import issue_token
 from graph.live_exec import AUDIT
 from graph.schema import schema
+from tests import processes
 from tests.graphql_client import Api, gid
 from tests.live_client import LiveClient
 
@@ -465,8 +466,7 @@ def daphnes(tmp_path, monkeypatch):
         for port in (free_port(), free_port()):
             log = tmp_path / f"daphne-{port}.log"
             process = start_daphne(port, log)
-            stack.callback(process.wait, 10)
-            stack.callback(process.terminate)
+            stack.callback(processes.stop, process)
             started.append((port, process, log))
         for port, process, log in started:
             wait_until_listening(port, process, log)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import sys
 from pathlib import Path
+
+from tests import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "deploy" / "production.env"
@@ -32,12 +33,10 @@ def profile_environment(tmp_path: Path) -> dict[str, str]:
 
 
 def test_the_production_profile_passes_check_deploy_without_warnings(tmp_path):
-    result = subprocess.run(
+    result = processes.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
         env=profile_environment(tmp_path),
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -53,12 +52,10 @@ def test_the_profile_is_what_ci_checks():
 def test_without_the_profile_check_deploy_names_what_is_missing(tmp_path):
     environment = {key: value for key, value in os.environ.items() if key != "PYTEST_VERSION"}
     environment.update({"DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50), "VAR_DIR": str(tmp_path)})
-    result = subprocess.run(
+    result = processes.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
         env=environment,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert result.returncode != 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import processes
 from tests.live.test_live_two_processes import free_port, wait_until_listening
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ def server(tmp_path_factory) -> Iterator[int]:
     }
     env.pop("REDIS_URL", None)
     with log.open("wb") as out:
-        process = subprocess.Popen(
+        process = processes.spawn(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
             cwd=ROOT,
             env=env,
@@ -51,8 +52,7 @@ def server(tmp_path_factory) -> Iterator[int]:
         wait_until_listening(port, process, log)
         yield port
     finally:
-        process.terminate()
-        process.wait(10)
+        processes.stop(process)
 
 
 def multipart_head(port: int, length: int) -> bytes:
