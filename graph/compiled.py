@@ -37,6 +37,8 @@ through the chain, so permission extensions run as before; guards are inside the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import dis
 import inspect
 import os
@@ -52,6 +54,7 @@ from django.db.models import QuerySet
 from django.db.models.manager import BaseManager
 from graphql import (
     GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLInt,
     GraphQLList,
@@ -73,6 +76,7 @@ from graphql.language import ArgumentNode, DirectiveNode, VariableNode, Visitor,
 from graphql.pyutils import Path, is_iterable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.schema.types import base_scalars
 from strawberry.types import Info as StrawberryInfo
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
@@ -522,6 +526,40 @@ _FAST_LEAF = {id(GraphQLString): str, id(GraphQLInt): int, id(GraphQLBoolean): b
 def _leaf_completion(leaf_type: Any) -> Callable:
     fast = _FAST_LEAF.get(id(leaf_type))
     coerce_leaf = StrawberryGraphQLCoreExecutionContext.complete_leaf_value
+    if getattr(leaf_type, "coerce_output_value", None) is base_scalars.isoformat:
+
+        def complete_isoformat(executor: Any, value: Any, path: Path, info: Any) -> Any:
+            # strawberry's Date and DateTime: `value.isoformat()`, which is never null.
+            if type(value) is dt.datetime or type(value) is dt.date:
+                return value.isoformat()
+            if isinstance(value, Exception):
+                raise value
+            if value is None or value is Undefined:
+                return None
+            return coerce_leaf(leaf_type, value)
+
+        return complete_isoformat
+    if isinstance(leaf_type, GraphQLEnumType):
+        names: dict[tuple[type, Any], Any] = {}
+
+        def complete_enum(executor: Any, value: Any, path: Path, info: Any) -> Any:
+            # An enum value's name depends on the value alone: found once (strawberry compares it with each value
+            # of the enum in turn), then looked up; a value that is not the enum's raises every time.
+            try:
+                return names[type(value), value]
+            except (KeyError, TypeError):
+                pass
+            if isinstance(value, Exception):
+                raise value
+            if value is None or value is Undefined:
+                return None
+            name = coerce_leaf(leaf_type, value)
+            if len(names) < 64:
+                with contextlib.suppress(TypeError):  # an unhashable value is not kept
+                    names[type(value), value] = name
+            return name
+
+        return complete_enum
 
     def complete_leaf(executor: Any, value: Any, path: Path, info: Any) -> Any:
         if type(value) is fast and (fast is not int or _INT_MIN <= value <= _INT_MAX):
