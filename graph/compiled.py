@@ -20,7 +20,8 @@ type's name, as graphql-core answers it.
 Why errors do not restart the request on graphql-core: the plan has already called resolvers by then, and they
 have effects (audit rows for what was shown, rate-limit counts, memoized loads): running the request a second time
 would write a second audit row and change the query counts. Errors are handled the way graphql-core handles them
-instead, and `tests/api/test_plan_differential.py` compares data and errors of both paths. What is decided before any
+instead, and `tests/api/test_plan_differential.py` compares data and errors of both paths
+(`tests/live/test_live_plan_differential.py` for live events). What is decided before any
 resolver runs falls back to graphql-core for the whole request: mutations (their root fields run serially and
 change data; a mutation payload is small), an operation with an asynchronous resolver anywhere in its selection,
 fragment arguments, schema middleware (an extension with a `resolve` hook), an abort signal, and error
@@ -271,7 +272,10 @@ class _Compiler:
         if field_def is None or name.startswith("__"):  # introspection: graphql-core's own
             return _delegated(parent_type, key, details)
         definition = _definition(field_def)
-        if definition is not None and getattr(definition, "is_async", False):
+        # A subscription's root field is an async generator, but an event's execution calls only its `resolve`,
+        # which strawberry makes `lambda event, *_, **__: event`: synchronous, and called as it is below.
+        subscription_root = getattr(definition, "is_subscription", False)
+        if definition is not None and getattr(definition, "is_async", False) and not subscription_root:
             raise _NotCompiled
         return_type = field_def.type
         complete = self.completion(return_type, parent_name, name, details)
@@ -305,6 +309,8 @@ class _Compiler:
                 executor.handle_field_error(raw_error, return_type, details, path)
                 return None
 
+        if subscription_root:
+            return call_resolver
         named = _named(return_type)
         direct = None
         if definition is not None and not takes_args and not is_abstract_type(named):

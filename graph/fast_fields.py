@@ -7,10 +7,10 @@ sync/async checks), which costs several times what reading the attribute or call
 taking only `self` (`fullName`, `senderName`, `unreadCount`) is called directly. The rows our reads return
 already carry every column (`core.reads` loads them whole), so column fields read the instance's `__dict__`; any
 value that is not there (a deferred column, a non-model source) still goes the original way. Node ids are
-`GlobalID(type name, primary key)`, as strawberry-django builds them; and where strawberry-django still
-resolves an id (a node looked up by id), it is told once that the id attribute is the primary key: it
-otherwise scans the class's annotations (with `eval`) for a `NodeID` on every id it resolves, and caches
-only a found one (a quarter of a large page's CPU time).
+`GlobalID(type name, primary key)`, as strawberry-django builds them. Where strawberry-django still resolves an
+id itself (`Type.resolve_id`), it finds the id attribute from the `pk: relay.NodeID[int]` every node type of
+`graph/<domain>/types.py` declares (private: not a schema field), scanning the annotations once and then keeping
+it; a type without one was scanned (with `eval`) on every id, a quarter of a large page's CPU time once.
 
 Nothing here changes an answer: `tests/api/test_fast_fields.py` resolves every type both ways.
 
@@ -18,8 +18,6 @@ Queries and subscription events now run from a plan (`graph.compiled`), which de
 directly with the functions below (`is_node_id`, `self_only_function`, `column_attname`) and never calls these
 replaced resolvers on its direct path. They stay for what graphql-core still executes: mutations (their payloads),
 the objects under an interface or union (`node`), and everything when plans are off (`GRAPHQL_PLANS=0`).
-The `_id_attr = "pk"` patch stays too: its replacement is declaring `pk: relay.NodeID[int]` on every node type of
-the domain modules (`graph/<domain>/types.py`), one line per type; then this patch can go.
 """
 
 from __future__ import annotations
@@ -102,9 +100,6 @@ def install(schema: GraphQLSchema) -> int:
     for graphql_type in schema.type_map.values():
         if not isinstance(graphql_type, GraphQLObjectType) or graphql_type.name.startswith("__"):
             continue
-        origin = getattr((graphql_type.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF), "origin", None)
-        if isinstance(origin, type) and issubclass(origin, relay.Node) and origin._id_attr is None:
-            origin._id_attr = "pk"
         for name, graphql_field in graphql_type.fields.items():
             definition = (graphql_field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
             if graphql_field.resolve is None or definition is None:

@@ -18,6 +18,7 @@ from permissions import visible_actor_patient, visible_actor_user
 
 @strawberry_django.type(models.AuditEvent, name="AuditEvent")
 class AuditEventType(relay.Node):
+    pk: relay.NodeID[int]
     created_at: dt.datetime
     action: AuditAction
     operation: str

@@ -33,6 +33,7 @@ PatientRef = Annotated["PatientType", strawberry.lazy("graph.patients.types")]
 
 @strawberry_django.type(models.Conversation, name="Conversation")
 class ConversationType(relay.Node):
+    pk: relay.NodeID[int]
     status: ConversationStatus
     last_message_at: dt.datetime | None
     created_at: dt.datetime
@@ -227,6 +228,7 @@ def _newest_or_oldest(conversation: models.Conversation, args: PageArgs, last_of
 
 @strawberry_django.type(models.Attachment, name="Attachment")
 class AttachmentType(relay.Node):
+    pk: relay.NodeID[int]
     filename: str
     content_type: str
     size: int
@@ -252,6 +254,7 @@ def _withdrawn_for_patient(message: models.Message, context: Context) -> bool:
 
 @strawberry_django.type(models.Message, name="Message")
 class MessageType(relay.Node):
+    pk: relay.NodeID[int]
     sequence: int
     direction: MessageDirection
     sent_at: dt.datetime
@@ -312,5 +315,6 @@ class AssignmentChangeType:
 
 @strawberry_django.type(models.QuickReply, name="QuickReply")
 class QuickReplyType(relay.Node):
+    pk: relay.NodeID[int]
     title: str
     body: str

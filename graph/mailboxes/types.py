@@ -56,6 +56,7 @@ def _mailbox_facts(mailbox: models.Mailbox, info: Info, fact: str) -> models.Mai
 
 @strawberry_django.type(models.Mailbox, name="Mailbox")
 class MailboxType(relay.Node):
+    pk: relay.NodeID[int]
     name: str
 
     @strawberry.field

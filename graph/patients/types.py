@@ -18,6 +18,7 @@ from graph.conversations.types import ConversationType
 
 @strawberry_django.type(models.Patient, name="Patient")
 class PatientType(relay.Node):
+    pk: relay.NodeID[int]
     first_name: str
     last_name: str
     preferred_pronoun: str

@@ -17,12 +17,14 @@ from permissions import memberships_visible_to
 
 @strawberry_django.type(models.Practice, name="Practice")
 class PracticeType(relay.Node):
+    pk: relay.NodeID[int]
     name: str
     key: str
 
 
 @strawberry_django.type(models.User, name="User")
 class UserType(relay.Node):
+    pk: relay.NodeID[int]
     username: str
 
     @strawberry.field

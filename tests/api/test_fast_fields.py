@@ -61,12 +61,18 @@ def test_only_plain_columns_and_node_ids_take_the_direct_path():
             assert column.field.attname == attname
 
 
-def test_node_types_resolve_their_id_attribute_without_scanning_annotations():
+def test_node_types_declare_their_id_attribute_so_it_is_found_once_and_kept():
+    node_types = 0
     for graphql_type in GRAPHQL.type_map.values():
         definition = (graphql_type.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
         origin = getattr(definition, "origin", None)
         if isinstance(origin, type) and issubclass(origin, relay.Node) and origin is not relay.Node:
+            node_types += 1
+            assert "pk" not in graphql_type.fields  # `relay.NodeID` is private: no field of the schema
             assert origin.resolve_id_attr() == "pk", origin
+            # strawberry keeps only a `NodeID` it found: without one, every id scanned the annotations again
+            assert origin._id_attr == "pk", origin
+    assert node_types == 9
 
 
 @pytest.mark.django_db
