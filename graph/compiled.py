@@ -147,6 +147,7 @@ class PlannedExecutor(StrawberryGraphQLCoreExecutionContext):
             return super().execute_operation(serially)
         STATS["planned"] += 1
         self._plan_args = {}
+        self._plan_light_info = _ContextOnly(self.context_value)
         try:
             data = plan(self, self.root_value, None)
         except GraphQLError as error:  # a null propagated to the root, as graphql-core's execute_operation
@@ -380,23 +381,34 @@ class _Compiler:
         if context_only is None or is_abstract_type(_named(return_type)):
             return call_method
 
+        named = _named(return_type)
+        leaf = is_leaf_type(named)
+        fast_type = {str: str, bool: bool}.get(_FAST_LEAF.get(id(named))) if is_non_null_type(return_type) else None
+
         def call_with_context(executor: Any, source: Any, parent_path: Path | None) -> Any:
             # The method reads nothing of `info` but `info.context`: no info built (completion of an object or a
-            # list of them does not read it either; abstract types, which do, are not on this path).
-            path = Path(parent_path, key, parent_name)
+            # list of them does not read it either; abstract types, which do, are not on this path). A leaf's
+            # path is built only for an error.
             try:
-                result = context_only(source, _ContextOnly(executor.context_value))
+                result = context_only(source, executor._plan_light_info)
                 if finish is not None and isinstance(result, BaseManager | QuerySet):
                     # strawberry-django's queryset hook reads the whole info: built for it
-                    info = executor.build_resolve_info(field_def, nodes, parent_type, path)
+                    info = executor.build_resolve_info(
+                        field_def, nodes, parent_type, Path(parent_path, key, parent_name)
+                    )
                     result = finish(result, info_class(_raw_info=info, _field=definition))
             except Exception as raw_error:
-                executor.handle_field_error(raw_error, return_type, details, path)
+                executor.handle_field_error(raw_error, return_type, details, Path(parent_path, key, parent_name))
                 return None
+            if fast_type is not None and type(result) is fast_type:
+                return result
+            path = None if leaf else Path(parent_path, key, parent_name)
             try:
                 return complete(executor, result, path, None)
             except Exception as raw_error:
-                executor.handle_field_error(raw_error, return_type, details, path)
+                executor.handle_field_error(
+                    raw_error, return_type, details, path or Path(parent_path, key, parent_name)
+                )
                 return None
 
         return call_with_context
