@@ -461,8 +461,12 @@ class _Compiler:
     def completion(self, return_type: Any, parent_name: str, field_name: str, details: list) -> Callable:
         """complete(executor, value, path, info) -> the completed value, raising what graphql-core raises."""
         if is_non_null_type(return_type):
-            inner = self.completion(return_type.of_type, parent_name, field_name, details)
             message = f"Cannot return null for non-nullable field {parent_name}.{field_name}."
+            if is_object_type(return_type.of_type):  # one call: the object's completion raises for a null
+                return self.object_completion(return_type.of_type, details, null_message=message)
+            if is_list_type(return_type.of_type):
+                return self.list_completion(return_type.of_type, parent_name, field_name, details, message)
+            inner = self.completion(return_type.of_type, parent_name, field_name, details)
 
             def complete_non_null(executor: Any, value: Any, path: Path, info: Any) -> Any:
                 completed = inner(executor, value, path, info)
@@ -481,7 +485,10 @@ class _Compiler:
             return _graphql_core_completion(return_type, details)
         raise _NotCompiled
 
-    def list_completion(self, list_type: GraphQLList, parent_name: str, field_name: str, details: list) -> Callable:
+    def list_completion(
+        self, list_type: GraphQLList, parent_name: str, field_name: str, details: list, null_message: str | None = None
+    ) -> Callable:
+        """`null_message`: the list is non-null, and a null raises this message (as graphql-core's)."""
         item_type = list_type.of_type
         complete_item = self.completion(item_type, parent_name, field_name, details)
         not_a_list = f"Expected Iterable, but did not find one for field '{parent_name}.{field_name}'."
@@ -491,6 +498,8 @@ class _Compiler:
             if isinstance(value, Exception):
                 raise value
             if value is None or value is Undefined:
+                if null_message is not None:
+                    raise TypeError(null_message)
                 return None
             if executor.is_async_iterable(value) or not is_iterable(value):
                 if executor.is_async_iterable(value):
@@ -515,7 +524,10 @@ class _Compiler:
 
         return complete_list
 
-    def object_completion(self, object_type: GraphQLObjectType, details: list) -> Callable:
+    def object_completion(
+        self, object_type: GraphQLObjectType, details: list, null_message: str | None = None
+    ) -> Callable:
+        """`null_message`: the type is non-null, and a null raises this message (as graphql-core's)."""
         execute_fields = self.subfields(object_type, details)
         is_type_of = object_type.is_type_of
 
@@ -523,6 +535,8 @@ class _Compiler:
             if isinstance(value, Exception):
                 raise value
             if value is None or value is Undefined:
+                if null_message is not None:
+                    raise TypeError(null_message)
                 return None
             # strawberry's and strawberry-django's `is_type_of` ignore their info argument.
             if is_type_of is not None and not is_type_of(value, info):
