@@ -12,10 +12,11 @@ come from graphql-core's `collect_fields`/`collect_subfields` (so the key order,
 fields and `@skip`/`@include` are the executor's), arguments from `get_argument_values`, errors go through the
 executor's `handle_field_error` (located at the same path, null propagated to the same nullable parent, in the
 same depth-first order), leaves through `complete_leaf_value` (unless they already are the JSON value: a `str` for
-a String, an `int` in range for an Int, a `bool` for a Boolean), and the null-in-non-null and not-a-list errors
+a String, an `int` in range for an Int, a `bool` for a Boolean; a Date or DateTime is strawberry's serializer itself,
+`isoformat()`; an enum value's name, once found, is looked up), and the null-in-non-null and not-a-list errors
 say what graphql-core says. Anything it does not compile is executed by graphql-core itself, for that field only:
-abstract types (interfaces, unions: `node`), introspection (`__schema`, `__type`). `__typename` is the parent
-type's name, as graphql-core answers it.
+abstract types (interfaces, unions; the schema has the `Node` interface but no field of that type), introspection
+(`__schema`, `__type`). `__typename` is the parent type's name, as graphql-core answers it.
 
 Why errors do not restart the request on graphql-core: the plan has already called resolvers by then, and they
 have effects (audit rows for what was shown, rate-limit counts, memoized loads): running the request a second time

@@ -14,10 +14,11 @@ it; a type without one was scanned (with `eval`) on every id, a quarter of a lar
 
 Nothing here changes an answer: `tests/api/test_fast_fields.py` resolves every type both ways.
 
-Queries and subscription events now run from a plan (`graph.compiled`), which decides which fields it reads
-directly with the functions below (`is_node_id`, `self_only_function`, `column_attname`) and never calls these
-replaced resolvers on its direct path. They stay for what graphql-core still executes: mutations (their payloads),
-the objects under an interface or union (`node`), and everything when plans are off (`GRAPHQL_PLANS=0`).
+Queries and subscription events now run from a plan (`graph.compiled`), which decides which fields it reads directly
+with the functions below (`is_node_id`, `self_only_function`, `column_attname`) and never calls these replaced
+resolvers on its direct path. They stay for what graphql-core still executes: mutations (their payloads), the
+objects under an interface or union (none in this schema, where `Node` is only implemented), and everything when
+plans are off (`GRAPHQL_PLANS=0`).
 """
 
 from __future__ import annotations
