@@ -211,6 +211,11 @@ MAILBOX = {
     "HTTP_REQUEST_TIMEOUT_SECONDS": env_int("HTTP_REQUEST_TIMEOUT_SECONDS", 300),
     "MESSAGE_MAX_CHARS": 20_000,
     "SEARCH_MAX_RESULTS": 50,
+    # Message search on PostgreSQL: a lexeme in at least this many messages gets bitmaps over message ids
+    # (`manage.py search_bits`, docs/search.md), 1 KB per 8,192 messages; the search uses them while at most
+    # SEARCH_BITS_MAX_LAG messages are newer than the last run.
+    "SEARCH_BITS_MIN_MESSAGES": env_int("SEARCH_BITS_MIN_MESSAGES", 100_000),
+    "SEARCH_BITS_MAX_LAG": env_int("SEARCH_BITS_MAX_LAG", 20_000),
     # A read's audit rows (searchMessages) wait for the disk flush like every commit. Only an operator who accepts
     # that a database crash may lose the last ~0.6 s of them turns this off (core.audit.record_read).
     "AUDIT_READ_SYNCHRONOUS_COMMIT": env_flag("AUDIT_READ_SYNCHRONOUS_COMMIT", True),

@@ -94,41 +94,41 @@ def error(world, query: str, user=None, **variables) -> tuple[str, str]:
 LAB, APPOINTMENT, GARCIA, LUKASZ, OBRIEN, MARKUP = BODIES
 
 
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        ("results", [MARKUP, LAB]),  # newest first
-        ("RESULT", [MARKUP, LAB]),
-        ("res lab", [LAB]),  # words in any order, each a prefix
-        ("lab res", [LAB]),
-        ("resultados", []),
-        ("ults", []),  # the start of a word, not any part of it
-        ("garcia", [GARCIA]),
-        ("GARCÍA", [GARCIA]),
-        ("maría garc", [GARCIA]),
-        ("lopez", [GARCIA]),  # each part of a hyphenated word
-        ("garcía-lópez", [GARCIA]),
-        ("cafe", [GARCIA]),
-        ("café", [GARCIA]),
-        ("lukasz", [LUKASZ]),  # Latin letters that NFKD keeps whole
-        ("Łuk", [LUKASZ]),
-        ("oster", [LUKASZ]),
-        ("strasse", [LUKASZ]),
-        ("straße", [LUKASZ]),
-        ("25", [LUKASZ]),
-        ("00", [LUKASZ]),
-        ("$25.00", [LUKASZ]),
-        ("brien", [OBRIEN]),
-        ("o'brien", [OBRIEN]),
-        ("follow-up", [OBRIEN]),
-        ("up follow", [OBRIEN]),
-        ("script alert", [MARKUP]),
-        ("tues appoint", [APPOINTMENT]),
-        ("appointment tuesday bill", []),  # every word must match the same message
-        ("b", [MARKUP, OBRIEN, GARCIA]),  # one letter: every word it starts
-        ("res results", [MARKUP, LAB]),  # a word that is a prefix of another asks nothing more
-    ],
-)
+ANSWERS = [
+    ("results", [MARKUP, LAB]),  # newest first
+    ("RESULT", [MARKUP, LAB]),
+    ("res lab", [LAB]),  # words in any order, each a prefix
+    ("lab res", [LAB]),
+    ("resultados", []),
+    ("ults", []),  # the start of a word, not any part of it
+    ("garcia", [GARCIA]),
+    ("GARCÍA", [GARCIA]),
+    ("maría garc", [GARCIA]),
+    ("lopez", [GARCIA]),  # each part of a hyphenated word
+    ("garcía-lópez", [GARCIA]),
+    ("cafe", [GARCIA]),
+    ("café", [GARCIA]),
+    ("lukasz", [LUKASZ]),  # Latin letters that NFKD keeps whole
+    ("Łuk", [LUKASZ]),
+    ("oster", [LUKASZ]),
+    ("strasse", [LUKASZ]),
+    ("straße", [LUKASZ]),
+    ("25", [LUKASZ]),
+    ("00", [LUKASZ]),
+    ("$25.00", [LUKASZ]),
+    ("brien", [OBRIEN]),
+    ("o'brien", [OBRIEN]),
+    ("follow-up", [OBRIEN]),
+    ("up follow", [OBRIEN]),
+    ("script alert", [MARKUP]),
+    ("tues appoint", [APPOINTMENT]),
+    ("appointment tuesday bill", []),  # every word must match the same message
+    ("b", [MARKUP, OBRIEN, GARCIA]),  # one letter: every word it starts
+    ("res results", [MARKUP, LAB]),  # a word that is a prefix of another asks nothing more
+]
+
+
+@pytest.mark.parametrize(("query", "expected"), ANSWERS)
 def test_words_match_by_prefix_in_any_order_ignoring_case_and_accents(world, thread, query, expected):
     assert bodies(world, query) == expected
 
