@@ -13,6 +13,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core import actions, message_search
 from core.models import AuditEvent, Conversation, Mailbox, MailboxSubscription, Message, PracticeSetting
@@ -450,3 +452,18 @@ def test_a_result_s_conversation_answers_as_the_conversation_query_does(world):
 
     assert [e["conversation"] for e in edges] == [opened["conversation"]] * 2
     assert opened["conversation"]["unreadCount"] == 2
+
+
+# Words of a few letters in either case and digits, between any ASCII punctuation and spacing, so that query
+# words often start them.
+_ascii_text = st.lists(
+    st.text(alphabet="abAB1_", min_size=1, max_size=4) | st.text(alphabet=" .,'-$_\n!", min_size=1, max_size=2),
+    max_size=20,
+).map("".join)
+_query_word = st.text(alphabet="ab1", min_size=1, max_size=2)
+
+
+@given(body=_ascii_text, words=st.lists(_query_word, min_size=1, max_size=3))
+def test_an_ascii_body_is_highlighted_as_the_general_path_does(body, words):
+    general = [(s, e) for s, e in message_search._words_with_spans(body) if message_search._matches(body[s:e], words)]
+    assert message_search._matching_spans(body, words) == general
