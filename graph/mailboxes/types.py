@@ -35,9 +35,17 @@ MAILBOX_FACT_FIELDS = {
 }
 
 
+# Fields whose guard decides on the viewer's subscription: the read annotates it for them too (no query of its own).
+SUBSCRIPTION_GUARDED = frozenset({"conversations", "stats"})
+
+
 def selected_mailbox_facts(info: Info) -> frozenset[str]:
     """The facts a read of mailboxes must annotate for the fields selected on them."""
-    return frozenset(MAILBOX_FACT_FIELDS[name] for name in child_names(info) & MAILBOX_FACT_FIELDS.keys())
+    names = child_names(info)
+    facts = {MAILBOX_FACT_FIELDS[name] for name in names & MAILBOX_FACT_FIELDS.keys()}
+    if names & SUBSCRIPTION_GUARDED:
+        facts.add("is_subscribed")
+    return frozenset(facts)
 
 
 def _mailbox_facts(mailbox: models.Mailbox, info: Info, fact: str) -> models.Mailbox:
