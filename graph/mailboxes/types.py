@@ -164,6 +164,7 @@ class MailboxType(relay.Node):
                     ordering,
                     parent_field="mailbox_id",
                     parent_ids=ids,
+                    totals_of=models.Conversation.objects.filter(where) if "totalCount" in child_names(info) else None,
                     counts=lambda: dict(
                         models.Conversation.objects.filter(where, mailbox_id__in=ids)
                         .order_by()
