@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
+from core.instants import require_instant
 from core.models import AuditEvent, Mailbox, MailboxSubscription, Practice, PracticeSetting, User
 from core.viewer_facts import annotate_mailboxes
 from permissions import administered_memberships, audit_events_visible_to, require_member, require_practice_admin
@@ -63,6 +64,7 @@ def audit_events(
     until: dt.datetime | None = None,
 ) -> QuerySet[AuditEvent]:
     events = audit_events_visible_to(acting_user, practice_id).select_related("actor_user", "actor_patient", "patient")
+    since, until = require_instant(since, "since"), require_instant(until, "until")
     if user_id is not None:
         events = events.filter(actor_user_id=user_id)
     if patient_id is not None:

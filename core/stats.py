@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Count, Min, Q
 
+from core.instants import require_instant
 from core.models import Conversation, ConversationStatus, StaffResponse
 
 
@@ -47,6 +48,7 @@ GROUP BY mailbox_id, kind
 
 
 def stats_of(mailbox_ids: Iterable[int], *, since: dt.datetime | None) -> dict[int, MailboxStats]:
+    require_instant(since, "since")
     ids = sorted(set(mailbox_ids))
     result = {pk: MailboxStats() for pk in ids}
     if not ids:

@@ -17,6 +17,9 @@ def _count(queryset: QuerySet) -> Coalesce:
 
 MAILBOX_FACTS = frozenset({"subscriber_count", "is_subscribed", "unread_count"})
 
+# Names, on each row, whose facts they are: a decision may take `is_subscribed` from a row only for that viewer.
+FACTS_VIEWER = "facts_viewer_id"
+
 
 def annotate_mailboxes(
     mailboxes: QuerySet[Mailbox], user: User | None, facts: frozenset[str] = MAILBOX_FACTS
@@ -29,7 +32,9 @@ def annotate_mailboxes(
     if user is None:
         return mailboxes.annotate(is_subscribed=Value(False), unread_count=Value(0))
     if "is_subscribed" in facts:
-        mailboxes = mailboxes.annotate(is_subscribed=Exists(subscribers.filter(user=user)))
+        mailboxes = mailboxes.annotate(
+            is_subscribed=Exists(subscribers.filter(user=user)), **{FACTS_VIEWER: Value(user.pk)}
+        )
     if "unread_count" in facts:
         read = (
             ReadState.objects.filter(user=user, mailbox_id=OuterRef("pk"), conversation_active=True)
@@ -42,6 +47,14 @@ def annotate_mailboxes(
             unread_count=F("patient_message_count") - Coalesce(Subquery(read, output_field=BigIntegerField()), Value(0))
         )
     return mailboxes
+
+
+def subscription_on_row(mailbox: Mailbox, user: User) -> bool | None:
+    """The viewer's subscription as the read that loaded the mailbox annotated it, or None when it did not
+    (left out, or annotated for someone else)."""
+    if getattr(mailbox, FACTS_VIEWER, None) != user.pk:
+        return None
+    return bool(mailbox.is_subscribed)
 
 
 def unread_count_of(user: User, *, conversation: str = "pk", patient_messages: str = "patient_message_count"):

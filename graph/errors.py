@@ -60,15 +60,10 @@ def _cause(error: GraphQLError) -> BaseException | None:
     return original
 
 
-def is_expected(error: GraphQLError) -> bool:
-    """A refusal or a document the schema refuses (syntax, unknown fields, variables that do not coerce): the
-    caller's doing, answered with its code; anything else is a fault of ours, masked and logged."""
-    original = _cause(error)
-    return original is None or isinstance(original, DomainError | GraphQLError)
-
-
 def format_error(error: GraphQLError) -> GraphQLError:
-    """Idempotent: an error that already carries a code is returned unchanged."""
+    """Idempotent: an error that already carries a code is returned unchanged. A refusal or a document the schema
+    refuses (syntax, unknown fields, variables that do not coerce) is the caller's doing, answered with its code;
+    anything else is a fault of ours, masked and logged here, once per error (the only record of it)."""
     original = _cause(error)
     if isinstance(original, DomainError):
         extensions = {"code": original.code.value, **{k: v for k, v in original.extra.items() if v is not None}}
@@ -96,9 +91,18 @@ def format_error(error: GraphQLError) -> GraphQLError:
 class DomainErrors(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
+        # Strawberry puts an execution's errors in both the result and `pre_execution_errors` (the same list):
+        # each error is formatted, and an unexpected one logged, once.
+        formatted: dict[int, GraphQLError] = {}
+
+        def once(error: GraphQLError) -> GraphQLError:
+            if id(error) not in formatted:
+                formatted[id(error)] = format_error(error)
+            return formatted[id(error)]
+
         result = self.execution_context.result
         if result is not None and getattr(result, "errors", None):
-            result.errors = [format_error(e) for e in result.errors]
+            result.errors = [once(e) for e in result.errors]
         errors = getattr(self.execution_context, "pre_execution_errors", None)
         if errors:
-            self.execution_context.pre_execution_errors = [format_error(e) for e in errors]
+            self.execution_context.pre_execution_errors = [once(e) for e in errors]

@@ -2,7 +2,8 @@
 
 A field that exposes protected data calls one of these wherever it is reached (root query, nested under
 another type, or through the portal), so no path skips a check. The facts the decisions need are loaded
-once per request (membership and switches per practice, the viewer's subscriptions in one query), which
+once per request (membership and switches per practice, the viewer's subscriptions in one query unless the
+row's own read annotated them), which
 keeps a page of N rows at a constant number of SQL queries. Refusals are remembered too: every row of a
 page gets the same answer without asking again.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 from core import models
 from core.errors import DomainError
+from core.viewer_facts import subscription_on_row
 from graph.context import Context
 from permissions import (
     is_mailbox_admin_of,
@@ -71,6 +73,13 @@ def subscribed_mailbox_ids(context: Context) -> frozenset[int]:
     )
 
 
+def _subscribed(context: Context, mailbox: models.Mailbox) -> bool:
+    """The viewer's subscription to this mailbox: from the row when its read annotated it for this viewer (the root
+    `mailbox` read does, with the mailbox), else from all the viewer's subscriptions, loaded once."""
+    on_row = subscription_on_row(mailbox, context.require_user())
+    return on_row if on_row is not None else mailbox.pk in subscribed_mailbox_ids(context)
+
+
 def mailbox_view(context: Context, mailbox: models.Mailbox) -> None:
     """The mailbox view of this mailbox: workbench staff of its practice, subscribed, mailbox active."""
     workbench_staff_of(context, mailbox.practice_id)
@@ -83,7 +92,7 @@ def _subscribed_view(context: Context, mailbox: models.Mailbox) -> None:
     _decide(
         context,
         ("mailbox-view", mailbox.pk),
-        lambda: require_mailbox_view(user, mailbox, subscribed=mailbox.pk in subscribed_mailbox_ids(context)),
+        lambda: require_mailbox_view(user, mailbox, subscribed=_subscribed(context, mailbox)),
     )
 
 
@@ -120,7 +129,7 @@ def pool_view(context: Context, mailbox: models.Mailbox) -> None:
         lambda: require_pool_view(
             user,
             mailbox,
-            subscribed=mailbox.pk in subscribed_mailbox_ids(context),
+            subscribed=_subscribed(context, mailbox),
             admin=_decide(
                 context, ("mailbox-admin", mailbox.practice_id), lambda: is_mailbox_admin_of(user, mailbox.practice_id)
             ),

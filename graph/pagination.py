@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 from django.conf import settings
-from django.db.models import F, Q, QuerySet, Window
+from django.db.models import Count, F, Func, IntegerField, Q, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from strawberry import relay
 
@@ -169,9 +169,16 @@ def paginate(
 
 
 def _connections(
-    rows_by_parent: dict[int, list], args: PageArgs, ordering: Ordering, size: int, counts: Callable[[], dict[int, int]]
+    rows_by_parent: dict[int, list],
+    args: PageArgs,
+    ordering: Ordering,
+    size: int,
+    counts: Callable[[], dict[int, int]],
+    *,
+    totals_on_rows: bool = False,
 ) -> dict[int, Connection]:
-    """Each parent's connection; `counts` (every parent's total) runs once, when a `totalCount` is first asked."""
+    """Each parent's connection; `counts` (every parent's total) runs once, when a `totalCount` is first asked,
+    unless the rows carry their list's total (`totals_on_rows`: a parent without rows has none)."""
     cached: dict[str, dict[int, int]] = {}
 
     def count_for(pk: int) -> Callable[[], int]:
@@ -182,7 +189,19 @@ def _connections(
 
         return count
 
-    return {pk: _build(rows, args, ordering, size, count_for(pk)) for pk, rows in rows_by_parent.items()}
+    def total_of(pk: int, rows: list) -> Callable[[], int]:
+        if not totals_on_rows:
+            return count_for(pk)
+        total = rows[0]._total if rows else 0
+        return lambda: total
+
+    return {pk: _build(rows, args, ordering, size, total_of(pk, rows)) for pk, rows in rows_by_parent.items()}
+
+
+def _count_of(queryset: QuerySet) -> Subquery:
+    """The number of rows of `queryset`, as an uncorrelated subquery (PostgreSQL runs it once, an InitPlan)."""
+    counted = queryset.order_by().annotate(_n=Func(F("pk"), function="COUNT")).values("_n")
+    return Subquery(counted, output_field=IntegerField())
 
 
 def paginate_siblings(
@@ -193,30 +212,38 @@ def paginate_siblings(
     parent_field: str,
     parent_ids: Sequence[int],
     counts: Callable[[], dict[int, int]],
+    totals_of: QuerySet | None = None,
 ) -> dict[int, Connection]:
     """The same page of a nested connection for many parents in one query (ROW_NUMBER per parent).
 
-    One parent gets a plain ORDER BY … LIMIT, which an index serves without ranking the whole list."""
+    One parent gets a plain ORDER BY … LIMIT, which an index serves without ranking the whole list.
+    `totals_of` (the list's rows without the page's annotations and joins, given when a `totalCount` is selected)
+    reads each parent's total with the page instead of by `counts`: a COUNT per parent of the rows the window
+    numbers anyway, or for one parent a COUNT subquery run once (a COUNT(*) OVER () would read every row of the
+    list, joins and per-row subqueries included, before the LIMIT). Only on a first page: a page after a cursor
+    holds some of the rows, not the whole list."""
     size = args.size()
     rows_by_parent: dict[int, list] = {pk: [] for pk in parent_ids}
+    with_totals = totals_of is not None and bool(size) and args.is_first_page
     if size and len(parent_ids) == 1:
         only = parent_ids[0]
-        rows_by_parent[only] = list(_window(queryset.filter(**{parent_field: only}), args, ordering)[: size + 1])
+        rows = queryset.filter(**{parent_field: only})
+        if with_totals:
+            rows = rows.annotate(_total=_count_of(totals_of.filter(**{parent_field: only})))
+        rows_by_parent[only] = list(_window(rows, args, ordering)[: size + 1])
     elif size:
-        numbered = (
-            _window(queryset.filter(**{f"{parent_field}__in": list(parent_ids)}), args, ordering)
-            .annotate(
-                _row=Window(
-                    RowNumber(),
-                    partition_by=[F(parent_field)],
-                    order_by=ordering.order_by(reverse=args.backwards),
-                )
+        numbered = _window(queryset.filter(**{f"{parent_field}__in": list(parent_ids)}), args, ordering).annotate(
+            _row=Window(
+                RowNumber(),
+                partition_by=[F(parent_field)],
+                order_by=ordering.order_by(reverse=args.backwards),
             )
-            .filter(_row__lte=size + 1)
         )
-        for row in numbered:
+        if with_totals:
+            numbered = numbered.annotate(_total=Window(Count("*"), partition_by=[F(parent_field)]))
+        for row in numbered.filter(_row__lte=size + 1):
             rows_by_parent[getattr(row, parent_field)].append(row)
-    return _connections(rows_by_parent, args, ordering, size, counts)
+    return _connections(rows_by_parent, args, ordering, size, counts, totals_on_rows=with_totals)
 
 
 def paginate_numbered(

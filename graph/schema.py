@@ -18,7 +18,7 @@ from graph.audit import schema as audit_fields
 from graph.audit_refusals import AuditRefusals
 from graph.conversations import schema as conversation_fields
 from graph.cost import MaxCostLimiter
-from graph.errors import DomainErrors, is_expected
+from graph.errors import DomainErrors
 from graph.limits import IntrospectionSwitch, MaxFieldsLimiter
 from graph.live_exec import LiveExecutor
 from graph.mailboxes import schema as mailbox_fields
@@ -127,12 +127,10 @@ def _stream_extensions() -> list:
 
 class MailboxSchema(strawberry.Schema):
     def process_errors(self, errors, execution_context=None) -> None:
-        """Refusals and refused documents are expected answers, not server faults: log only the unexpected (masked)
-        ones. (A variable that does not coerce carries graphql-core's or strawberry's GraphQLError as its cause:
-        it was logged as an error with a traceback for every client typo.)"""
-        unexpected = [e for e in errors if not is_expected(e)]
-        if unexpected:
-            super().process_errors(unexpected, execution_context)
+        """Logs nothing: refusals and refused documents are expected answers, not server faults (a variable that
+        does not coerce was logged with a traceback for every client typo), and an unexpected error is logged
+        once, by `graph.errors.format_error`, under the request id its masked answer quotes. (Strawberry's own
+        record of it, under `strawberry.execution`, repeated the traceback without that id.)"""
 
 
 schema = MailboxSchema(

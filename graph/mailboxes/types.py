@@ -35,9 +35,17 @@ MAILBOX_FACT_FIELDS = {
 }
 
 
+# Fields whose guard decides on the viewer's subscription: the read annotates it for them too (no query of its own).
+SUBSCRIPTION_GUARDED = frozenset({"conversations", "stats"})
+
+
 def selected_mailbox_facts(info: Info) -> frozenset[str]:
     """The facts a read of mailboxes must annotate for the fields selected on them."""
-    return frozenset(MAILBOX_FACT_FIELDS[name] for name in child_names(info) & MAILBOX_FACT_FIELDS.keys())
+    names = child_names(info)
+    facts = {MAILBOX_FACT_FIELDS[name] for name in names & MAILBOX_FACT_FIELDS.keys()}
+    if names & SUBSCRIPTION_GUARDED:
+        facts.add("is_subscribed")
+    return frozenset(facts)
 
 
 def _mailbox_facts(mailbox: models.Mailbox, info: Info, fact: str) -> models.Mailbox:
@@ -156,6 +164,7 @@ class MailboxType(relay.Node):
                     ordering,
                     parent_field="mailbox_id",
                     parent_ids=ids,
+                    totals_of=models.Conversation.objects.filter(where) if "totalCount" in child_names(info) else None,
                     counts=lambda: dict(
                         models.Conversation.objects.filter(where, mailbox_id__in=ids)
                         .order_by()

@@ -111,12 +111,28 @@ def test_invalid_documents_are_not_logged_as_server_errors(world, caplog, docume
 
 
 @pytest.mark.urls(__name__)
-def test_an_unexpected_failure_is_logged_with_its_traceback(world, caplog):
+@pytest.mark.parametrize("failing", [1, 2])
+def test_an_unexpected_failure_is_logged_once_with_its_traceback_and_request_id(world, caplog, failing):
+    # given a request whose resolvers fail unexpectedly, once or twice (aliases), beside a working field
+    document = "{ me { username } " + " ".join(f"f{n}: brokenReport" for n in range(failing)) + " }"
+    # when it is answered
     with caplog.at_level("INFO"):
-        Api.as_user(world.subscriber).post("{ brokenReport }")
+        response = Api.as_user(world.subscriber).client.post(
+            "/graphql",
+            data=json.dumps({"query": document}),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {Api.as_user(world.subscriber).token}"},
+        )
+    assert [e["extensions"]["code"] for e in response.json()["errors"]] == ["INTERNAL_SERVER_ERROR"] * failing
+    # then the log has one error record per failure, with the traceback and the request id the answer quotes
     logged = [r for r in caplog.records if r.levelno >= 40]
-    assert logged
+    assert len(logged) == failing, [(r.name, r.getMessage()) for r in logged]
+    assert {r.name for r in logged} == {"graph.errors"}
     assert all(r.exc_info is not None for r in logged)
+    assert all(response["X-Request-ID"] in r.getMessage() for r in logged)
+    assert sorted(r.getMessage().split(" [request")[0] for r in logged) == [
+        f"unexpected error in ['f{n}']" for n in range(failing)
+    ]
 
 
 def test_every_error_has_a_code_and_a_message_saying_what_to_do(world):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from core.models import MailboxSubscription
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from core.errors import DomainError
+from core.models import Mailbox, MailboxSubscription
+from core.viewer_facts import annotate_mailboxes
+from graph import guards
+from graph.context import Context
 from tests.graphql_client import Api, gid
 
 
@@ -124,3 +132,35 @@ def test_one_subscribed_mailbox_in_a_list_answers_while_the_others_are_refused(w
         {"name": "Billing", "conversations": {"totalCount": 1}},
         {"name": "Scheduling", "conversations": None},
     ]
+
+
+def test_the_subscription_read_with_the_mailbox_decides_its_conversations_without_a_query_of_its_own(world):
+    # given a subscriber asking for a mailbox's conversations, without selecting isSubscribed
+    api = Api.as_user(world.subscriber)
+    query = "query($id: ID!) { mailbox(id: $id) { name conversations { edges { node { id } } } } }"
+    variables = {"id": gid("Mailbox", world.billing.pk)}
+    api.post("{ __typename }")
+    # when the page is read
+    with CaptureQueriesContext(connection) as captured:
+        answer = api.post(query, variables)
+    # then it answers, and no statement reads the viewer's subscriptions apart from the mailbox's own read
+    assert not answer.get("errors")
+    assert len(answer["data"]["mailbox"]["conversations"]["edges"]) == 1
+    reads = [q["sql"] for q in captured.captured_queries if "core_mailboxsubscription" in q["sql"]]
+    assert len(reads) == 1, reads
+    assert reads[0].startswith('SELECT "core_mailbox"."id"'), reads
+    # and an unsubscribed staff member asking the same is still refused
+    assert Api.as_user(world.staff).error_code(query, variables) == "NOT_SUBSCRIBED"
+
+
+def test_a_subscription_annotated_for_someone_else_decides_nothing_for_the_viewer(world):
+    # given Billing read with the subscriber's facts (subscribed), and a viewer who follows no mailbox
+    row = annotate_mailboxes(Mailbox.objects.filter(pk=world.billing.pk), world.subscriber).get()
+    assert row.is_subscribed
+    context = Context(request=None, user=world.staff)
+    # when the viewer's mailbox view is decided on that row
+    with pytest.raises(DomainError) as refused:
+        guards.mailbox_view(context, row)
+    # then the viewer's own subscriptions decide it
+    assert refused.value.code == "NOT_SUBSCRIBED"
+    guards.mailbox_view(Context(request=None, user=world.subscriber), row)

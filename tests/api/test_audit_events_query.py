@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+import warnings
 
 import pytest
 
@@ -148,3 +150,51 @@ def test_a_page_of_the_trail_takes_a_constant_number_of_queries(world, trail, dj
         connection = page(api, world.practice, first=50)
 
     assert len(connection["edges"]) == 46
+
+
+@pytest.mark.parametrize("field", ["since", "until"])
+def test_a_time_without_an_offset_is_refused_naming_its_argument(world, trail, field):
+    # given an administrator sending a window bound without a time zone
+    naive = trail[1].created_at.replace(tzinfo=None).isoformat()
+    # when the trail is asked for
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        answer = Api.as_user(world.administrator).post(AUDIT, {"p": gid("Practice", world.practice.pk), field: naive})
+    # then it is a validation error naming the argument, saying what to send; nothing is read in an assumed zone
+    [error] = answer["errors"]
+    assert error["extensions"] == {"code": "VALIDATION_ERROR", "field": field}
+    assert error["message"].startswith(f"{field} needs a time zone offset")
+    assert answer["data"] is None
+    assert not [w for w in warned if "naive datetime" in str(w.message)]
+
+
+def test_a_time_without_an_offset_from_someone_who_may_not_read_the_trail_is_refused_for_that(world, trail):
+    naive = trail[1].created_at.replace(tzinfo=None).isoformat()
+    answer = Api.as_user(world.subscriber).post(AUDIT, {"p": gid("Practice", world.practice.pk), "since": naive})
+    assert answer["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_a_window_given_in_another_offset_is_the_same_instants(world, trail):
+    # given the same bounds written at UTC+02:00 and at UTC
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    api = Api.as_user(world.administrator)
+    utc = page(api, world.practice, since=trail[1].created_at.isoformat(), until=trail[4].created_at.isoformat())
+    shifted = page(
+        api,
+        world.practice,
+        since=trail[1].created_at.astimezone(plus_two).isoformat(),
+        until=trail[4].created_at.astimezone(plus_two).isoformat(),
+    )
+    # then they select the same events
+    assert ids(shifted) == ids(utc) == gids([trail[3], trail[2], trail[1]])
+
+
+def test_mailbox_stats_refuse_a_since_without_an_offset_too(world):
+    answer = Api.as_user(world.subscriber).post(
+        "query($m: ID!, $s: DateTime) { mailbox(id: $m) { name stats(since: $s) { openCount } } }",
+        {"m": gid("Mailbox", world.billing.pk), "s": "2026-01-31T08:00:00"},
+    )
+    [error] = answer["errors"]
+    assert error["extensions"] == {"code": "VALIDATION_ERROR", "field": "since"}
+    assert error["path"] == ["mailbox", "stats"]
+    assert answer["data"]["mailbox"] == {"name": "Billing", "stats": None}

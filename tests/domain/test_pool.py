@@ -48,8 +48,8 @@ STATS = """query($m: ID!, $s: DateTime) { mailbox(id: $m) { stats(since: $s) {
 
 
 # Constant query counts (token check and audit rows included), the same on SQLite and PostgreSQL.
-FILTERED_PAGE_QUERIES = 13
-STATS_PAGE_QUERIES = 7
+FILTERED_PAGE_QUERIES = 11
+STATS_PAGE_QUERIES = 6
 QUICK_REPLIES_QUERIES = 3
 
 

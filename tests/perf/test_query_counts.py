@@ -18,6 +18,7 @@ from django.utils import timezone
 from core.models import (
     Attachment,
     Conversation,
+    ConversationStatus,
     Mailbox,
     MailboxSubscription,
     Message,
@@ -51,8 +52,8 @@ MESSAGES_PAGE = (
 )
 
 # The constants (same on SQLite and PostgreSQL).
-MAILBOXES_PAGE_QUERIES = 16
-CONVERSATIONS_PAGE_QUERIES = 16
+MAILBOXES_PAGE_QUERIES = 14
+CONVERSATIONS_PAGE_QUERIES = 14
 MESSAGES_PAGE_QUERIES = 7
 
 
@@ -297,3 +298,71 @@ def test_mailbox_counts_answer_the_same_however_they_are_selected(world, selecti
         assert sorted(one["mailbox"].values()) == sorted(facts.values()), one
         assert sorted(v for k, v in billing.items() if k != "id") == sorted(facts.values()), billing
     assert nested["mailbox"]["conversations"]["edges"][0]["node"]["mailbox"] == facts
+
+
+def _counted_lists(world) -> None:
+    """Billing: 4 active (the world's and 3 more) and 2 archived threads; Scheduling (subscribed too): none."""
+    MailboxSubscription.objects.create(mailbox=world.scheduling, user=world.subscriber)
+    people = patients(world, 5)
+    for patient in people[:3]:
+        add_thread(world.billing, patient, 1, world.subscriber)
+    for patient in people[3:]:
+        archived = add_thread(world.billing, patient, 1, world.subscriber)
+        Conversation.objects.filter(pk=archived.pk).update(status=ConversationStatus.ARCHIVED)
+
+
+def _separate_counts(captured) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries if "COUNT(" in q["sql"] and '"_total"' not in q["sql"]]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "billing", "scheduling"),
+    [
+        ("first: 2", 4, 0),
+        ("last: 2", 4, 0),
+        ("first: 50", 4, 0),
+        ("first: 2, status: ARCHIVED", 2, 0),
+        ("first: 2, status: null", 6, 0),
+        ("first: 2, unassigned: true", 4, 0),
+    ],
+)
+@pytest.mark.parametrize("root", ["mailbox", "mailboxes"])
+def test_a_conversation_list_s_total_count_comes_with_its_page(world, root, arguments, billing, scheduling):
+    # Given mailboxes with active and archived threads, one of them empty
+    _counted_lists(world)
+    api = Api.as_user(world.subscriber)
+    api.post("{ __typename }")
+    selection = f"id conversations({arguments}) {{ totalCount edges {{ node {{ id }} }} }}"
+    if root == "mailbox":
+        query = f"query($m: ID!) {{ mailbox(id: $m) {{ {selection} }} }}"
+        variables = {"m": gid("Mailbox", world.billing.pk)}
+    else:
+        query = f"query($p: ID!) {{ mailboxes(practiceId: $p) {{ {selection} }} }}"
+        variables = {"p": gid("Practice", world.practice.pk)}
+    # When a page of each mailbox's conversations is read with its totalCount
+    with CaptureQueriesContext(connection) as captured:
+        data = api.data(query, variables)
+    # Then each total is the whole list's, read by no statement of its own
+    boxes = [data["mailbox"]] if root == "mailbox" else data["mailboxes"]
+    totals = {box["id"]: box["conversations"]["totalCount"] for box in boxes}
+    expected = {gid("Mailbox", world.billing.pk): billing, gid("Mailbox", world.scheduling.pk): scheduling}
+    assert totals == {key: expected[key] for key in totals}
+    assert _separate_counts(captured) == []
+
+
+def test_a_total_count_not_selected_is_not_counted_and_one_asked_of_an_empty_page_still_is(world):
+    # Given a mailbox with threads
+    _counted_lists(world)
+    api = Api.as_user(world.subscriber)
+    api.post("{ __typename }")
+    variables = {"m": gid("Mailbox", world.billing.pk)}
+    # When its page is read without totalCount
+    with CaptureQueriesContext(connection) as captured:
+        api.data("query($m: ID!) { mailbox(id: $m) { conversations(first: 2) { edges { node { id } } } } }", variables)
+    # Then nothing is counted
+    assert [q["sql"] for q in captured.captured_queries if "COUNT(" in q["sql"]] == []
+    # And a page of no rows (first: 0) still answers the total, by a count of its own
+    with CaptureQueriesContext(connection) as captured:
+        data = api.data("query($m: ID!) { mailbox(id: $m) { conversations(first: 0) { totalCount } } }", variables)
+    assert data["mailbox"]["conversations"]["totalCount"] == 4
+    assert len(_separate_counts(captured)) == 1
