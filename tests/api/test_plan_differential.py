@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 from pathlib import Path
 
 import graphql
@@ -31,6 +30,7 @@ from graph import compiled
 from graph.schema import schema
 from tests.graphql_client import gid
 from tests.security.test_fuzz import ids_of, scalars
+from tests.sent_documents import valid_operations, web_templates
 
 ROOT = Path(__file__).resolve().parents[2]
 VIEWERS = ("owner_a", "subscriber_a", "patient_a", "owner_b", "anonymous")
@@ -47,36 +47,7 @@ def _query_documents() -> list[str]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and "{" in node.value:
                 texts.add(node.value)
-    for path in sorted((ROOT / "web" / "static" / "web" / "js").glob("*.js")):
-        texts.update(_js_templates(path.read_text()))
-    documents = []
-    for text in sorted(texts):
-        try:
-            document = graphql.parse(text)
-        except graphql.GraphQLError:
-            continue
-        operations = [d for d in document.definitions if isinstance(d, graphql.OperationDefinitionNode)]
-        if len(operations) != 1 or operations[0].operation != graphql.OperationType.QUERY:
-            continue
-        if not graphql.validate(schema._schema, document):
-            documents.append(text)
-    return documents
-
-
-_TEMPLATE = re.compile(r"`((?:[^`\\]|\\.)*)`", re.S)
-_CONSTANT = re.compile(r"const\s+([A-Z_]+)\s*=\s*`((?:[^`\\]|\\.)*)`", re.S)
-
-
-def _js_templates(source: str) -> list[str]:
-    """Template literals, with `${NAME}` replaced by the file's `const NAME = `…`` fragments of fields."""
-    constants = {name: body for name, body in _CONSTANT.findall(source)}
-    for _ in range(3):  # fragments made of fragments
-        constants = {name: _substitute(body, constants) for name, body in constants.items()}
-    return [_substitute(body, constants) for body in _TEMPLATE.findall(source) if "{" in body]
-
-
-def _substitute(text: str, constants: dict[str, str]) -> str:
-    return re.sub(r"\$\{([A-Z_]+)\}", lambda m: constants.get(m.group(1), m.group(0)), text)
+    return valid_operations(texts | web_templates(), graphql.OperationType.QUERY)
 
 
 DOCUMENTS = _query_documents()

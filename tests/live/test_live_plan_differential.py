@@ -42,11 +42,10 @@ from core.tokens import issue_token
 from graph import compiled, live_exec
 from graph.ids import decode_id
 from graph.live_exec import AUDIT
-from graph.schema import schema
-from tests.api.test_plan_differential import _js_templates
 from tests.attachment_samples import pdf_bytes, upload
 from tests.graphql_client import gid
 from tests.live_client import Closed, LiveClient
+from tests.sent_documents import valid_operations, web_templates
 
 pytestmark = pytest.mark.django_db(transaction=True)
 db = database_sync_to_async
@@ -92,20 +91,8 @@ def _subscription_documents() -> list[str]:
     texts: set[str] = set()
     for path in sorted((ROOT / "tests").rglob("*.py")):
         texts.update(t for t in _python_strings(path.read_text()) if "subscription" in t)
-    for path in sorted((ROOT / "web" / "static" / "web" / "js").glob("*.js")):
-        texts.update(t for t in _js_templates(path.read_text()) if "subscription" in t)
-    documents = []
-    for text in sorted(texts):
-        try:
-            document = graphql.parse(text)
-        except graphql.GraphQLError:
-            continue
-        operations = [d for d in document.definitions if isinstance(d, graphql.OperationDefinitionNode)]
-        if len(operations) != 1 or operations[0].operation != graphql.OperationType.SUBSCRIPTION:
-            continue
-        if not graphql.validate(schema._schema, document):
-            documents.append(text)
-    return documents
+    texts.update(t for t in web_templates() if "subscription" in t)
+    return valid_operations(texts, graphql.OperationType.SUBSCRIPTION)
 
 
 DOCUMENTS = _subscription_documents()
