@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
@@ -80,7 +81,7 @@ def _rows(entries: Iterable[tuple[dict[str, Any], RequestInfo | None]]) -> list[
     return [_columns(**{**_DEFAULTS, **fields, "request": request}) for fields, request in entries]
 
 
-def _write(rows: list[dict[str, Any]], *, relaxed: bool = False) -> list[int]:
+def _write(rows: list[dict[str, Any]], *, relaxed: bool = False, at: dt.datetime | None = None) -> list[int]:
     """Writes audit rows (`_columns` dicts) in one statement, without model instances, and returns their ids.
 
     One round trip, where `bulk_create` sends BEGIN, the INSERT and COMMIT and compiles it through the ORM (about
@@ -103,7 +104,7 @@ def _write(rows: list[dict[str, Any]], *, relaxed: bool = False) -> list[int]:
     names = list(rows[0])
     fields = [meta.get_field(name) for name in names]  # "practice_id" names the practice field
     created = meta.get_field("created_at")
-    now = created.get_db_prep_save(timezone.now(), connection)
+    now = created.get_db_prep_save(at or timezone.now(), connection)
     quote = connection.ops.quote_name
     head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in [*fields, created])}) "
     returning = f" RETURNING {quote(meta.pk.column)}"
@@ -216,9 +217,10 @@ def record_many(entries: Iterable[dict[str, Any]]) -> list[AuditEvent]:
         collector.extend(entries)
         return [build(**entry) for entry in entries]
     rows = _rows((entry, None) for entry in entries)
-    events = [AuditEvent(**row) for row in rows]
+    at = timezone.now()
+    events = [AuditEvent(**row, created_at=at) for row in rows]
     alias = router.db_for_write(AuditEvent)
-    for event, pk in zip(events, _write(rows), strict=True):
+    for event, pk in zip(events, _write(rows, at=at), strict=True):
         event.pk = pk
         event._state.adding = False
         event._state.db = alias

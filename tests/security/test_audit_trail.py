@@ -319,3 +319,5 @@ def test_many_audit_rows_at_once_are_all_written_with_their_ids(world):
     assert len(written) == 150
     assert sorted(row.pk for row in rows) == written
     assert all(not row._state.adding for row in rows)
+    stored = dict(AuditEvent.objects.filter(operation="test.many").values_list("pk", "created_at"))
+    assert all(row.created_at == stored[row.pk] for row in rows)  # the instances say what was written
