@@ -77,6 +77,8 @@ def test_workbench_shows_a_patient_message_in_thread_list_and_badges_without_a_r
     page.locator(".mailbox-select", has_text="Billing").click()
     rows = page.locator(".conversation-select .conv-name")
     expect(rows).to_have_text(["John Smith", "María García"])
+    # the live stream up first: a list redrawn as it connects could swallow a click on the row being replaced
+    page.wait_for_function("window.pmmLive && window.pmmLive.connected")
     page.locator(".conversation-select", has_text="María García").click()
     expect(page.locator("#thread-title")).to_contain_text("María García")
     page.wait_for_function("window.pmmLive && window.pmmLive.connected")
