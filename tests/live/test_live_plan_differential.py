@@ -29,14 +29,14 @@ import graphql
 import orjson
 import pytest
 from channels.db import database_sync_to_async
-from django.db import connections, transaction
+from django.db import transaction
 
 from core import actions, live
 from core.actions.pool import add_internal_note, assign_conversation, set_conversation_priority
 from core.actions.quick_replies import create_quick_reply
 from core.errors import DomainError, ErrorCode
 from core.live import SHARED, encode_cursor
-from core.live_db import live_db, release_connection
+from core.live_db import live_db
 from core.models import AccessSource, Event, PracticePermission
 from core.tokens import issue_token
 from graph import compiled, live_exec
@@ -44,6 +44,7 @@ from graph.ids import decode_id
 from graph.live_exec import AUDIT
 from tests.attachment_samples import pdf_bytes, upload
 from tests.graphql_client import gid
+from tests.live.test_live_payloads import _close_worker_thread_connections  # noqa: F401  (autouse)
 from tests.live_client import Closed, LiveClient
 from tests.sent_documents import valid_operations, web_templates
 
@@ -96,15 +97,6 @@ def _subscription_documents() -> list[str]:
 
 
 DOCUMENTS = _subscription_documents()
-
-
-@pytest.fixture(autouse=True)
-async def _close_worker_thread_connections():
-    yield
-    await AUDIT.drain()
-    await database_sync_to_async(connections.close_all)()
-    await live_db(SHARED.clear)()
-    await release_connection()
 
 
 def _baseline(world) -> dict[int, str]:
