@@ -714,7 +714,11 @@ def test_message_search_lists_snippets_and_opens_the_conversation(open_page, wor
     expect(results).to_have_count(2)
     shot(page, "27-message-search-opened")
 
-    # and a search that matches nothing says so
-    page.get_by_role("searchbox", name="Search messages").fill("zzyzx")
+    # and a search that matches nothing says so (once the opened thread's live stream is up: a CI run searched
+    # "result" again here, the box's new text lost while the page was still settling)
+    page.wait_for_function("window.pmmLive && window.pmmLive.connected")
+    box = page.get_by_role("searchbox", name="Search messages")
+    box.fill("zzyzx")
+    expect(box).to_have_value("zzyzx")
     page.get_by_role("button", name="Search", exact=True).click()
     expect(page.locator("#search-status")).to_have_text("No message in your subscribed mailboxes matches “zzyzx”.")
