@@ -38,6 +38,16 @@ def samples(server: Server) -> dict[tuple[str, frozenset], float]:
     return found
 
 
+def samples_once(server: Server, settled, timeout: float = 5) -> dict[tuple[str, frozenset], float]:
+    """The first scrape for which `settled(found)` holds, or the last one after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = samples(server)
+        if settled(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def total(found: dict, name: str, **labels: str) -> float:
     """Sum over the series of `name` having these labels (multiprocess gauges add a pid label)."""
     wanted = set(labels.items())
@@ -129,8 +139,7 @@ def test_two_processes_share_metrics_and_log_one_line_per_request_and_socket_ope
             ws.send(
                 json.dumps({"id": "s", "type": "subscribe", "payload": {"query": SUBSCRIBE, "variables": variables}})
             )
-            time.sleep(0.5)
-            found = samples(b)
+            found = samples_once(b, lambda found: total(found, "mailbox_subscriptions_active") == 1)
             assert total(found, "mailbox_websockets_open") == 1
             assert total(found, "mailbox_subscriptions_active") == 1
             a.post_graphql(SEND, conversation, token)
@@ -140,8 +149,9 @@ def test_two_processes_share_metrics_and_log_one_line_per_request_and_socket_ope
             ws.send(json.dumps({"id": "s", "type": "complete"}))
             time.sleep(0.3)
 
-        # then the live metrics saw the delivery, its lag, and the process's log position
-        found = samples(a)
+        # then, once the server has seen the socket close, the live metrics saw the delivery, its lag,
+        # and the process's log position (the close reaches the server after the client returns)
+        found = samples_once(a, lambda found: total(found, "mailbox_websockets_open") == 0)
         assert total(found, "mailbox_live_events_delivered_total", stream="mailboxEvents") == 1
         assert total(found, "mailbox_live_delivery_lag_seconds_count", stream="mailboxEvents") == 1
         assert total(found, "mailbox_live_delivery_lag_seconds_sum") < 2
