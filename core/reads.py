@@ -22,6 +22,7 @@ from core.models import (
     QuickReply,
     User,
 )
+from core.prepared import Variants
 from core.text import require_storable_text, search_words
 from core.viewer_facts import (
     MAILBOX_FACTS,
@@ -58,8 +59,19 @@ def list_mailboxes(
     return annotate_mailboxes(mailboxes, user, facts).order_by("name", "pk")
 
 
+# One mailbox with the viewer's facts, by (facts, signed in): built and compiled once per shape (core.prepared).
+_MAILBOX = Variants(
+    lambda prepared, key: annotate_mailboxes(
+        Mailbox.objects.filter(pk=prepared.value("mailbox")),
+        User(pk=prepared.value("user")) if key[1] else None,
+        key[0],
+    ).order_by("pk")[:1]
+)
+
+
 def get_mailbox(*, user: User | None, mailbox_id: int, facts: frozenset[str] = MAILBOX_FACTS) -> Mailbox:
-    mailbox = annotate_mailboxes(Mailbox.objects.filter(pk=mailbox_id), user, facts).first()
+    values = {"mailbox": mailbox_id} if user is None else {"mailbox": mailbox_id, "user": user.pk}
+    [mailbox] = _MAILBOX[facts, user is not None].rows(values=values) or [None]
     if mailbox is None:
         raise not_found("mailbox")
     require_workbench_member(user, mailbox.practice_id)

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db import connections
-from django.db.models import BooleanField, QuerySet
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import BooleanField, Model, QuerySet
 from django.db.models.expressions import RawSQL
 
 
-def column(queryset: QuerySet, field_name: str) -> str:
-    """The quoted `table.column` of a field of the queryset's model, for a condition of this module."""
-    meta = queryset.model._meta
-    quote = connections[queryset.db].ops.quote_name
+def column(model: type[Model], field_name: str) -> str:
+    """The quoted `table.column` of a field of the model, for a condition of this module."""
+    meta = model._meta
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
     return f"{quote(meta.db_table)}.{quote(meta.get_field(field_name).column)}"
 
 
@@ -38,4 +38,4 @@ def key_in(queryset: QuerySet, field_name: str, keys: Iterable[int]) -> QuerySet
     listed = integers(keys)
     if not listed:
         return queryset.none()
-    return queryset.filter(condition(f"{column(queryset, field_name)} IN ({listed})"))
+    return queryset.filter(condition(f"{column(queryset.model, field_name)} IN ({listed})"))

@@ -18,6 +18,7 @@ from core.context import current_request
 from core.errors import DomainError, ErrorCode
 from core.events import emit_account_access_changed
 from core.models import ApiToken, Patient, User
+from core.prepared import Prepared
 
 TOKEN_PREFIX = "pmm_"
 # Refresh last_used_at at most this often, so a busy token does not write on every request.
@@ -54,6 +55,14 @@ INVALID_TOKEN_MESSAGE = (
 )
 
 
+# The lookup every request makes, built and compiled once (core.prepared).
+_TOKEN = Prepared(
+    lambda prepared: (
+        ApiToken.objects.select_related("user").filter(key_hash=prepared.value("key_hash", str)).order_by("pk")[:1]
+    )
+)
+
+
 def authenticate_token(raw: str) -> TokenOwner:
     """The token's owner, or UNAUTHENTICATED (audited with the caller's IP and the reason, no actor).
 
@@ -65,7 +74,7 @@ def authenticate_token(raw: str) -> TokenOwner:
     ip = current_request().ip or "unknown"
     # Staff tokens are most requests: join only the user (the patient joins made this query 1.9 ms instead of
     # 1.1); a patient token loads its patient with a second query.
-    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
+    [token] = _TOKEN.rows(values={"key_hash": hash_token(raw)}) or [None]
     if token is not None and token.patient_id is not None:
         token.patient = Patient.objects.select_related("practice").get(pk=token.patient_id)
     now = timezone.now()

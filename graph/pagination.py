@@ -16,12 +16,13 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 from django.conf import settings
-from django.db.models import Count, F, Func, IntegerField, Q, QuerySet, Subquery, Window
+from django.db.models import Count, F, Func, IntegerField, Model, Q, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from strawberry import relay
 
 from core import cursors, sql
 from core.errors import DomainError, ErrorCode
+from core.prepared import Prepared
 
 T = TypeVar("T")
 
@@ -246,8 +247,15 @@ def paginate_siblings(
     return _connections(rows_by_parent, args, ordering, size, counts, totals_on_rows=with_totals)
 
 
+def numbered_page(prepared: Prepared, queryset: QuerySet, ordering: Ordering, *, backwards: bool) -> QuerySet:
+    """The queryset of a `paginate_numbered` page: `queryset`'s rows within the ranges (`prepared.text("ranges")`),
+    in `ordering`."""
+    return queryset.filter(sql.condition(prepared.text("ranges"))).order_by(*ordering.order_by(reverse=backwards))
+
+
 def paginate_numbered(
-    queryset: QuerySet,
+    page: Prepared,
+    model: type[Model],
     args: PageArgs,
     ordering: Ordering,
     *,
@@ -258,23 +266,20 @@ def paginate_numbered(
     """The first page of a nested connection for many parents whose rows are numbered without gaps (a message's
     `sequence` in its thread): each parent's page is the rows numbered within its range `(low, high)`, so no
     window function ranks them, and the ORM compiles one raw condition, not a `Q` per parent (50 of them cost
-    more to build than the query takes to run). `ordering` is one column, the number."""
+    more to build than the query takes to run). `ordering` is one column, the number; `page` is the statement
+    (`numbered_page` of the list's queryset, built and compiled once, `core.prepared`) of `model`'s rows."""
     size = args.size()
     rows_by_parent: dict[int, list] = {pk: [] for pk in ranges}
     if size and ranges:
-        model = queryset.model
-        parent, numbered = sql.column(queryset, parent_field), sql.column(queryset, ordering.fields[0])
+        parent, numbered = sql.column(model, parent_field), sql.column(model, ordering.fields[0])
         # One raw condition with a constant range per parent: the planner picks each range's index (the unique
         # (parent, number) one for a long thread), which a join to the pairs as an array does not (it expects
         # every parent's average and filters a long thread's whole list). The numbers are literals (core.sql).
-        condition = sql.condition(
-            " OR ".join(
-                f"({parent} = {int(pk)} AND {numbered} BETWEEN {int(low)} AND {int(high)})"
-                for pk, (low, high) in ranges.items()
-            )
+        condition = " OR ".join(
+            f"({parent} = {int(pk)} AND {numbered} BETWEEN {int(low)} AND {int(high)})"
+            for pk, (low, high) in ranges.items()
         )
-        rows = queryset.filter(condition).order_by(*ordering.order_by(reverse=args.backwards))
         attname = model._meta.get_field(parent_field).attname
-        for row in rows:
+        for row in page.rows(texts={"ranges": condition}):
             rows_by_parent[getattr(row, attname)].append(row)
     return _connections(rows_by_parent, args, ordering, size, counts)

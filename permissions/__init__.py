@@ -38,6 +38,7 @@ from core.models import (
     Role,
     User,
 )
+from core.prepared import Prepared
 
 ADMIN_ROLES = (Role.OWNER, Role.ADMINISTRATOR)
 
@@ -116,17 +117,25 @@ def require_portal(practice_id: int) -> None:
         )
 
 
+def _workbench_member(prepared: Prepared) -> QuerySet[Membership]:
+    practice = prepared.value("practice")
+    switch = PracticeSetting.objects.filter(practice_id=practice, key=WORKBENCH_SETTING).values("value")[:1]
+    return (
+        Membership.objects.filter(user_id=prepared.value("user"), practice_id=practice)
+        .annotate(_workbench=Subquery(switch), _user_active=F("user__is_active"))
+        .order_by("pk")[:1]
+    )
+
+
+_WORKBENCH_MEMBER = Prepared(_workbench_member)
+
+
 def require_workbench_member(user: User | None, practice_id: int) -> Membership:
     """A staff mailbox operation: an active member of the practice, with the workbench switched on
     (`require_member` then `require_workbench`, with the account's current `is_active`, read in one query: every
     workbench request and live re-check asks this)."""
     require_authenticated(user)
-    switch = PracticeSetting.objects.filter(practice_id=practice_id, key=WORKBENCH_SETTING).values("value")[:1]
-    membership = (
-        Membership.objects.filter(user=user, practice_id=practice_id)
-        .annotate(_workbench=Subquery(switch), _user_active=F("user__is_active"))
-        .first()
-    )
+    [membership] = _WORKBENCH_MEMBER.rows(values={"user": user.pk, "practice": practice_id}) or [None]
     if membership is not None and not membership._user_active:  # disabled since the request or socket began
         raise not_signed_in()
     if membership is None:

@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 import strawberry_django
+from django.db.models import QuerySet
 from strawberry import relay
 
 from core import models, sql
+from core.prepared import Prepared, Variants
 from core.reads import audit_messages_in_answer
 from core.viewer_facts import annotate_mailboxes, messages_with_details
 from graph import guards
@@ -18,7 +20,7 @@ from graph.batching import batch_of, passes, with_siblings
 from graph.context import Context, Info
 from graph.conversations.orderings import MESSAGE_ORDER, PORTAL_MESSAGE_ORDER
 from graph.enums import ConversationPriority, ConversationStatus, MessageDirection
-from graph.pagination import Connection, PageArgs, paginate, paginate_numbered
+from graph.pagination import Connection, PageArgs, numbered_page, paginate, paginate_numbered
 from graph.practice.types import UserType
 from graph.selection import selected_anywhere
 
@@ -146,14 +148,12 @@ class ConversationType(relay.Node):
             # not joined again per message (one Patient instance per thread instead of one per message).
             threads = batch.rows if args.is_first_page else [self]
             patients = all(models.Conversation.patient.is_cached(c) for c in threads)
-            base = messages_with_details(models.Message.objects.all(), attachments=False, sender_patient=not patients)
-            if patient:
-                base = base.filter(portal_sequence__isnull=False)
             # Sequences have no gaps, so a thread's count is its last sequence: no COUNT(*) over long threads.
             if args.is_first_page:
                 parents = {c.pk: c for c in batch.rows if passes(lambda c: guards.conversation_read(context, c), c)}
                 connections = paginate_numbered(
-                    base,
+                    _THREAD_PAGES[patient, not patients, args.backwards],
+                    models.Message,
                     args,
                     ordering,
                     parent_field="conversation",
@@ -161,6 +161,7 @@ class ConversationType(relay.Node):
                     counts=lambda: {pk: last_of(c) for pk, c in parents.items()},
                 )
             else:  # a cursor belongs to one conversation's list
+                base = _thread_messages(patient=patient, sender_patient=not patients)
                 connections = {
                     self.pk: paginate(base.filter(conversation=self), args, ordering, count=lambda: last_of(self))
                 }
@@ -179,12 +180,37 @@ class ConversationType(relay.Node):
         return context.memo(key, load)[self.pk]
 
 
+def _thread_messages(*, patient: bool, sender_patient: bool) -> QuerySet[models.Message]:
+    """A thread's messages as the viewer's page shows them (a patient's: those in their numbering)."""
+    base = messages_with_details(models.Message.objects.all(), attachments=False, sender_patient=sender_patient)
+    return base.filter(portal_sequence__isnull=False) if patient else base
+
+
+# First pages of many threads, by (patient viewer, sender patients joined, backwards).
+_THREAD_PAGES = Variants(
+    lambda prepared, key: numbered_page(
+        prepared,
+        _thread_messages(patient=key[0], sender_patient=key[1]),
+        PORTAL_MESSAGE_ORDER if key[0] else MESSAGE_ORDER,
+        backwards=key[2],
+    )
+)
+
+
+# The attachments of a page's messages (`messages`: their ids), in Meta.ordering (id); built and compiled once.
+_ATTACHMENTS = Prepared(
+    lambda prepared: models.Attachment.objects.filter(
+        sql.condition(f"{sql.column(models.Attachment, 'message')} IN ({prepared.text('messages')})")
+    )
+)
+
+
 def attach_attachments(context: Context, messages: list[models.Message]) -> None:
     """The attachments of a page of messages in one query, kept on each message as a plain list: Django's
     `prefetch_related` builds a filtered queryset per message to hold its cache (250 per large page, ~5% of its
     CPU), and the field only reads the rows."""
     by_message: dict[int, list[models.Attachment]] = {m.pk: [] for m in messages}
-    for attachment in sql.key_in(models.Attachment.objects.all(), "message", by_message):  # Meta.ordering: id
+    for attachment in _ATTACHMENTS.rows(texts={"messages": sql.integers(by_message) or "NULL"}):
         by_message[attachment.message_id].append(attachment)
     for message in messages:
         context.paths.of(message).attachments = by_message[message.pk]

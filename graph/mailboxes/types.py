@@ -11,8 +11,9 @@ import strawberry_django
 from django.db.models import Count, Q
 from strawberry import relay
 
-from core import models
+from core import models, sql
 from core.errors import DomainError, ErrorCode
+from core.prepared import Prepared
 from core.reads import audit_mailbox_conversation_reads
 from core.stats import MailboxStats, stats_of
 from core.viewer_facts import annotate_conversations, annotate_mailboxes
@@ -28,6 +29,17 @@ from graph.practice.types import PracticeType, UserType
 from graph.selection import child_names
 
 # The Mailbox fields answered from `core.viewer_facts.annotate_mailboxes`'s facts, by the fact each reads.
+# The subscribers of a page's mailboxes (`mailboxes`: their ids), built and compiled once (core.prepared).
+_SUBSCRIBERS = Prepared(
+    lambda prepared: (
+        models.MailboxSubscription.objects.filter(
+            sql.condition(f"{sql.column(models.MailboxSubscription, 'mailbox')} IN ({prepared.text('mailboxes')})")
+        )
+        .select_related("user")
+        .order_by("user__full_name", "user__username", "user_id")
+    )
+)
+
 MAILBOX_FACT_FIELDS = {
     "isSubscribed": "is_subscribed",
     "subscriberCount": "subscriber_count",
@@ -108,8 +120,7 @@ class MailboxType(relay.Node):
                 m.pk for m in batch.rows if passes(lambda m: guards.workbench_staff_of(info.context, m.practice_id), m)
             ]
             by_mailbox: dict[int, list[models.User]] = defaultdict(list)
-            rows = models.MailboxSubscription.objects.filter(mailbox_id__in=allowed).select_related("user")
-            for sub in rows.order_by("user__full_name", "user__username", "user_id"):
+            for sub in _SUBSCRIBERS.rows(texts={"mailboxes": sql.integers(allowed) or "NULL"}):
                 by_mailbox[sub.mailbox_id].append(sub.user)
             with_siblings(
                 info.context, [user for users in by_mailbox.values() for user in users]
