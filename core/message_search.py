@@ -8,11 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
 
 from core.text import search_words
 
@@ -67,11 +67,17 @@ WITH expanded AS (
     SELECT CASE WHEN count(*) = %(words)s THEN string_agg(term, ' & ')::tsquery END AS query FROM terms
 ), scope AS (
     SELECT ARRAY({{scope}}) AS ids
-), recent AS MATERIALIZED (
+), recent AS (
     SELECT m.id, m.sent_at, m.conversation_id, m.search_document FROM core_message m
     WHERE (SELECT query FROM search) IS NOT NULL{{seek}} ORDER BY m.sent_at DESC, m.id DESC LIMIT %(window)s
 ), checked AS (
-    SELECT (SELECT count(*) FROM recent) AS scanned, ARRAY(
+    -- `recent` read once, inlined: the scan stops at the page's last hit instead of reading the whole window
+    SELECT (
+        SELECT count(*) FROM (
+            SELECT 1 FROM core_message m WHERE (SELECT query FROM search) IS NOT NULL{{seek}}
+            ORDER BY m.sent_at DESC, m.id DESC LIMIT %(window)s
+        ) w
+    ) AS scanned, ARRAY(
         SELECT r.id FROM recent r, scope
         WHERE r.search_document @@ (SELECT query FROM search) AND {_IN_MAILBOXES.format(row="r")}
         ORDER BY r.sent_at DESC, r.id DESC LIMIT %(limit)s
@@ -127,9 +133,9 @@ ORDER BY m.sent_at DESC, m.id DESC LIMIT %(limit)s
 _SEEK = " AND (m.sent_at, m.id) < (%(sent_at)s, %(message_id)s)"
 
 
-def _embedded(mailboxes: QuerySet, params: dict[str, object]) -> str:
-    """The queryset's SQL with its parameters renamed into `params` (`%(scope0)s`, ...), to run inside ours."""
-    sql, values = mailboxes.query.sql_with_params()
+def _embedded(mailboxes: tuple[str, Sequence[object]], params: dict[str, object]) -> str:
+    """The scope's SQL with its parameters renamed into `params` (`%(scope0)s`, ...), to run inside ours."""
+    sql, values = mailboxes
     pieces = sql.split("%s")
     if len(pieces) != len(values) + 1:  # a "%s" that is not a placeholder (none in a plain filter)
         raise ValueError(f"cannot embed {sql!r}")
@@ -140,9 +146,11 @@ def _embedded(mailboxes: QuerySet, params: dict[str, object]) -> str:
     return "".join(embedded)
 
 
-def matching_message_ids(words: list[str], mailboxes: QuerySet, *, after: Position | None, limit: int) -> list[int]:
-    """Ids of the messages of `mailboxes` (a queryset of mailbox ids) having every word as a prefix of one of
-    theirs, newest first: one statement."""
+def matching_message_ids(
+    words: list[str], mailboxes: tuple[str, Sequence[object]], *, after: Position | None, limit: int
+) -> list[int]:
+    """Ids of the messages of `mailboxes` (the SQL and parameters of a query of mailbox ids) having every word as
+    a prefix of one of theirs, newest first: one statement."""
     if not words or limit <= 0:
         return []
     params: dict[str, object] = {"limit": limit}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connections
@@ -40,13 +40,14 @@ class _Compiled:
     value_positions: Mapping[str, tuple[tuple[int, type | None], ...]]  # (index, the driver type it is wrapped in)
     texts: tuple[str, ...]
     alias: str
-    model: type[Model]
-    init_list: list[str]
-    model_slice: slice
-    related_populators: list
-    annotation_col_map: Mapping[str, int] | None
-    converters: list
-    col_count: int | None  # rows are cut to this many columns when the ORM selected extra ones (ordering)
+    # How rows become instances (a queryset of model rows only; None for `values_list` and the like).
+    model: type[Model] | None = None
+    init_list: list[str] = field(default_factory=list)
+    model_slice: slice = field(default_factory=lambda: slice(0))
+    related_populators: list = field(default_factory=list)
+    annotation_col_map: Mapping[str, int] | None = None
+    converters: list = field(default_factory=list)
+    col_count: int | None = None  # rows are cut to this many columns when the ORM selected extra ones (ordering)
 
 
 def _marker(name: str) -> str:
@@ -77,7 +78,11 @@ class Prepared:
             self._texts.append(name)
         return _marker(name)
 
-    def rows(self, *, values: Mapping[str, Any] | None = None, texts: Mapping[str, str] | None = None) -> list:
+    def statement(
+        self, *, values: Mapping[str, Any] | None = None, texts: Mapping[str, str] | None = None
+    ) -> tuple[str, list | tuple]:
+        """The SQL and parameters of this call, for a caller that runs it inside its own statement (any queryset:
+        `values_list` too)."""
         compiled = self._compiled or self._compile()
         sql = compiled.sql
         for name in compiled.texts:
@@ -92,6 +97,14 @@ class Prepared:
                 value = values[name]
                 for position, wrap in positions:
                     params[position] = value if wrap is None else wrap(value)
+        return sql, params
+
+    def rows(self, *, values: Mapping[str, Any] | None = None, texts: Mapping[str, str] | None = None) -> list:
+        """The model instances of this call, as the ORM reads them."""
+        compiled = self._compiled or self._compile()
+        if compiled.model is None:
+            raise TypeError("a prepared queryset reads model rows: no values(), prefetch_related or related managers")
+        sql, params = self.statement(values=values, texts=texts)
         connection = connections[compiled.alias]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -106,12 +119,11 @@ class Prepared:
 
 
 def _compile(queryset: QuerySet, values: Mapping[str, int | str], texts: list[str]) -> _Compiled:
-    if (
+    models = not (
         queryset._iterable_class is not ModelIterable
         or queryset._prefetch_related_lookups
         or queryset._known_related_objects
-    ):
-        raise TypeError("a prepared queryset reads model rows: no values(), prefetch_related or related managers")
+    )
     alias = queryset.db
     compiler = queryset.query.get_compiler(using=alias)
     sql, params = compiler.as_sql()
@@ -131,14 +143,19 @@ def _compile(queryset: QuerySet, values: Mapping[str, int | str], texts: list[st
     missing = [name for name in texts if _marker(name) not in sql]
     if missing:
         raise ValueError(f"the prepared queryset does not place the text {missing} in its SQL")
+    statement = {
+        "sql": sql,
+        "params": tuple(params),
+        "value_positions": positions,
+        "texts": tuple(texts),
+        "alias": alias,
+    }
+    if not models:
+        return _Compiled(**statement)
     select, klass_info = compiler.select, compiler.klass_info
     fields = klass_info["select_fields"]
     return _Compiled(
-        sql=sql,
-        params=tuple(params),
-        value_positions=positions,
-        texts=tuple(texts),
-        alias=alias,
+        **statement,
         model=klass_info["model"],
         init_list=[column[0].target.attname for column in select[fields[0] : fields[-1] + 1]],
         model_slice=slice(fields[0], fields[-1] + 1),
@@ -175,14 +192,23 @@ def _instances(compiled: _Compiled, fetched: list, connection) -> list:
 
 
 class Variants:
-    """One `Prepared` per shape key: `Variants(build)`, `variants[key].rows(...)`, `build(prepared, key)`."""
+    """One `Prepared` per shape key: `Variants(build)`, `variants[key].rows(...)`, `build(prepared, key)`. At most
+    `shapes` of them are kept (the oldest compiled goes first), as the parser and validation caches are bounded:
+    a key may come from a request's arguments (a page size)."""
 
-    def __init__(self, build: Callable[[Prepared, Hashable], QuerySet]) -> None:
+    def __init__(self, build: Callable[[Prepared, Hashable], QuerySet], *, shapes: int = 64) -> None:
         self._build = build
         self._shapes: dict[Hashable, Prepared] = {}
+        self._most = shapes
+        self._lock = threading.Lock()
 
     def __getitem__(self, key: Hashable) -> Prepared:
         found = self._shapes.get(key)
         if found is None:
-            found = self._shapes.setdefault(key, Prepared(lambda prepared: self._build(prepared, key)))
+            with self._lock:
+                found = self._shapes.get(key)
+                if found is None:
+                    if len(self._shapes) >= self._most:
+                        del self._shapes[next(iter(self._shapes))]
+                    found = self._shapes[key] = Prepared(lambda prepared: self._build(prepared, key))
         return found

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import QuerySet
 
-from core import audit, message_search, ratelimit
+from core import audit, message_search, ratelimit, sql
 from core import search as patient_search
 from core.errors import DomainError, ErrorCode, not_found
 from core.models import (
@@ -22,13 +22,13 @@ from core.models import (
     QuickReply,
     User,
 )
-from core.prepared import Variants
+from core.prepared import Prepared, Variants
 from core.text import require_storable_text, search_words
 from core.viewer_facts import (
     MAILBOX_FACTS,
     annotate_conversations,
     annotate_mailboxes,
-    messages_with_details,
+    attach_people,
     unread_count_of,
 )
 from permissions import (
@@ -260,19 +260,44 @@ def _message_search_words(query: str) -> list[str]:
     return [w for w in words if not any(o != w and o.startswith(w) for o in words)]
 
 
-def _searched_mailboxes(user: User, practice_id: int, mailbox_id: int | None) -> QuerySet:
-    """The ids of the mailboxes a search looks in, as a queryset the search runs inside its own statement: the
-    viewer's subscribed, active mailboxes of the practice, or the one asked for (another practice's or an unknown
-    one: NOT_FOUND; not subscribed: NOT_SUBSCRIBED; deactivated)."""
+# The viewer's subscribed, active mailboxes of a practice, as SQL a search runs inside its own statement.
+_SUBSCRIBED_MAILBOXES = Prepared(
+    lambda prepared: MailboxSubscription.objects.filter(
+        user_id=prepared.value("user"), mailbox__practice_id=prepared.value("practice"), mailbox__is_active=True
+    ).values_list("mailbox_id", flat=True)
+)
+
+
+def _searched_mailboxes(user: User, practice_id: int, mailbox_id: int | None) -> tuple[str, list | tuple]:
+    """The ids of the mailboxes a search looks in, as the SQL and parameters of a query the search runs inside
+    its own statement: the viewer's subscribed, active mailboxes of the practice, or the one asked for (another
+    practice's or an unknown one: NOT_FOUND; not subscribed: NOT_SUBSCRIBED; deactivated)."""
     if mailbox_id is None:
-        return MailboxSubscription.objects.filter(
-            user=user, mailbox__practice_id=practice_id, mailbox__is_active=True
-        ).values_list("mailbox_id", flat=True)
+        return _SUBSCRIBED_MAILBOXES.statement(values={"user": user.pk, "practice": practice_id})
     mailbox = Mailbox.objects.filter(pk=mailbox_id, practice_id=practice_id).first()
     if mailbox is None:
         raise not_found("mailbox")
     require_mailbox_view(user, mailbox)
-    return Mailbox.objects.filter(pk=mailbox.pk).values_list("pk", flat=True)
+    return Mailbox.objects.filter(pk=mailbox.pk).values_list("pk", flat=True).query.sql_with_params()
+
+
+# The messages a search found (`ids`), with their conversations (mailbox, patient, the viewer's unread count), in
+# one query built and compiled once (core.prepared); their people come after (`attach_people`).
+def _search_hits(prepared: Prepared) -> QuerySet[Message]:
+    ids = sql.condition(f"{sql.column(Message, 'id')} IN ({prepared.text('ids')})")
+    unread = unread_count_of(
+        User(pk=prepared.value("user")),
+        conversation="conversation_id",
+        patient_messages="conversation__patient_message_count",
+    )
+    return (
+        Message.objects.filter(ids)
+        .select_related("conversation__mailbox", "conversation__patient")
+        .annotate(_unread=unread)
+    )
+
+
+_SEARCH_HITS = Prepared(_search_hits)
 
 
 def search_messages(
@@ -303,17 +328,8 @@ def search_messages(
     has_more, ids = len(ids) > limit, ids[:limit]
     # The messages with their conversations (mailbox, patient, the viewer's unread count) in one query; none to
     # build for no hits (Django would not run it, but building it is a third of an empty answer's CPU).
-    rows = (
-        messages_with_details(Message.objects.filter(pk__in=ids), attachments=False)
-        .select_related("conversation__mailbox", "conversation__patient")
-        .annotate(
-            _unread=unread_count_of(
-                user, conversation="conversation_id", patient_messages="conversation__patient_message_count"
-            )
-        )
-        if ids
-        else ()
-    )
+    rows = _SEARCH_HITS.rows(values={"user": user.pk}, texts={"ids": sql.integers(ids)}) if ids else ()
+    attach_people(rows)  # senders and withdrawers, not joined (core.viewer_facts)
     messages = {m.pk: m for m in rows}
     conversations: dict[int, Conversation] = {}
     mailboxes: dict[int, Mailbox] = {}

@@ -130,3 +130,30 @@ def test_variants_compile_one_statement_per_shape(world, thread):
     assert newest_first == list(range(8, 0, -1))
     assert oldest_first == list(range(1, 9))
     assert by_direction[True] is by_direction[True]
+
+
+def test_variants_keep_a_bounded_number_of_shapes(world, thread):
+    by_size = Variants(
+        lambda prepared, size: Message.objects.filter(conversation_id=prepared.value("c"))[:size], shapes=3
+    )
+    sizes = [len(by_size[size].rows(values={"c": thread.pk})) for size in range(1, 7)]
+    assert sizes == [1, 2, 3, 4, 5, 6]
+    assert len(by_size._shapes) == 3
+
+
+def test_a_statement_of_any_queryset_runs_inside_the_callers(world, thread):
+    # given a prepared values_list (rows of it are refused: not model rows)
+    senders = Prepared(
+        lambda prepared: Message.objects.filter(
+            conversation_id=prepared.value("c"), sender_user__isnull=False
+        ).values_list("pk", flat=True)
+    )
+    sql_text, params = senders.statement(values={"c": thread.pk})
+    # when the caller runs it inside its own statement
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM ({sql_text}) inner_ids", params)
+        [(count,)] = cursor.fetchall()
+    # then it counts what the ORM finds
+    assert count == Message.objects.filter(conversation=thread, sender_user__isnull=False).count() == 4
+    with pytest.raises(TypeError):
+        senders.rows(values={"c": thread.pk})

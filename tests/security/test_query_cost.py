@@ -79,7 +79,8 @@ def test_default_page_sizes_count_when_first_and_last_are_not_given(world):
 
 @pytest.mark.parametrize("order", [(5, 100), (100, 5)])
 def test_page_sizes_in_variables_are_resolved_on_every_request_of_a_cached_document(world, order):
-    """Validation results are cached per document; the estimate is not, since `$n` changes per request."""
+    """Validation results are cached per document; the estimate per document and page size, since `$n` changes
+    per request."""
     api = Api.as_user(world.subscriber)
     document = mailbox_pages(1, conversations="first: $n", messages="last: $n")
     for n in order:
