@@ -247,6 +247,32 @@ def paginate_siblings(
     return _connections(rows_by_parent, args, ordering, size, counts, totals_on_rows=with_totals)
 
 
+def first_page_of_one(
+    queryset: QuerySet, ordering: Ordering, *, size: int, backwards: bool, totals_of: QuerySet | None
+) -> QuerySet:
+    """The statement of `paginate_siblings` for one parent's first page (`queryset` already filtered to it, and
+    `totals_of` when a `totalCount` is selected), for `paginate_first_of_one`'s prepared page."""
+    if totals_of is not None:
+        queryset = queryset.annotate(_total=_count_of(totals_of))
+    return queryset.order_by(*ordering.order_by(reverse=backwards))[: size + 1]
+
+
+def paginate_first_of_one(
+    page: Prepared,
+    values: dict[str, Any],
+    parent: int,
+    args: PageArgs,
+    ordering: Ordering,
+    *,
+    with_totals: bool,
+    counts: Callable[[], dict[int, int]],
+) -> dict[int, Connection]:
+    """`paginate_siblings` of one parent's first page, from its statement built and compiled once (`page`: of
+    `first_page_of_one` with this page's size and direction, and totals when `with_totals`)."""
+    rows = page.rows(values=values)
+    return _connections({parent: rows}, args, ordering, args.size(), counts, totals_on_rows=with_totals)
+
+
 def numbered_page(prepared: Prepared, queryset: QuerySet, ordering: Ordering, *, backwards: bool) -> QuerySet:
     """The queryset of a `paginate_numbered` page: `queryset`'s rows within the ranges (`prepared.text("ranges")`),
     in `ordering`."""

@@ -8,12 +8,12 @@ from typing import Any
 
 import strawberry
 import strawberry_django
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from strawberry import relay
 
 from core import models, sql
 from core.errors import DomainError, ErrorCode
-from core.prepared import Prepared
+from core.prepared import Prepared, Variants
 from core.reads import audit_mailbox_conversation_reads
 from core.stats import MailboxStats, stats_of
 from core.viewer_facts import annotate_conversations, annotate_mailboxes
@@ -24,7 +24,7 @@ from graph.conversations.orderings import CONVERSATION_ORDERS
 from graph.conversations.types import ConversationType
 from graph.enums import ConversationOrder, ConversationPriority, ConversationStatus, MailboxStatus
 from graph.ids import decode_id
-from graph.pagination import Connection, PageArgs, paginate, paginate_siblings
+from graph.pagination import Connection, PageArgs, first_page_of_one, paginate, paginate_first_of_one, paginate_siblings
 from graph.practice.types import PracticeType, UserType
 from graph.selection import child_names
 
@@ -39,6 +39,27 @@ _SUBSCRIBERS = Prepared(
         .order_by("user__full_name", "user__username", "user_id")
     )
 )
+
+
+def _first_page(prepared: Prepared, key: tuple) -> QuerySet:
+    """One mailbox's first page of conversations: the statement of `MailboxType.conversations` for a shape
+    (filters, totals, page size and direction), with the mailbox, the viewer and the assignee as values."""
+    status, has_assignee, unassigned, priority, waiting, order, with_totals, size, backwards = key
+    where = conversation_filter(
+        status=status,
+        assignee=prepared.value("assignee") if has_assignee else None,
+        unassigned=unassigned,
+        priority=priority,
+        waiting_only=waiting,
+    ) & Q(mailbox_id=prepared.value("mailbox"))
+    rows = annotate_conversations(
+        models.Conversation.objects.filter(where), models.User(pk=prepared.value("user")), mailbox=False
+    )
+    totals = models.Conversation.objects.filter(where) if with_totals else None
+    return first_page_of_one(rows, CONVERSATION_ORDERS[order], size=size, backwards=backwards, totals_of=totals)
+
+
+_FIRST_PAGES = Variants(_first_page)
 
 MAILBOX_FACT_FIELDS = {
     "isSubscribed": "is_subscribed",
@@ -153,12 +174,10 @@ class MailboxType(relay.Node):
         user = context.require_user()
         args = PageArgs(first=first, after=after, last=last, before=before)
         # `status: null` lists active and archived conversations together.
+        waiting = bool(waiting_only or order == ConversationOrder.LONGEST_WAITING)
+        assignee = decode_id(assignee_id, "User") if assignee_id is not None else None
         where = conversation_filter(
-            status=status,
-            assignee_id=assignee_id,
-            unassigned=unassigned,
-            priority=priority,
-            waiting_only=waiting_only or order == ConversationOrder.LONGEST_WAITING,
+            status=status, assignee=assignee, unassigned=unassigned, priority=priority, waiting_only=waiting
         )
         ordering = CONVERSATION_ORDERS[order]
         # Each row's mailbox is set to its parent below (which carries the viewer's annotations): not joined.
@@ -167,7 +186,20 @@ class MailboxType(relay.Node):
 
         def load() -> dict[int, Connection]:
             parents = {m.pk: m for m in batch.rows if passes(lambda m: guards.mailbox_view(context, m), m)}
-            if args.is_first_page:
+            with_totals = "totalCount" in child_names(info)
+            if args.is_first_page and len(parents) == 1 and args.size():  # the Workbench's list
+                [only] = parents
+                shape = (status, assignee_id is not None, unassigned, priority, waiting, order, with_totals)
+                connections = paginate_first_of_one(
+                    _FIRST_PAGES[(*shape, args.size(), args.backwards)],
+                    {"mailbox": only, "user": user.pk, "assignee": assignee},
+                    only,
+                    args,
+                    ordering,
+                    with_totals=with_totals,
+                    counts=lambda: {},  # the rows carry the total when it is selected
+                )
+            elif args.is_first_page:
                 ids = list(parents)
                 connections = paginate_siblings(
                     base,
@@ -175,7 +207,7 @@ class MailboxType(relay.Node):
                     ordering,
                     parent_field="mailbox_id",
                     parent_ids=ids,
-                    totals_of=models.Conversation.objects.filter(where) if "totalCount" in child_names(info) else None,
+                    totals_of=models.Conversation.objects.filter(where) if with_totals else None,
                     counts=lambda: dict(
                         models.Conversation.objects.filter(where, mailbox_id__in=ids)
                         .order_by()
@@ -237,18 +269,18 @@ class MailboxStatsType:
 def conversation_filter(
     *,
     status: Any,
-    assignee_id: strawberry.ID | None,
+    assignee: int | None,
     unassigned: bool | None,
     priority: Any,
     waiting_only: bool | None,
 ) -> Q:
-    if assignee_id is not None and unassigned:
+    if assignee is not None and unassigned:
         raise DomainError(ErrorCode.VALIDATION_ERROR, "Pass assigneeId or unassigned: true, not both.")
     where = Q()
     if status is not None:
         where &= Q(status=status)
-    if assignee_id is not None:
-        where &= Q(assignee_id=decode_id(assignee_id, "User"))
+    if assignee is not None:
+        where &= Q(assignee_id=assignee)
     elif unassigned is not None:
         where &= Q(assignee__isnull=unassigned)
     if priority is not None:
