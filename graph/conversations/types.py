@@ -14,7 +14,7 @@ from strawberry import relay
 from core import models, sql
 from core.prepared import Prepared, Variants
 from core.reads import audit_messages_in_answer
-from core.viewer_facts import annotate_mailboxes, messages_with_details
+from core.viewer_facts import annotate_mailboxes, attach_sender_patients, messages_with_details
 from graph import guards
 from graph.batching import batch_of, passes, with_siblings
 from graph.context import Context, Info
@@ -167,7 +167,7 @@ class ConversationType(relay.Node):
                 }
             nodes = [edge.node for connection in connections.values() for edge in connection.edges]
             if patients:
-                _senders_from_threads(nodes, {c.pk: c for c in threads})
+                attach_sender_patients(nodes, {c.pk: c for c in threads})
             context.paths.reached(nodes, via)
             for node in nodes:
                 if patient:
@@ -214,25 +214,6 @@ def attach_attachments(context: Context, messages: list[models.Message]) -> None
         by_message[attachment.message_id].append(attachment)
     for message in messages:
         context.paths.of(message).attachments = by_message[message.pk]
-
-
-def _senders_from_threads(messages: list[models.Message], threads: dict[int, models.Conversation]) -> None:
-    """Each patient-sent message's sender is its conversation's patient row; any other (no rule forbids it) is
-    loaded, all of them in one query."""
-    cache = models.Message.sender_patient.field
-    others = []
-    for message in messages:
-        if message.sender_patient_id is None:
-            continue
-        patient = threads[message.conversation_id].patient
-        if patient.pk == message.sender_patient_id:
-            cache.set_cached_value(message, patient)
-        else:
-            others.append(message)
-    if others:
-        rows = models.Patient.objects.in_bulk({m.sender_patient_id for m in others})
-        for message in others:
-            cache.set_cached_value(message, rows[message.sender_patient_id])
 
 
 def _staff_last(conversation: models.Conversation) -> int:

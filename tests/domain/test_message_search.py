@@ -454,6 +454,33 @@ def test_a_result_s_conversation_answers_as_the_conversation_query_does(world):
     assert opened["conversation"]["unreadCount"] == 2
 
 
+def test_a_result_s_message_answers_as_the_thread_shows_it(world):
+    # given a thread with a patient's question, a staff answer and a staff message withdrawn with a reason
+    actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="Invoice question")
+    conversation = world.conversation.pk
+    actions.send_staff_message(acting_user=world.subscriber, conversation_id=conversation, body="Invoice answered")
+    wrong = actions.send_staff_message(acting_user=world.mailbox_admin, conversation_id=conversation, body="Invoice 2")
+    actions.retract_message(acting_user=world.mailbox_admin, message_id=wrong.pk, reason="wrong patient")
+    api = Api.as_user(world.subscriber)
+    fields = "id sequence direction body sentAt senderName isAutomatic retracted { at reason by { id fullName } }"
+
+    # when the messages are found by a search and read in their thread
+    edges = api.data(
+        f'query($p: ID!) {{ searchMessages(practiceId: $p, query: "invoice") {{ edges {{ node {{ {fields} }} }} }} }}',
+        {"p": gid("Practice", world.practice.pk)},
+    )["searchMessages"]["edges"]
+    thread = api.data(
+        f"query($c: ID!) {{ conversation(id: $c) {{ messages(last: 10) {{ edges {{ node {{ {fields} }} }} }} }} }}",
+        {"c": gid("Conversation", conversation)},
+    )["conversation"]["messages"]["edges"]
+
+    # then each answers the same: senders (patient and staff) and who withdrew one (read without joins)
+    assert [e["node"] for e in edges] == [e["node"] for e in reversed(thread)]
+    names = [e["node"]["senderName"] for e in edges]
+    assert names == [world.mailbox_admin.display_name(), world.subscriber.display_name(), "María García"]
+    assert edges[0]["node"]["retracted"]["by"]["id"] == gid("User", world.mailbox_admin.pk)
+
+
 # Words of a few letters in either case and digits, between any ASCII punctuation and spacing, so that query
 # words often start them.
 _ascii_text = st.lists(
