@@ -192,13 +192,17 @@ def cached_estimate(
         entry = _ESTIMATES[key] = (document, _page_variables(document), {})
     _, names, by_values = entry
     given = variables or {}
-    values = tuple(repr(given.get(name)) for name in names)  # repr: 5, 5.0 and "5" estimate differently
-    estimate = by_values.get(values)
+    found = [given.get(name) for name in names]
+    # Only page sizes as they come (numbers, null) are kept: a variable's value reaches here before graphql-core
+    # refuses a wrong type, and a long string or a list would make the cache hold what a caller sent.
+    cacheable = all(value is None or type(value) in (int, float) for value in found)
+    values = tuple((type(value), value) for value in found)  # 5 and 5.0 are one key otherwise
+    estimate = by_values.get(values) if cacheable else None
     if estimate is None:
         estimate = estimate_rows(
             schema, document, operation_name=operation_name, variables=variables, stop_above=stop_above
         )
-        if len(by_values) < _MOST_VALUES:
+        if cacheable and len(by_values) < _MOST_VALUES:
             by_values[values] = estimate
     return estimate
 

@@ -231,3 +231,19 @@ def _patient_sends(world, body: str):
     return database_sync_to_async(actions.send_patient_message)(
         acting_patient=world.patient, mailbox_id=world.billing.pk, body=body
     )
+
+
+def test_a_page_size_of_the_wrong_type_is_refused_and_not_kept_by_the_estimate_cache(world):
+    from graph import cost
+
+    api = Api.as_user(world.subscriber)
+    document = mailbox_pages(1, conversations="first: $n", messages="last: $n")
+    sent = "9" * 50_000
+    answer = api.post(document, {"m": gid("Mailbox", world.billing.pk), "n": sent})
+    assert answer["errors"][0]["extensions"]["code"] != "INTERNAL_SERVER_ERROR", answer
+    assert answer.get("data") is None
+    kept = [key for _, _, by_values in cost._ESTIMATES.values() for key in by_values]
+    assert not any(value == sent for key in kept for _, value in key)
+    # a number is kept: the next request of that size reads it
+    assert "errors" not in api.post(document, {"m": gid("Mailbox", world.billing.pk), "n": 5})
+    assert any((int, 5) in key for _, _, by_values in cost._ESTIMATES.values() for key in by_values)
