@@ -29,10 +29,11 @@ class Position:
     message_id: int
 
 
-# PostgreSQL, in one statement (docs/performance.md has the measurements behind each part):
+# PostgreSQL, in two statements (docs/performance.md has the measurements behind each part):
 # 1. each query word becomes the lexemes it is a prefix of, from core_message_search_word (one btree range per
 #    word), and those build the tsquery: GIN then intersects exact posting lists instead of building a bitmap of
-#    every row a prefix matches; a word no message has leaves no query, and nothing is scanned;
+#    every row a prefix matches; a word no message has leaves no query, and nothing is scanned. Then one
+#    statement, built for those lexemes, does the rest:
 # 2. the newest RECENT_WINDOW messages (the message_recent index, from the cursor on) are checked first: a word in
 #    more than about 2 % of messages fills a page there, where GIN would have to sort every match;
 # 3. otherwise the matches are rare: GIN finds all of them (a materialized CTE, so the planner cannot walk the
