@@ -71,6 +71,16 @@ def test_the_bitmaps_are_what_answers(world, indexed):
     assert bodies(world, "normal") == []
 
 
+def test_every_word_s_bitmaps_narrow_the_candidates(world, indexed):
+    # given the bitmaps of "lab" emptied behind the maintainer's back ("normal" keeps its own)
+    assert bodies(world, "normal lab") == [LAB]
+    blank_bitmaps("lab")
+
+    # then a search of both words finds no candidate: the words' blocks are ANDed, not ORed
+    assert bodies(world, "normal lab") == []
+    assert bodies(world, "normal") == [LAB]
+
+
 def test_a_message_sent_after_the_last_run_is_found(world, indexed, monkeypatch):
     # given a message newer than the bitmaps' high water, with words the bitmaps have
     add_message(world.conversation, "Normal lab visit tomorrow", 1)
