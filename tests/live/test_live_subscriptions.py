@@ -604,7 +604,9 @@ async def test_an_event_loads_only_the_objects_its_subscription_selects(world, a
     async def queries_for(query: str, body: str, cursor: str) -> tuple[dict, list[str]]:
         client = await connected(user=world.subscriber)
         await client.subscribe("c", query, thread(world, cursor))
-        await client.nothing_for(0.2)
+        # an event first, so that the subscription's own setup reads are over before counting (not a timed wait)
+        await staff_sends(world, f"{body}, warming up")
+        await client.event("c", "conversationEvents")
         received = {}
 
         async def deliver() -> None:
