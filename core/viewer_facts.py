@@ -6,7 +6,9 @@ from __future__ import annotations
 from django.db.models import BigIntegerField, Exists, F, Func, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
+from core import sql
 from core.models import Conversation, Mailbox, MailboxSubscription, Message, Patient, ReadState, User
+from core.prepared import Prepared
 
 
 def _count(queryset: QuerySet) -> Coalesce:
@@ -93,6 +95,13 @@ def attach_sender_patients(messages: list[Message], conversations: dict[int, Con
             cache.set_cached_value(message, rows[message.sender_patient_id])
 
 
+# The staff of a page of messages by id, built and compiled once (core.prepared): building `in_bulk`'s queryset
+# was most of this read's cost (2.3 of a search page's 3.3 ms, the query itself 0.7).
+_USERS = Prepared(
+    lambda prepared: User.objects.filter(sql.condition(f"{sql.column(User, 'id')} IN ({prepared.text('ids')})"))
+)
+
+
 def attach_people(messages: list[Message]) -> None:
     """Each message's sender and withdrawer, on messages read with their conversations but without joining
     people: patient senders as `attach_sender_patients`, staff (senders and withdrawers) in one query for the
@@ -101,7 +110,7 @@ def attach_people(messages: list[Message]) -> None:
     conversations = {m.conversation_id: Message.conversation.field.get_cached_value(m, None) for m in messages}
     attach_sender_patients(messages, {pk: c for pk, c in conversations.items() if c is not None})
     users = {pk for m in messages for pk in (m.sender_user_id, m.retracted_by_id) if pk is not None}
-    found = User.objects.in_bulk(users) if users else {}
+    found = {user.pk: user for user in _USERS.rows(texts={"ids": sql.integers(users)})} if users else {}
     sender, withdrawer = Message.sender_user.field, Message.retracted_by.field
     for message in messages:
         sender.set_cached_value(message, found.get(message.sender_user_id))
