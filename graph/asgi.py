@@ -366,13 +366,16 @@ class MailboxWSConsumer(GraphQLWSConsumer):
                 return ExecutionResult(data=None, errors=[validation_error(message)])
             context = Context(request=request)
             authenticate_request(request, context)
-            result = schema.execute_sync(
-                operation.query,
-                variable_values=operation.variables,
-                context_value=context,
-                operation_name=operation.operation_name,
-                allowed_operation_types=(StrawberryOperationType.QUERY, StrawberryOperationType.MUTATION),
-            )
+            try:
+                result = schema.execute_sync(
+                    operation.query,
+                    variable_values=operation.variables,
+                    context_value=context,
+                    operation_name=operation.operation_name,
+                    allowed_operation_types=(StrawberryOperationType.QUERY, StrawberryOperationType.MUTATION),
+                )
+            finally:
+                context.release()
             # As the HTTP view's process_result: errors raised before the operation hooks ran get their code too.
             if result.errors:
                 result.errors = [format_error(error) for error in result.errors]

@@ -221,6 +221,8 @@ class MailboxGraphQLView(GraphQLView):
             raise HTTPException(400, error.as_http_error_reason(method))
         except MissingQueryError:
             raise HTTPException(400, "Send the GraphQL document in query.")
+        finally:
+            context.release()
 
     def get_context(self, request: HttpRequest, response: HttpResponse) -> Context:
         context = Context(request=request, response=response)

@@ -450,3 +450,32 @@ async def test_a_browser_session_socket_answers_queries_until_the_session_ends(w
     answer = await v.over_ws(ME, {}, "b")
     assert answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     await client.close()
+
+
+async def test_a_query_s_rows_over_the_socket_are_freed_when_it_ends_not_by_the_collector(world):
+    # given a subscriber's socket that has answered the conversation query once
+    import gc
+
+    from core.models import Conversation, Mailbox, Patient
+
+    v = await viewer(world.subscriber)
+    variables = {"id": gid("Conversation", world.conversation.pk)}
+    await v.over_ws(CONVERSATION, variables)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        # when it is sent again
+        answer = await v.over_ws(CONVERSATION, variables, op_id="again")
+        gc.collect()
+        left = [row for row in gc.garbage if isinstance(row, (Conversation, Message, Mailbox, Patient))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    await v.ws.close()
+
+    # then the rows it loaded went when it ended (the executor and the operation's request are reference
+    # cycles: rows its context still held would be unreachable garbage here, freed only by a collection)
+    assert answer["data"]["conversation"]["patient"]["fullName"]
+    assert not left, sorted({type(row).__name__ for row in left})
