@@ -457,6 +457,7 @@ def measure_message_search(info: dict, runs: int) -> list[dict]:
     from django.db import connection
 
     from bench import queries
+    from config.gc_tuning import tune_for_serving
     from core import message_search_bits
     from core.models import Message
 
@@ -468,6 +469,7 @@ def measure_message_search(info: dict, runs: int) -> list[dict]:
         message_search_bits.refresh()
         refresh_seconds = round(time.perf_counter() - started, 1)
         print(f"[measure] 8: search bitmaps brought up to date in {refresh_seconds} s")
+    tune_for_serving()  # as config/asgi.py does in a server process
     api = InProcess(info["bench_user"])
     practice = gid("Practice", info["main_practice"])
     terms = [MESSAGE_SEARCH_TERMS[i % len(MESSAGE_SEARCH_TERMS)] for i in range(runs)]
