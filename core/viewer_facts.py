@@ -96,7 +96,7 @@ def attach_sender_patients(messages: list[Message], conversations: dict[int, Con
 
 
 # The staff of a page of messages by id, built and compiled once (core.prepared): building `in_bulk`'s queryset
-# was most of this read's cost (2.3 of a search page's 3.3 ms, the query itself 0.7).
+# each time was most of this read's CPU (a 20-message page's people: 0.68 ms with in_bulk, 0.48 ms now).
 _USERS = Prepared(
     lambda prepared: User.objects.filter(sql.condition(f"{sql.column(User, 'id')} IN ({prepared.text('ids')})"))
 )
