@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import sys
 from dataclasses import dataclass
 
@@ -181,3 +182,26 @@ def _arranging_is_not_rate_limited():
 
     with ratelimit.exempt():
         yield
+
+
+@pytest.fixture
+def cyclic_garbage():
+    """`cyclic_garbage()`: the objects the collector found unreachable since the last call (kept, not freed)."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+
+    def found() -> list:
+        gc.collect()
+        unreachable = list(gc.garbage)
+        gc.garbage.clear()
+        return unreachable
+
+    try:
+        yield found
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if enabled:
+            gc.enable()

@@ -452,27 +452,17 @@ async def test_a_browser_session_socket_answers_queries_until_the_session_ends(w
     await client.close()
 
 
-async def test_a_query_s_rows_over_the_socket_are_freed_when_it_ends_not_by_the_collector(world):
+async def test_a_query_s_rows_over_the_socket_are_freed_when_it_ends_not_by_the_collector(world, cyclic_garbage):
     # given a subscriber's socket that has answered the conversation query once
-    import gc
-
     from core.models import Conversation, Mailbox, Patient
 
     v = await viewer(world.subscriber)
     variables = {"id": gid("Conversation", world.conversation.pk)}
     await v.over_ws(CONVERSATION, variables)
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        # when it is sent again
-        answer = await v.over_ws(CONVERSATION, variables, op_id="again")
-        gc.collect()
-        left = [row for row in gc.garbage if isinstance(row, (Conversation, Message, Mailbox, Patient))]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
+    cyclic_garbage()
+    # when it is sent again
+    answer = await v.over_ws(CONVERSATION, variables, op_id="again")
+    left = [row for row in cyclic_garbage() if isinstance(row, (Conversation, Message, Mailbox, Patient))]
     await v.ws.close()
 
     # then the rows it loaded went when it ended (the executor and the operation's request are reference

@@ -82,29 +82,6 @@ def test_a_young_collection_due_soon_runs_between_events_and_the_older_generatio
         gc.set_threshold(*thresholds)
 
 
-@pytest.fixture
-def cyclic_garbage():
-    """`cyclic_garbage()`: the objects the collector found unreachable since the last call (kept, not freed)."""
-    gc.collect()
-    enabled = gc.isenabled()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-
-    def found() -> list:
-        gc.collect()
-        unreachable = list(gc.garbage)
-        gc.garbage.clear()
-        return unreachable
-
-    try:
-        yield found
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        if enabled:
-            gc.enable()
-
-
 @pytest.mark.django_db
 def test_a_request_s_rows_are_freed_when_it_ends_not_by_the_collector(world, cyclic_garbage):
     # Given a 50-conversation page with every field, requested once
