@@ -85,6 +85,31 @@ def test_claim_and_reassign_from_the_thread_header_show_live_in_a_colleague_s_li
     shot(sam, "pool-02-claimed-urgent")
 
 
+def test_a_live_change_the_header_does_not_show_does_not_swallow_a_click_on_it(open_page, world):
+    # given two subscribers in the same thread, the second one's mark-read answer in
+    actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="Is my bill right?")
+    with_password(world.subscriber, world.mailbox_admin)
+    sam = sign_in(open_page(), world.subscriber.username)
+    mia = sign_in(open_page(), world.mailbox_admin.username)
+    open_billing_thread(sam)
+    open_billing_thread(mia)
+    expect(mia.locator(".conversation.selected .badge")).to_have_count(0)
+
+    # when she presses the header's ⋮ and, before she lets go, a colleague's note arrives live (the header's
+    # assignee, priority and waiting time stay as they were)
+    options = mia.get_by_role("button", name="Conversation options").bounding_box()
+    mia.mouse.move(options["x"] + options["width"] / 2, options["y"] + options["height"] / 2)
+    mia.mouse.down()
+    sam.get_by_role("radio", name="Internal note").click()
+    sam.get_by_role("textbox", name="Internal note").fill("Ledger checked.")
+    sam.get_by_role("button", name="Add note").click()
+    expect(mia.locator(".msg-note")).to_contain_text("Ledger checked.", timeout=LIVE_TIMEOUT)
+    mia.mouse.up()
+
+    # then her click opened the menu (a header rebuilt between press and release would have taken the click away)
+    expect(mia.get_by_role("menuitem", name="Assign to…")).to_be_visible()
+
+
 def test_an_internal_note_is_marked_for_staff_and_never_reaches_the_patient_s_portal(open_page, world):
     # given a thread with one staff answer, the patient's portal open on it, and a colleague in the thread
     actions.send_patient_message(acting_patient=world.patient, mailbox_id=world.billing.pk, body="Can I pay later?")

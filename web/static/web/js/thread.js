@@ -176,10 +176,23 @@ export function mountThread({ container, load, send, header, perspective = "staf
   }
 
   let headTimer = null;
+  // A button of the header being pressed: rebuilt between the press and its release (a live event or a mark-read
+  // answer lands then), its click would go to neither the old button nor the new one.
+  let pressed = false;
+  head.addEventListener("pointerdown", () => {
+    pressed = true;
+    const done = new AbortController();
+    const release = () => {
+      pressed = false;
+      done.abort();
+    };
+    document.addEventListener("pointerup", release, { capture: true, signal: done.signal });
+    document.addEventListener("pointercancel", release, { capture: true, signal: done.signal });
+  });
   function renderHead() {
-    // Never under an open menu (the thread's ⋮): a live change waits until the person is done with it.
+    // Never under an open menu (the thread's ⋮) or a press: a live change waits until the person is done with it.
     clearTimeout(headTimer);
-    if (head.querySelector(".menu:not([hidden])")) {
+    if (pressed || head.querySelector(".menu:not([hidden])")) {
       headTimer = setTimeout(renderHead, 300);
       return;
     }
