@@ -3,6 +3,7 @@ failures recorded with who asked for what; append-only down to the database."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 
 import pytest
@@ -321,3 +322,70 @@ def test_many_audit_rows_at_once_are_all_written_with_their_ids(world):
     assert all(not row._state.adding for row in rows)
     stored = dict(AuditEvent.objects.filter(operation="test.many").values_list("pk", "created_at"))
     assert all(row.created_at == stored[row.pk] for row in rows)  # the instances say what was written
+
+
+def test_what_a_trail_names_cannot_be_deleted(world):
+    # given a read of a patient's conversation, recorded with the practice, the reader and the patient
+    from django.db.models import ProtectedError
+
+    Api.as_user(world.subscriber).data(
+        "query($id: ID!) { conversation(id: $id) { id } }", {"id": gid("Conversation", world.conversation.pk)}
+    )
+    event = AuditEvent.objects.get()
+
+    # when the reader's account or the practice is deleted, then Django refuses, and the trail keeps its row
+    for row in (world.subscriber, world.practice):
+        with pytest.raises(ProtectedError) as refused:
+            row.delete()
+        assert event in refused.value.protected_objects
+    assert AuditEvent.objects.get().actor_user_id == world.subscriber.pk
+    # and so for a patient the trail names and nothing else does
+    from core import audit
+    from core.models import AuditAction, Patient
+
+    patient = Patient.objects.create(
+        practice=world.practice, account_number="N-99", first_name="A", last_name="B", date_of_birth=dt.date(1990, 1, 1)
+    )
+    audit.record(operation="test.read", action=AuditAction.READ, practice=world.practice, patient=patient)
+    with pytest.raises(ProtectedError):
+        patient.delete()
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_audited_read_does_not_wait_behind_a_lock_on_the_rows_its_trail_names(world):
+    import time
+
+    import psycopg
+
+    # given another session holding the practice, the reader's account and the patient FOR UPDATE (a change in
+    # progress, as the portal's notification setting locks its patient)
+    api = Api.as_user(world.subscriber)
+    db = connection.settings_dict
+    with psycopg.connect(dbname=db["NAME"], host=db["HOST"], port=db["PORT"], user=db["USER"]) as other:
+        other.execute("SELECT 1 FROM core_practice WHERE id = %s FOR UPDATE", [world.practice.pk])
+        other.execute("SELECT 1 FROM core_user WHERE id = %s FOR UPDATE", [world.subscriber.pk])
+        other.execute("SELECT 1 FROM core_patient WHERE id = %s FOR UPDATE", [world.patient.pk])
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        try:
+            # when the subscriber reads the patient's conversation
+            started = time.monotonic()
+            answer = api.post(
+                "query($id: ID!) { conversation(id: $id) { id } }", {"id": gid("Conversation", world.conversation.pk)}
+            )
+            waited = time.monotonic() - started
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+
+    # then it is answered without waiting for that session (a key-share check of the trail's references would
+    # have waited for it, here until the lock timeout), and its row is in the trail
+    assert "errors" not in answer, answer
+    assert waited < 2, waited
+    [event] = AuditEvent.objects.filter(operation="conversation")
+    assert (event.practice_id, event.actor_user_id, event.patient_id) == (
+        world.practice.pk,
+        world.subscriber.pk,
+        world.patient.pk,
+    )
