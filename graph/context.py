@@ -9,9 +9,10 @@ from typing import Any
 import strawberry
 from django.http import HttpRequest
 
-from core.errors import DomainError, ErrorCode, not_signed_in
+from core.errors import DomainError
 from core.models import Patient, User
 from graph.paths import Paths
+from permissions import require_patient_caller, require_staff_caller
 
 
 @dataclass
@@ -27,22 +28,10 @@ class Context:
     paths: Paths = field(default_factory=Paths)
 
     def require_user(self) -> User:
-        if self.user is not None:
-            return self.user
-        if self.auth_error is not None:
-            raise self.auth_error
-        if self.patient is not None:
-            raise DomainError(ErrorCode.FORBIDDEN, "This operation is for practice staff; patients use the portal.")
-        raise not_signed_in()
+        return require_staff_caller(self.user, self.patient, self.auth_error)
 
     def require_patient(self) -> Patient:
-        if self.patient is not None:
-            return self.patient
-        if self.auth_error is not None:
-            raise self.auth_error
-        if self.user is not None:
-            raise DomainError(ErrorCode.FORBIDDEN, "This operation is for patients (portal tokens).")
-        raise not_signed_in()
+        return require_patient_caller(self.user, self.patient, self.auth_error)
 
     def release(self) -> None:
         """Lets go of the rows the request loaded, once its answer is built. The executor and Django's request
