@@ -425,8 +425,9 @@ class AuditEvent(models.Model):
 
     # Every read writes one of these rows, so its references are checked by Django, not by the database: PROTECT
     # still refuses, in the ORM, to delete what a trail names, but a read's commit takes no key-share lock on
-    # the practice, the account and the patient (four deferred checks, ~0.5 ms, and a lock that waits behind
-    # any FOR UPDATE of those rows). The practice and patient are found through the two indexes below.
+    # the practice, the account and the patient (four deferred checks, each a lock that waits behind any FOR
+    # UPDATE of those rows). The practice and patient are found through `audit_by_practice` and
+    # `audit_by_patient`. Measured on a search page: the audit INSERT 3.3 -> 2.3 ms (migration 0018).
     practice = models.ForeignKey(
         Practice, null=True, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
     )
