@@ -97,23 +97,21 @@ def require_authenticated(user: User | None) -> User:
 def require_staff_caller(user: User | None, patient: Patient | None, refused: DomainError | None = None) -> User:
     """A staff operation's caller: the signed-in user. A refused credential answers its own error (`refused`); a
     patient is told the operation is for staff, nobody at all that they must sign in."""
-    if user is not None:
-        return user
-    if refused is not None:
-        raise refused
-    if patient is not None:
-        raise DomainError(ErrorCode.FORBIDDEN, "This operation is for practice staff; patients use the portal.")
-    raise not_signed_in()
+    return _caller(user, patient, refused, "This operation is for practice staff; patients use the portal.")
 
 
 def require_patient_caller(user: User | None, patient: Patient | None, refused: DomainError | None = None) -> Patient:
     """A portal operation's caller: the patient of a portal token (`require_staff_caller`'s other side)."""
-    if patient is not None:
-        return patient
+    return _caller(patient, user, refused, "This operation is for patients (portal tokens).")
+
+
+def _caller(wanted, other, refused: DomainError | None, for_others: str):
+    if wanted is not None:
+        return wanted
     if refused is not None:
         raise refused
-    if user is not None:
-        raise DomainError(ErrorCode.FORBIDDEN, "This operation is for patients (portal tokens).")
+    if other is not None:
+        raise DomainError(ErrorCode.FORBIDDEN, for_others)
     raise not_signed_in()
 
 
