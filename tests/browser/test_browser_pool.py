@@ -4,6 +4,8 @@ quick replies managed under Config and inserted from the composer."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from playwright.sync_api import expect
 
@@ -15,6 +17,16 @@ from tests.browser.test_browser_workbench import LIVE_TIMEOUT, portal_sign_in, s
 # The browser marker, transactional database and Chromium check, and the fixtures (one browser per module).
 pytestmark = workbench.pytestmark
 server_url, browser, open_page = workbench.server_url, workbench.browser, workbench.open_page
+
+
+def box_of(locator) -> dict:
+    """Where an element is on the page; a header being rebuilt by a live change has none for a moment (its button
+    detached): asked again until it has one."""
+    deadline = time.monotonic() + 10
+    while (box := locator.bounding_box()) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert box is not None, f"{locator} never had a place on the page"
+    return box
 
 
 def open_billing_thread(page, patient_name: str = "María García"):
@@ -97,7 +109,7 @@ def test_a_live_change_the_header_does_not_show_does_not_swallow_a_click_on_it(o
 
     # when she presses the header's ⋮ and, before she lets go, a colleague's note arrives live (the header's
     # assignee, priority and waiting time stay as they were)
-    options = mia.get_by_role("button", name="Conversation options").bounding_box()
+    options = box_of(mia.get_by_role("button", name="Conversation options"))
     mia.mouse.move(options["x"] + options["width"] / 2, options["y"] + options["height"] / 2)
     mia.mouse.down()
     sam.get_by_role("radio", name="Internal note").click()
