@@ -238,3 +238,41 @@ def test_graphiql_is_served_only_in_debug(db, settings):
     page = client.get("/graphql", headers={"Accept": "text/html"})
     assert page.status_code == 200
     assert b"graphiql" in page.content.lower()
+
+
+def test_each_caller_of_the_wrong_kind_is_told_what_the_operation_is_for(world):
+    # given a staff token, a portal token, a revoked token and no token at all
+    from django.utils import timezone
+
+    from core.models import ApiToken
+    from core.tokens import INVALID_TOKEN_MESSAGE, issue_token
+
+    revoked = issue_token(user=world.subscriber)
+    ApiToken.objects.filter(user=world.subscriber).update(revoked_at=timezone.now())
+    callers = {
+        "staff": Api.as_user(world.owner),
+        "patient": Api.as_patient(world.patient),
+        "revoked": Api(revoked),
+        "nobody": Api(),
+    }
+    staff_only = ("query($p: ID!) { mailboxes(practiceId: $p) { id } }", {"p": gid("Practice", world.practice.pk)})
+    portal_only = ("query { portalConversations { id } }", {})
+
+    def refusal(who: str, operation: tuple) -> tuple | None:
+        errors = callers[who].post(*operation).get("errors")
+        return (errors[0]["extensions"]["code"], errors[0]["message"]) if errors else None
+
+    signed_out = ("UNAUTHENTICATED", "Sign in or send 'Authorization: Bearer <token>'.")
+    # then a staff operation answers staff, tells a patient it is for staff, and a refused token its own refusal
+    assert refusal("staff", staff_only) is None
+    assert refusal("patient", staff_only) == (
+        "FORBIDDEN",
+        "This operation is for practice staff; patients use the portal.",
+    )
+    assert refusal("revoked", staff_only) == ("UNAUTHENTICATED", INVALID_TOKEN_MESSAGE)
+    assert refusal("nobody", staff_only) == signed_out
+    # and a portal operation the other way round
+    assert refusal("patient", portal_only) is None
+    assert refusal("staff", portal_only) == ("FORBIDDEN", "This operation is for patients (portal tokens).")
+    assert refusal("revoked", portal_only) == ("UNAUTHENTICATED", INVALID_TOKEN_MESSAGE)
+    assert refusal("nobody", portal_only) == signed_out
