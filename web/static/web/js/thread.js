@@ -188,6 +188,7 @@ export function mountThread({ container, load, send, header, perspective = "staf
     };
     document.addEventListener("pointerup", release, { capture: true, signal: done.signal });
     document.addEventListener("pointercancel", release, { capture: true, signal: done.signal });
+    window.addEventListener("blur", release, { signal: done.signal }); // released outside the window
   });
   function renderHead() {
     // Never under an open menu (the thread's ⋮) or a press: a live change waits until the person is done with it.
